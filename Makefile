@@ -1,0 +1,69 @@
+# campuspay developer / CI entry points.
+#
+#   make services   install/start PostgreSQL + RabbitMQ (scripts/ensure-services.sh)
+#   make build      build the campuspay binary (dev profile, shares cache with tests)
+#   make db         create the database, run migrations, declare the AMQP topology
+#   make demo       services + build + db, then run the demo
+#   make test       services, then fmt --check, clippy -D warnings, all tests
+#
+# Tests create their own databases and vhosts, so `test` does not need `db`.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+CARGO ?= cargo
+TEST_THREADS ?= 4
+BIN := ./target/debug/campuspay
+
+# rustup installs into ~/.cargo/bin, which is not always on PATH (appended, so
+# a cargo already on PATH wins).
+export PATH := $(PATH):$(HOME)/.cargo/bin
+
+# Connection defaults; values from the environment win.
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/campuspay
+AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
+RABBITMQ_MANAGEMENT_URL ?= http://guest:guest@127.0.0.1:15672
+export DATABASE_URL AMQP_URL RABBITMQ_MANAGEMENT_URL
+
+export RUST_BACKTRACE = 1
+
+.PHONY: all services build db demo test fmt clippy clean
+
+all: build
+
+services:
+	./scripts/ensure-services.sh
+
+build:
+	$(CARGO) build --bin campuspay
+
+# Creates the database named in DATABASE_URL (via the "postgres" maintenance
+# database on the same server) if it does not exist yet.
+db: services build
+	@base="$${DATABASE_URL%%\?*}"; name="$${base##*/}"; admin="$${base%/*}/postgres"; \
+	if [[ "$$(psql -w "$$admin" -tAc "select 1 from pg_database where datname = '$$name'")" != 1 ]]; then \
+	    echo "[db] creating database $$name"; \
+	    psql -w "$$admin" -q -c "create database \"$$name\""; \
+	else \
+	    echo "[db] database $$name exists"; \
+	fi
+	$(BIN) migrate
+	$(BIN) topology
+
+demo: services build db
+	$(BIN) demo
+
+test: services
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
+
+fmt:
+	$(CARGO) fmt
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,10 @@
+DROP TABLE postings;
+DROP TABLE journal_entries;
+DROP TABLE transactions;
+DROP TABLE fee_rules;
+DROP TABLE payment_codes;
+DROP TABLE terminals;
+DROP TABLE merchants;
+DROP TABLE cards;
+DROP TABLE cardholders;
+DROP TABLE accounts;

@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# Make sure PostgreSQL and RabbitMQ (with the management and consistent-hash
+# exchange plugins, all feature flags enabled) are installed and running on a
+# Debian machine without systemd, then wait until both accept connections.
+#
+# Fast path: when everything is already up this only does a handful of local
+# TCP/HTTP probes (well under a second).  It never overwrites a system
+# config; the only config change it may make is prepending a trust line for
+# user "postgres" from 127.0.0.1 to pg_hba.conf, and only if TCP login as
+# postgres currently fails with an authentication error.
+set -euo pipefail
+
+# Debian puts the RabbitMQ tools in /usr/sbin, which is not always on PATH.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+RMQ_HOST=127.0.0.1
+RMQ_PORT=5672
+RMQ_MGMT_PORT=15672
+RMQ_MGMT_USER=guest
+RMQ_MGMT_PASS=guest
+RMQ_PLUGINS=(rabbitmq_management rabbitmq_consistent_hash_exchange)
+
+log() { printf '[setup] %s\n' "$*"; }
+warn() { printf '[setup] WARNING: %s\n' "$*" >&2; }
+die() {
+    printf '[setup] ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+is_root() { [[ "$(id -u)" -eq 0 ]]; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# Commands a non-root user has to run (printed before exiting).
+NEED_ROOT_CMDS=()
+need_root() {
+    NEED_ROOT_CMDS+=("$@")
+}
+bail_if_need_root() {
+    if ((${#NEED_ROOT_CMDS[@]})); then
+        printf '[setup] ERROR: %s\n' "$1" >&2
+        printf '[setup] Not running as root; please run these commands (as root / with sudo) and retry:\n' >&2
+        local c
+        for c in "${NEED_ROOT_CMDS[@]}"; do
+            printf '    %s\n' "$c" >&2
+        done
+        exit 1
+    fi
+}
+
+APT_UPDATED=0
+PG_INSTALL_QUEUED=0
+apt_install() {
+    if ((APT_UPDATED == 0)); then
+        log "apt-get update"
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# tcp_open HOST PORT: true if something accepts TCP connections there.
+tcp_open() {
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" >/dev/null 2>&1
+}
+
+# mgmt_get PATH: print the body of a management API GET (fails on non-2xx).
+# Uses curl when available, otherwise plain HTTP/1.0 over bash's /dev/tcp.
+mgmt_get() {
+    local path=$1
+    if have curl; then
+        curl -sf --max-time 5 -u "$RMQ_MGMT_USER:$RMQ_MGMT_PASS" \
+            "http://$RMQ_HOST:$RMQ_MGMT_PORT$path"
+        return
+    fi
+    local auth resp
+    auth=$(printf '%s:%s' "$RMQ_MGMT_USER" "$RMQ_MGMT_PASS" | base64 -w0)
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    resp=$(timeout 5 bash -c '
+        exec 3<>"/dev/tcp/$1/$2" || exit 1
+        printf "GET %s HTTP/1.0\r\nHost: %s:%s\r\nAuthorization: Basic %s\r\nAccept: application/json\r\n\r\n" \
+            "$3" "$1" "$2" "$4" >&3
+        cat <&3' _ "$RMQ_HOST" "$RMQ_MGMT_PORT" "$path" "$auth" 2>/dev/null) || return 1
+    [[ "${resp%%$'\r'*}" =~ ^HTTP/1\.[01]\ 2[0-9][0-9] ]] || return 1
+    printf '%s' "${resp#*$'\r\n\r\n'}"
+}
+
+# wait_until SECONDS DESCRIPTION CMD...: poll CMD every 0.5 s.
+wait_until() {
+    local secs=$1 what=$2
+    shift 2
+    local deadline=$((SECONDS + secs))
+    until "$@"; do
+        if ((SECONDS >= deadline)); then
+            return 1
+        fi
+        sleep 0.5
+    done
+    log "$what: ready"
+}
+
+# Same, silent (used for the final sanity check).
+still_up() {
+    local secs=$1
+    shift
+    local deadline=$((SECONDS + secs))
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.5
+    done
+}
+
+###############################################################################
+# PostgreSQL
+###############################################################################
+
+pg_ready() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT" >/dev/null 2>&1; }
+
+pg_version() {
+    # Highest installed major version with a config dir.
+    local v
+    # shellcheck disable=SC2012 # version dirs are plain names
+    v=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1 || true)
+    printf '%s' "$v"
+}
+
+pg_installed() {
+    have pg_ctlcluster && [[ -n "$(pg_version)" ]]
+}
+
+ensure_libpq_dev() {
+    if [[ -f /usr/include/postgresql/libpq-fe.h ]] || ((PG_INSTALL_QUEUED)); then
+        return
+    fi
+    if is_root; then
+        apt_install libpq-dev
+    else
+        need_root "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y libpq-dev"
+    fi
+}
+
+ensure_postgres_running() {
+    if have pg_isready && pg_ready; then
+        log "postgresql: already accepting connections on $PG_HOST:$PG_PORT"
+        return
+    fi
+
+    if ! pg_installed; then
+        if is_root; then
+            apt_install postgresql postgresql-contrib libpq-dev
+        else
+            need_root "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql postgresql-contrib libpq-dev"
+            PG_INSTALL_QUEUED=1
+            need_root "pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql | head -1) main start"
+            return
+        fi
+    fi
+
+    local ver
+    ver=$(pg_version)
+    [[ -n "$ver" ]] || die "postgresql: no cluster version found under /etc/postgresql"
+    if ! is_root; then
+        need_root "pg_ctlcluster --skip-systemctl-redirect $ver main start"
+        return
+    fi
+    if [[ ! -d "/etc/postgresql/$ver/main" ]]; then
+        log "postgresql: creating cluster $ver/main"
+        pg_createcluster "$ver" main >/dev/null
+    fi
+    log "postgresql: starting cluster $ver/main"
+    # "start" fails if the cluster is already running (e.g. on another port);
+    # the readiness wait below is the real check.
+    pg_ctlcluster --skip-systemctl-redirect "$ver" main start ||
+        warn "pg_ctlcluster start returned non-zero; waiting anyway"
+    wait_until 30 "postgresql" pg_ready ||
+        die "postgresql did not accept connections on $PG_HOST:$PG_PORT within 30 s (see /var/log/postgresql/)"
+}
+
+ensure_postgres_trust() {
+    local out
+    if out=$(psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -tAc 'select 1' 2>&1); then
+        return
+    fi
+    if ! grep -qiE 'authentication failed|no password supplied|no pg_hba.conf entry|password' <<<"$out"; then
+        die "postgresql: cannot connect as postgres over TCP: $out"
+    fi
+    if ! is_root; then
+        need_root "sed -i '1i host all postgres 127.0.0.1/32 trust' \"\$(su postgres -c \"psql -tAc 'show hba_file'\")\""
+        need_root "su postgres -c \"psql -tAc 'select pg_reload_conf()'\""
+        bail_if_need_root "postgresql: TCP login as postgres@127.0.0.1 needs trust auth ($out)"
+    fi
+    local hba
+    hba=$(su postgres -c "psql -tAc 'show hba_file'" | tr -d '[:space:]')
+    [[ -f "$hba" ]] || die "postgresql: could not locate pg_hba.conf (got '$hba')"
+    log "postgresql: enabling trust auth for postgres@127.0.0.1 in $hba"
+    cp -p "$hba" "$hba.campuspay.bak"
+    sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+    su postgres -c "psql -tAc 'select pg_reload_conf()'" >/dev/null
+    sleep 0.5
+    out=$(psql -w -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -tAc 'select 1' 2>&1) ||
+        die "postgresql: still cannot log in as postgres after enabling trust: $out"
+}
+
+###############################################################################
+# RabbitMQ
+###############################################################################
+
+rmq_ready() { tcp_open "$RMQ_HOST" "$RMQ_PORT"; }
+
+rmq_node_ok() {
+    # Full application startup, not just the port; fall back to the port probe
+    # when rabbitmqctl is unusable (e.g. cookie not readable).
+    if have rabbitmq-diagnostics; then
+        rabbitmq-diagnostics -q check_running >/dev/null 2>&1 && rmq_ready
+    else
+        rmq_ready
+    fi
+}
+
+ensure_rabbitmq_running() {
+    if rmq_ready; then
+        log "rabbitmq: already accepting connections on $RMQ_HOST:$RMQ_PORT"
+        return
+    fi
+
+    if ! have rabbitmq-server; then
+        if is_root; then
+            apt_install rabbitmq-server
+        else
+            need_root "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server"
+            need_root "rabbitmq-server -detached"
+            return
+        fi
+    fi
+    if ! is_root; then
+        need_root "rabbitmq-server -detached"
+        return
+    fi
+
+    # apt's postinst may have launched it already (it usually can't without
+    # systemd, but check before starting a second node).
+    if ! rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
+        log "rabbitmq: starting (rabbitmq-server -detached)"
+        rabbitmq-server -detached
+    fi
+    wait_until 60 "rabbitmq" rmq_node_ok ||
+        die "rabbitmq did not come up on $RMQ_HOST:$RMQ_PORT within 60 s (see /var/log/rabbitmq/)"
+}
+
+mgmt_overview_ok() { mgmt_get /api/overview >/dev/null 2>&1; }
+
+ensure_rabbitmq_plugins() {
+    local overview
+    # The overview lists the available exchange types: if the management API
+    # answers and knows x-consistent-hash, both plugins are enabled.
+    if overview=$(mgmt_get /api/overview 2>/dev/null) &&
+        [[ "$overview" == *'"x-consistent-hash"'* ]]; then
+        log "rabbitmq: plugins ${RMQ_PLUGINS[*]} enabled"
+        return
+    fi
+
+    local enabled missing=() p
+    if ! enabled=$(rabbitmq-plugins list -e -m -q 2>/dev/null); then
+        if ! is_root; then
+            need_root "rabbitmq-plugins enable ${RMQ_PLUGINS[*]}"
+            bail_if_need_root "rabbitmq: cannot query/enable plugins as $(id -un)"
+        fi
+        die "rabbitmq: 'rabbitmq-plugins list' failed"
+    fi
+    for p in "${RMQ_PLUGINS[@]}"; do
+        grep -qx "$p" <<<"$enabled" || missing+=("$p")
+    done
+    if ((${#missing[@]})); then
+        if ! is_root; then
+            need_root "rabbitmq-plugins enable ${missing[*]}"
+            bail_if_need_root "rabbitmq: plugins not enabled: ${missing[*]}"
+        fi
+        log "rabbitmq: enabling plugins ${missing[*]}"
+        rabbitmq-plugins enable -q "${missing[@]}" >/dev/null
+    fi
+
+    if ! have curl && is_root; then
+        apt_install curl || warn "could not install curl; using the /dev/tcp fallback"
+    fi
+    wait_until 60 "rabbitmq management API" mgmt_overview_ok ||
+        die "rabbitmq management API on $RMQ_HOST:$RMQ_MGMT_PORT did not answer within 60 s"
+    overview=$(mgmt_get /api/overview)
+    [[ "$overview" == *'"x-consistent-hash"'* ]] ||
+        die "rabbitmq: x-consistent-hash exchange type not available after enabling rabbitmq_consistent_hash_exchange"
+}
+
+ensure_rabbitmq_feature_flags() {
+    local flags
+    if flags=$(mgmt_get /api/feature-flags 2>/dev/null) &&
+        [[ "$flags" == \[* && "$flags" != *'"state":"disabled"'* ]]; then
+        log "rabbitmq: all feature flags enabled"
+        return
+    fi
+    log "rabbitmq: enabling all feature flags"
+    rabbitmqctl -q enable_feature_flag all >/dev/null 2>&1 ||
+        warn "'rabbitmqctl enable_feature_flag all' failed; quorum queues with at-least-once dead-lettering need stream_queue"
+}
+
+###############################################################################
+
+main() {
+    ensure_postgres_running
+    ensure_libpq_dev
+    ensure_rabbitmq_running
+    bail_if_need_root "required services are not installed/running"
+
+    ensure_postgres_trust
+    ensure_rabbitmq_plugins
+    ensure_rabbitmq_feature_flags
+
+    still_up 30 pg_ready || die "postgresql stopped accepting connections"
+    still_up 30 rmq_ready || die "rabbitmq stopped accepting connections"
+    log "services ready (postgres $PG_HOST:$PG_PORT, amqp $RMQ_HOST:$RMQ_PORT, management http://$RMQ_HOST:$RMQ_MGMT_PORT)"
+}
+
+main "$@"

@@ -1,0 +1,3 @@
+//! Operating the system: the RabbitMQ management API (vhosts, definitions, queues).
+
+pub mod management;

@@ -1,0 +1,246 @@
+//! The consumer loop that feeds a stage: take what has arrived (natural batching, never a
+//! timer), hand the batch to the stage, publish its output with confirms, and only then ack.
+//! Reconnects with back-off when the connection or channel dies; unacked deliveries are then
+//! redelivered by the broker and absorbed by the stages' idempotency.
+
+use super::connection::{connect, Backoff};
+use super::publisher::{Outgoing, Publisher};
+use super::topology::DEAD;
+use super::BrokerError;
+use futures_util::future::LocalBoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A delivery as a stage sees it: no lapin types.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub exchange: String,
+    pub routing_key: String,
+    /// The `authorization` header, when it is a string.
+    pub authorization: Option<String>,
+    pub body: Vec<u8>,
+    pub redelivered: bool,
+}
+
+/// What to do with one input delivery once the stage's output is confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    Ack,
+    /// Publish the original body to `pay.dead` with the reason in a header, then ack.
+    DeadLetter {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct HandlerOutput {
+    pub publish: Vec<Outgoing>,
+    /// One per input, in input order.
+    pub dispositions: Vec<Disposition>,
+}
+
+/// A batch could not be handled now (database down, …): retry it.
+#[derive(Debug, Clone)]
+pub struct Retry(pub String);
+
+pub type Handler =
+    Box<dyn Fn(Vec<Incoming>) -> LocalBoxFuture<'static, Result<HandlerOutput, Retry>>>;
+
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    pub amqp_url: String,
+    pub queue: String,
+    pub stage: &'static str,
+    pub prefetch: u16,
+    pub confirm_timeout: Duration,
+}
+
+/// In-place retries of a failing batch before it is handed back to the broker (each hand-back
+/// counts toward the queue's delivery limit, so transient outages are absorbed here).
+const IN_PLACE_RETRIES: u32 = 8;
+
+/// Runs until `shutdown` becomes true. Never returns an error: it reconnects instead.
+pub async fn run(spec: ConsumerSpec, handler: Handler, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = Backoff::new();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match session(&spec, &handler, &mut shutdown, &mut backoff).await {
+            Ok(()) => {
+                log::info!("{} consumer on {} stopped", spec.stage, spec.queue);
+                return;
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                log::warn!(
+                    "{} consumer on {}: {e}; reconnecting in {delay:?}",
+                    spec.stage,
+                    spec.queue
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+fn incoming(d: &Delivery) -> Incoming {
+    let authorization = d
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("authorization"))
+        .and_then(|v| match v {
+            AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+            AMQPValue::ShortString(s) => Some(s.to_string()),
+            _ => None,
+        });
+    Incoming {
+        exchange: d.exchange.to_string(),
+        routing_key: d.routing_key.to_string(),
+        authorization,
+        body: d.data.clone(),
+        redelivered: d.redelivered,
+    }
+}
+
+async fn session(
+    spec: &ConsumerSpec,
+    handler: &Handler,
+    shutdown: &mut watch::Receiver<bool>,
+    backoff: &mut Backoff,
+) -> Result<(), BrokerError> {
+    let conn = connect(
+        &spec.amqp_url,
+        &format!("campuspay {} {}", spec.stage, spec.queue),
+    )
+    .await?;
+    let channel = conn.create_channel().await?;
+    channel
+        .basic_qos(spec.prefetch, BasicQosOptions::default())
+        .await?;
+    let publisher = Publisher::new(&conn, spec.confirm_timeout).await?;
+    let tag = format!("{}-{}", spec.stage, uuid::Uuid::new_v4().simple());
+    let mut consumer = channel
+        .basic_consume(
+            spec.queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    log::info!(
+        "{} consuming {} (prefetch {})",
+        spec.stage,
+        spec.queue,
+        spec.prefetch
+    );
+    backoff.reset();
+    loop {
+        let first = tokio::select! {
+            d = consumer.next() => d,
+            _ = shutdown.changed() => {
+                // Stop taking new work; everything taken so far has been settled.
+                let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                let _ = conn.close(200, "shutdown".into()).await;
+                return Ok(());
+            }
+        };
+        let mut batch = match first {
+            Some(Ok(d)) => vec![d],
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(BrokerError::ConsumerClosed),
+        };
+        // Natural batching: whatever is already buffered, up to the prefetch.
+        while batch.len() < usize::from(spec.prefetch) {
+            match consumer.next().now_or_never() {
+                Some(Some(Ok(d))) => batch.push(d),
+                Some(Some(Err(e))) => return Err(e.into()),
+                Some(None) | None => break,
+            }
+        }
+        settle_batch(spec, handler, &publisher, batch).await?;
+    }
+}
+
+/// Handles one batch to the end: every delivery is acked, dead-lettered or handed back.
+async fn settle_batch(
+    spec: &ConsumerSpec,
+    handler: &Handler,
+    publisher: &Publisher,
+    batch: Vec<Delivery>,
+) -> Result<(), BrokerError> {
+    let inputs: Vec<Incoming> = batch.iter().map(incoming).collect();
+    let mut retry_backoff = Backoff::new();
+    let mut attempt = 0;
+    let output = loop {
+        attempt += 1;
+        let failure = match handler(inputs.clone()).await {
+            Ok(out) => match publisher.publish_all(&out.publish).await {
+                Ok(()) => break out,
+                Err(e) => e.to_string(),
+            },
+            Err(Retry(why)) => why,
+        };
+        if attempt > IN_PLACE_RETRIES {
+            log::error!(
+                "{}: batch of {} failed {attempt} times ({failure}); handing it back to the broker",
+                spec.stage,
+                batch.len()
+            );
+            for d in &batch {
+                d.acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await?;
+            }
+            return Ok(());
+        }
+        let delay = retry_backoff.next_delay();
+        log::warn!(
+            "{}: batch of {} failed ({failure}); retry in {delay:?}",
+            spec.stage,
+            batch.len()
+        );
+        tokio::time::sleep(delay).await;
+    };
+    debug_assert_eq!(output.dispositions.len(), batch.len());
+    for (i, d) in batch.iter().enumerate() {
+        match output.dispositions.get(i).unwrap_or(&Disposition::Ack) {
+            Disposition::Ack => {}
+            Disposition::DeadLetter { reason } => {
+                log::warn!(
+                    "{}: dead-lettering a message from {} ({reason})",
+                    spec.stage,
+                    inputs[i].routing_key
+                );
+                let msg = Outgoing {
+                    exchange: DEAD.into(),
+                    routing_key: spec.stage.into(),
+                    body: inputs[i].body.clone(),
+                    content_type: "application/octet-stream",
+                    headers: vec![],
+                }
+                .with_header("x-campuspay-stage", spec.stage)
+                .with_header("x-campuspay-reason", reason)
+                .with_header("x-campuspay-queue", &spec.queue)
+                .with_header("x-original-exchange", &inputs[i].exchange)
+                .with_header("x-original-routing-key", &inputs[i].routing_key);
+                publisher.publish(msg).await?;
+            }
+        }
+        d.acker.ack(BasicAckOptions::default()).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! Publishing with confirms: every message is persistent and `mandatory`, and only a plain
+//! broker ack counts as success. A return (unroutable), a nack or a timeout is a failure.
+
+use super::BrokerError;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub exchange: String,
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub content_type: &'static str,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Outgoing {
+    pub fn json(exchange: &str, routing_key: String, body: Vec<u8>) -> Outgoing {
+        Outgoing {
+            exchange: exchange.into(),
+            routing_key,
+            body,
+            content_type: "application/json",
+            headers: Vec::new(),
+        }
+    }
+    pub fn binary(exchange: &str, routing_key: String, body: Vec<u8>) -> Outgoing {
+        Outgoing {
+            exchange: exchange.into(),
+            routing_key,
+            body,
+            content_type: "application/x-campuspay-batch",
+            headers: Vec::new(),
+        }
+    }
+    pub fn with_header(mut self, k: &str, v: &str) -> Outgoing {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+    timeout: Duration,
+}
+
+impl Publisher {
+    pub async fn new(conn: &Connection, timeout: Duration) -> Result<Publisher, BrokerError> {
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Publisher { channel, timeout })
+    }
+
+    /// Publishes all messages, then waits for every confirm. Returns the first failure.
+    pub async fn publish_all(&self, messages: &[Outgoing]) -> Result<(), BrokerError> {
+        let mut pending = Vec::with_capacity(messages.len());
+        for m in messages {
+            let mut headers = FieldTable::default();
+            for (k, v) in &m.headers {
+                headers.insert(k.as_str().into(), AMQPValue::LongString(v.as_str().into()));
+            }
+            let props = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type(m.content_type.into())
+                .with_headers(headers);
+            let confirm = self
+                .channel
+                .basic_publish(
+                    m.exchange.as_str().into(),
+                    m.routing_key.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &m.body,
+                    props,
+                )
+                .await?;
+            pending.push((m, confirm));
+        }
+        let mut first_err = None;
+        for (m, confirm) in pending {
+            let res = match tokio::time::timeout(self.timeout, confirm).await {
+                Err(_) => Err(BrokerError::ConfirmTimeout(self.timeout)),
+                Ok(Err(e)) => Err(BrokerError::Amqp(e)),
+                Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+                Ok(Ok(Confirmation::Ack(Some(ret)))) => Err(BrokerError::Returned {
+                    exchange: m.exchange.clone(),
+                    routing_key: m.routing_key.clone(),
+                    reply: ret.reply_text.to_string(),
+                }),
+                Ok(Ok(Confirmation::Nack(_))) => Err(BrokerError::Nacked {
+                    exchange: m.exchange.clone(),
+                    routing_key: m.routing_key.clone(),
+                }),
+                Ok(Ok(Confirmation::NotRequested)) => Err(BrokerError::NotConfirmed),
+            };
+            if let Err(e) = res {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    pub async fn publish(&self, message: Outgoing) -> Result<(), BrokerError> {
+        self.publish_all(std::slice::from_ref(&message)).await
+    }
+
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+}

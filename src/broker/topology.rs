@@ -1,0 +1,409 @@
+//! The broker topology as data: exchanges, queues, bindings. `campuspay topology` declares it,
+//! `rabbitmq/definitions.json` is rendered from it (a test checks the file is current), and the
+//! names below are the only place a queue or exchange is spelled.
+
+use super::BrokerError;
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
+use serde_json::{json, Map, Value};
+
+/// Pinned external exchanges (DESIGN.md §3).
+pub const REQUESTS: &str = "pay.requests";
+pub const RESULTS: &str = "pay.results";
+pub const DEAD: &str = "pay.dead";
+/// Internal: stage-to-stage hops, routed by stage name.
+pub const STAGE: &str = "pay.stage";
+/// Internal: the alternate exchange of `pay.results`, catching results for a terminal or
+/// cardholder that has no queue yet (the result is in PostgreSQL either way).
+pub const UNROUTED: &str = "pay.unrouted";
+
+pub const DEAD_QUEUE: &str = "pay.dead";
+pub const UNROUTED_QUEUE: &str = "pay.unrouted";
+
+/// Settlement shards: a card always maps to the same shard, and each shard has one active
+/// consumer, so a card's debits are serialised without lock waits.
+pub const SETTLEMENT_SHARDS: u32 = 4;
+
+/// Bounded retries: after this many deliveries a message is dead-lettered by the broker.
+pub const DELIVERY_LIMIT: i64 = 10;
+/// Bounded stage queues; a full queue refuses new publishes (publisher sees a nack) rather than
+/// dropping anything.
+pub const STAGE_QUEUE_MAX_LENGTH: i64 = 1_000_000;
+/// Result queues of terminals and cardholders: results wait a day for an offline device.
+pub const RESULT_QUEUE_TTL_MS: i64 = 24 * 3600 * 1000;
+pub const RESULT_QUEUE_MAX_LENGTH: i64 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageName {
+    QrValidation,
+    Order,
+    Fee,
+    Settlement,
+    Fanout,
+}
+
+impl StageName {
+    pub const ALL: [StageName; 5] = [
+        StageName::QrValidation,
+        StageName::Order,
+        StageName::Fee,
+        StageName::Settlement,
+        StageName::Fanout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::QrValidation => "qr_validation",
+            StageName::Order => "order",
+            StageName::Fee => "fee",
+            StageName::Settlement => "settlement",
+            StageName::Fanout => "fanout",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StageName> {
+        StageName::ALL.into_iter().find(|n| n.as_str() == s)
+    }
+
+    /// The queues this stage consumes.
+    pub fn queues(self) -> Vec<String> {
+        match self {
+            StageName::Settlement => (0..SETTLEMENT_SHARDS).map(settlement_queue).collect(),
+            other => vec![format!("campuspay.{}", other.as_str())],
+        }
+    }
+}
+
+pub fn settlement_queue(shard: u32) -> String {
+    format!("campuspay.settlement.{shard}")
+}
+
+pub fn settlement_key(shard: u32) -> String {
+    format!("settlement.{shard}")
+}
+
+/// The shard of a card. Stable forever for a given shard count.
+pub fn shard_of(card_id: i64) -> u32 {
+    // rem_euclid keeps it in 0..SHARDS even for (impossible) negative ids.
+    card_id.rem_euclid(i64::from(SETTLEMENT_SHARDS)) as u32
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Str(&'static str),
+    Int(i64),
+    Bool(bool),
+}
+
+#[derive(Debug, Clone)]
+pub struct ExchangeSpec {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub args: Vec<(&'static str, Arg)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueSpec {
+    pub name: String,
+    pub args: Vec<(&'static str, Arg)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BindingSpec {
+    pub exchange: &'static str,
+    pub queue: String,
+    pub routing_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub exchanges: Vec<ExchangeSpec>,
+    pub queues: Vec<QueueSpec>,
+    pub bindings: Vec<BindingSpec>,
+}
+
+fn stage_queue(name: String, dead_key: &'static str, single_active: bool) -> QueueSpec {
+    let mut args = vec![
+        ("x-queue-type", Arg::Str("quorum")),
+        ("x-dead-letter-exchange", Arg::Str(DEAD)),
+        ("x-dead-letter-routing-key", Arg::Str(dead_key)),
+        // At-least-once dead-lettering (RabbitMQ ≥ 3.10) needs reject-publish overflow.
+        ("x-dead-letter-strategy", Arg::Str("at-least-once")),
+        ("x-overflow", Arg::Str("reject-publish")),
+        ("x-delivery-limit", Arg::Int(DELIVERY_LIMIT)),
+        ("x-max-length", Arg::Int(STAGE_QUEUE_MAX_LENGTH)),
+    ];
+    if single_active {
+        args.push(("x-single-active-consumer", Arg::Bool(true)));
+    }
+    QueueSpec { name, args }
+}
+
+/// The whole pipeline topology.
+pub fn topology() -> Topology {
+    let exchanges = vec![
+        ExchangeSpec {
+            name: REQUESTS,
+            kind: "topic",
+            args: vec![],
+        },
+        ExchangeSpec {
+            name: RESULTS,
+            kind: "topic",
+            args: vec![("alternate-exchange", Arg::Str(UNROUTED))],
+        },
+        ExchangeSpec {
+            name: DEAD,
+            kind: "topic",
+            args: vec![],
+        },
+        ExchangeSpec {
+            name: STAGE,
+            kind: "direct",
+            args: vec![],
+        },
+        ExchangeSpec {
+            name: UNROUTED,
+            kind: "fanout",
+            args: vec![],
+        },
+    ];
+    let mut queues = Vec::new();
+    let mut bindings = Vec::new();
+    for stage in StageName::ALL {
+        let dead_key = stage.as_str();
+        match stage {
+            StageName::QrValidation => {
+                let q = stage.queues().remove(0);
+                bindings.push(BindingSpec {
+                    exchange: REQUESTS,
+                    queue: q.clone(),
+                    routing_key: "pos.*.*.scan".into(),
+                });
+                queues.push(stage_queue(q, dead_key, false));
+            }
+            StageName::Settlement => {
+                for shard in 0..SETTLEMENT_SHARDS {
+                    let q = settlement_queue(shard);
+                    bindings.push(BindingSpec {
+                        exchange: STAGE,
+                        queue: q.clone(),
+                        routing_key: settlement_key(shard),
+                    });
+                    queues.push(stage_queue(q, dead_key, true));
+                }
+            }
+            other => {
+                let q = other.queues().remove(0);
+                bindings.push(BindingSpec {
+                    exchange: STAGE,
+                    queue: q.clone(),
+                    routing_key: other.as_str().into(),
+                });
+                queues.push(stage_queue(q, dead_key, false));
+            }
+        }
+    }
+    queues.push(QueueSpec {
+        name: DEAD_QUEUE.into(),
+        args: vec![
+            ("x-queue-type", Arg::Str("quorum")),
+            ("x-overflow", Arg::Str("reject-publish")),
+            ("x-max-length", Arg::Int(STAGE_QUEUE_MAX_LENGTH)),
+        ],
+    });
+    bindings.push(BindingSpec {
+        exchange: DEAD,
+        queue: DEAD_QUEUE.into(),
+        routing_key: "#".into(),
+    });
+    queues.push(QueueSpec {
+        name: UNROUTED_QUEUE.into(),
+        args: vec![
+            ("x-queue-type", Arg::Str("classic")),
+            // Results nobody subscribed to: kept briefly for debugging, then expired (the
+            // system of record is PostgreSQL, and `query.v1` re-sends a result).
+            ("x-message-ttl", Arg::Int(5 * 60 * 1000)),
+            ("x-overflow", Arg::Str("reject-publish")),
+            ("x-max-length", Arg::Int(2_000_000)),
+        ],
+    });
+    bindings.push(BindingSpec {
+        exchange: UNROUTED,
+        queue: UNROUTED_QUEUE.into(),
+        routing_key: String::new(),
+    });
+    Topology {
+        exchanges,
+        queues,
+        bindings,
+    }
+}
+
+/// Arguments of a terminal's or cardholder's durable result queue.
+pub fn result_queue_args() -> Vec<(&'static str, Arg)> {
+    vec![
+        ("x-queue-type", Arg::Str("classic")),
+        ("x-message-ttl", Arg::Int(RESULT_QUEUE_TTL_MS)),
+        ("x-max-length", Arg::Int(RESULT_QUEUE_MAX_LENGTH)),
+        ("x-overflow", Arg::Str("reject-publish")),
+    ]
+}
+
+fn field_table(args: &[(&'static str, Arg)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in args {
+        let v = match v {
+            Arg::Str(s) => AMQPValue::LongString((*s).into()),
+            Arg::Int(i) => AMQPValue::LongLongInt(*i),
+            Arg::Bool(b) => AMQPValue::Boolean(*b),
+        };
+        t.insert((*k).into(), v);
+    }
+    t
+}
+
+fn json_args(args: &[(&'static str, Arg)]) -> Value {
+    let mut m = Map::new();
+    for (k, v) in args {
+        let v = match v {
+            Arg::Str(s) => json!(s),
+            Arg::Int(i) => json!(i),
+            Arg::Bool(b) => json!(b),
+        };
+        m.insert((*k).to_owned(), v);
+    }
+    Value::Object(m)
+}
+
+impl Topology {
+    /// Declares everything (idempotent: re-declaring with the same arguments is a no-op).
+    pub async fn declare(&self, channel: &Channel) -> Result<(), BrokerError> {
+        for e in &self.exchanges {
+            let kind = match e.kind {
+                "topic" => ExchangeKind::Topic,
+                "direct" => ExchangeKind::Direct,
+                "fanout" => ExchangeKind::Fanout,
+                other => ExchangeKind::Custom(other.to_owned()),
+            };
+            channel
+                .exchange_declare(
+                    e.name.into(),
+                    kind,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    field_table(&e.args),
+                )
+                .await?;
+        }
+        for q in &self.queues {
+            channel
+                .queue_declare(
+                    q.name.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    field_table(&q.args),
+                )
+                .await?;
+        }
+        for b in &self.bindings {
+            channel
+                .queue_bind(
+                    b.queue.as_str().into(),
+                    b.exchange.into(),
+                    b.routing_key.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The topology in RabbitMQ's definitions format (importable with
+    /// `rabbitmqctl import_definitions` or the management UI).
+    pub fn definitions_json(&self) -> Value {
+        let vhost = "/";
+        json!({
+            "rabbit_version": "3.10.8",
+            "vhosts": [{ "name": vhost }],
+            "exchanges": self.exchanges.iter().map(|e| json!({
+                "name": e.name, "vhost": vhost, "type": e.kind, "durable": true,
+                "auto_delete": false, "internal": false, "arguments": json_args(&e.args),
+            })).collect::<Vec<_>>(),
+            "queues": self.queues.iter().map(|q| json!({
+                "name": q.name, "vhost": vhost, "durable": true, "auto_delete": false,
+                "arguments": json_args(&q.args),
+            })).collect::<Vec<_>>(),
+            "bindings": self.bindings.iter().map(|b| json!({
+                "source": b.exchange, "vhost": vhost, "destination": b.queue,
+                "destination_type": "queue", "routing_key": b.routing_key, "arguments": {},
+            })).collect::<Vec<_>>(),
+            "policies": [],
+        })
+    }
+}
+
+/// Declares a terminal's (`pos.<m>.<t>`) or cardholder's (`user.<u>`) durable result queue and
+/// binds it to `pay.results` with the same name as routing key.
+pub async fn provision_result_queue(channel: &Channel, key: &str) -> Result<(), BrokerError> {
+    channel
+        .queue_declare(
+            key.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            field_table(&result_queue_args()),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            key.into(),
+            RESULTS.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_binding_targets_a_declared_queue_and_exchange() {
+        let t = topology();
+        for b in &t.bindings {
+            assert!(t.queues.iter().any(|q| q.name == b.queue), "{}", b.queue);
+            assert!(
+                t.exchanges.iter().any(|e| e.name == b.exchange),
+                "{}",
+                b.exchange
+            );
+        }
+        for q in &t.queues {
+            let overflow = q.args.iter().find(|(k, _)| *k == "x-overflow");
+            assert_eq!(
+                overflow,
+                Some(&("x-overflow", Arg::Str("reject-publish"))),
+                "{}",
+                q.name
+            );
+        }
+    }
+
+    #[test]
+    fn shards_are_stable() {
+        assert_eq!(shard_of(0), 0);
+        assert_eq!(shard_of(5), 1);
+        assert!((0..1000).all(|c| shard_of(c) < SETTLEMENT_SHARDS));
+    }
+}

@@ -1,0 +1,620 @@
+//! The `campuspay` command line (DESIGN.md §8). Verbs and flags here are pinned: admin scripts
+//! depend on them. Every command that prints data has `--json`.
+
+use crate::auth::JwtKeys;
+use crate::broker::connection::connect_retrying;
+use crate::broker::topology::{self, provision_result_queue, StageName};
+use crate::config::Config;
+use crate::db::{self, admin, DbError};
+use crate::domain::{
+    Amount, FeeRate, Identity, MerchantId, PaymentCode, RequestId, TerminalId, UserId,
+};
+use crate::messages::external::{pos_result_key, user_result_key};
+use crate::pipeline::Pipeline;
+use crate::sim::{self, pos::Pos};
+use crate::tsm;
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "campuspay",
+    version,
+    about = "Campus-card QR payments: pipeline, admin and simulators"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending database migrations.
+    Migrate,
+    /// Declare exchanges, queues and bindings on the broker.
+    Topology {
+        /// Print the topology as RabbitMQ definitions JSON instead of declaring it.
+        #[arg(long)]
+        print_definitions: bool,
+    },
+    /// Run pipeline stages (all by default) until SIGTERM or Ctrl-C.
+    Run {
+        /// Comma-separated subset: qr_validation,order,fee,settlement,fanout
+        #[arg(long, value_delimiter = ',')]
+        stages: Vec<String>,
+    },
+    /// Back-office commands.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Simulated phone.
+    Phone {
+        #[command(subcommand)]
+        command: PhoneCommand,
+    },
+    /// Simulated POS terminal.
+    Pos {
+        #[command(subcommand)]
+        command: PosCommand,
+    },
+    /// Seed a demo campus and run a scripted lunch hour through the whole pipeline.
+    Demo {
+        /// Ordinary payments (scripted failures come on top).
+        #[arg(long, default_value_t = 240)]
+        payments: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    Merchant {
+        #[command(subcommand)]
+        command: MerchantCommand,
+    },
+    Terminal {
+        #[command(subcommand)]
+        command: TerminalCommand,
+    },
+    Card {
+        #[command(subcommand)]
+        command: CardCommand,
+    },
+    Fee {
+        #[command(subcommand)]
+        command: FeeCommand,
+    },
+    /// Check the ledger invariants; exits non-zero when any is broken.
+    Verify {
+        /// A request still `created` after this many seconds counts as stuck.
+        #[arg(long, default_value_t = 300)]
+        stuck_after: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MerchantCommand {
+    Add {
+        #[arg(long)]
+        id: MerchantId,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TerminalCommand {
+    /// Register a terminal, provision its result queue and print its token.
+    Add {
+        #[arg(long)]
+        merchant: MerchantId,
+        #[arg(long)]
+        id: TerminalId,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CardCommand {
+    Add {
+        #[arg(long)]
+        user: UserId,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        identity: Identity,
+        #[arg(long)]
+        json: bool,
+    },
+    Topup {
+        #[arg(long)]
+        user: UserId,
+        #[arg(long, value_parser = parse_amount)]
+        amount: Amount,
+        /// Idempotency key: the same id never credits twice (default: a fresh one).
+        #[arg(long)]
+        request_id: Option<uuid::Uuid>,
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        #[arg(long)]
+        user: UserId,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeeCommand {
+    /// Add a 搭伙费 rule, effective now.
+    Set {
+        #[arg(long)]
+        identity: Identity,
+        #[arg(long, value_parser = parse_rate)]
+        rate: FeeRate,
+        #[arg(long)]
+        merchant: Option<MerchantId>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PhoneCommand {
+    /// Ask the TSM for 10 one-time payment codes.
+    Codes {
+        #[arg(long)]
+        user: UserId,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PosCommand {
+    /// Scan a payment code: publish scan.v1, wait for the result on the terminal's queue.
+    Pay(PayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PayArgs {
+    #[arg(long)]
+    merchant: MerchantId,
+    #[arg(long)]
+    terminal: TerminalId,
+    #[arg(long, value_parser = parse_code)]
+    code: PaymentCode,
+    #[arg(long, value_parser = parse_amount)]
+    amount: Amount,
+    /// Reuse on retries: the same request never moves money twice.
+    #[arg(long)]
+    request_id: Option<RequestId>,
+    /// The terminal's token (from `admin terminal add`); default: minted with CAMPUSPAY_JWT_SECRET.
+    #[arg(long, env = "CAMPUSPAY_TERMINAL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_amount(s: &str) -> Result<Amount, String> {
+    Amount::parse(s).map_err(|e| e.to_string())
+}
+fn parse_rate(s: &str) -> Result<FeeRate, String> {
+    FeeRate::parse(s).map_err(|e| e.to_string())
+}
+fn parse_code(s: &str) -> Result<PaymentCode, String> {
+    PaymentCode::parse(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Sim(#[from] sim::SimError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    } else {
+        println!("{}", human(value));
+    }
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let system = actix_rt::System::new();
+    match system.block_on(dispatch(cli.command, config)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn pool(config: &Config) -> Result<db::Pool, CliError> {
+    let url = config.database_url.clone();
+    let size = config.db_pool_size;
+    // Building the pool opens a connection: keep that off the async thread.
+    tokio::task::spawn_blocking(move || db::pool(&url, size))
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?
+        .map_err(CliError::from)
+}
+
+async fn provision(config: &Config, key: &str) -> Result<(), CliError> {
+    let conn = connect_retrying(&config.amqp_url, "campuspay admin", 3).await?;
+    let channel = conn.create_channel().await?;
+    provision_result_queue(&channel, key).await?;
+    let _ = conn.close(200, "done".into()).await;
+    Ok(())
+}
+
+async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError> {
+    match command {
+        Command::Migrate => {
+            let pool = pool(&config).await?;
+            let applied = db::run(&pool, |c| db::migrate(c)).await?;
+            println!("migrations applied: {}", applied.len());
+            for m in applied {
+                println!("  {m}");
+            }
+        }
+        Command::Topology { print_definitions } => {
+            let t = topology::topology();
+            if print_definitions {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&t.definitions_json()).unwrap_or_default()
+                );
+            } else {
+                let conn = connect_retrying(&config.amqp_url, "campuspay topology", 5).await?;
+                let channel = conn.create_channel().await?;
+                t.declare(&channel).await?;
+                let _ = conn.close(200, "done".into()).await;
+                println!(
+                    "declared {} exchanges, {} queues, {} bindings",
+                    t.exchanges.len(),
+                    t.queues.len(),
+                    t.bindings.len()
+                );
+            }
+        }
+        Command::Run { stages } => {
+            let stages: Vec<StageName> = if stages.is_empty() {
+                StageName::ALL.to_vec()
+            } else {
+                stages
+                    .iter()
+                    .map(|s| {
+                        StageName::parse(s.trim()).ok_or_else(|| {
+                            CliError::Failed(format!(
+                                "unknown stage {s:?}: expected qr_validation, order, fee, settlement or fanout"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?
+            };
+            let pool = pool(&config).await?;
+            let pipeline = Pipeline::start(&config, pool, &stages);
+            log::info!(
+                "running stages: {}",
+                stages
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            wait_for_signal().await;
+            log::info!("shutting down: finishing in-flight batches");
+            pipeline.shutdown().await;
+            log::info!("stopped");
+        }
+        Command::Admin { command } => return admin(command, config).await,
+        Command::Phone {
+            command: PhoneCommand::Codes { user, json },
+        } => {
+            let pool = pool(&config).await?;
+            let issued =
+                tsm::issue(&pool, config.code_key.expose(), &user, config.code_ttl).await?;
+            print(json, &issued, |i| {
+                let mut s = format!(
+                    "10 payment codes for {} (valid until {}):\n",
+                    i.user_id, i.expires_at
+                );
+                for c in &i.codes {
+                    s.push_str(&format!("  {c}\n"));
+                }
+                s.trim_end().to_owned()
+            });
+        }
+        Command::Pos {
+            command: PosCommand::Pay(args),
+        } => {
+            let jwt = JwtKeys::new(config.jwt_secret.expose());
+            let token = match args.token {
+                Some(t) => t,
+                None => jwt.issue_terminal(&args.merchant, &args.terminal)?,
+            };
+            let conn = connect_retrying(&config.amqp_url, "campuspay pos", 3).await?;
+            let mut pos = Pos::open(&conn, args.merchant, args.terminal, token).await?;
+            let request_id = args.request_id.unwrap_or_else(RequestId::new_random);
+            if !args.json {
+                println!(
+                    "scanning {} for {} (request {request_id}) …",
+                    args.code, args.amount
+                );
+            }
+            let result = pos
+                .pay(
+                    request_id,
+                    args.code.expose(),
+                    &args.amount.to_string(),
+                    Duration::from_secs(args.timeout_secs),
+                )
+                .await?;
+            let _ = conn.close(200, "done".into()).await;
+            print(args.json, &result, |r| {
+                format!(
+                    "{}{} — amount {} fee {} total {} (transaction {})",
+                    r.status.as_str().to_uppercase(),
+                    r.reason.map(|x| format!(" ({x})")).unwrap_or_default(),
+                    r.amount
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    r.fee,
+                    r.total.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                    r.transaction_id
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "none".into()),
+                )
+            });
+        }
+        Command::Demo { payments, json } => {
+            let started = std::time::Instant::now();
+            let report = sim::demo::run(&config, &sim::demo::DemoOptions { payments }).await?;
+            print(json, &report, |r| demo_summary(r, started.elapsed()));
+            if !report.ledger.ok || !report.unexpected.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo_summary(r: &sim::demo::DemoReport, total: Duration) -> String {
+    let mut s = String::new();
+    s.push_str("\n== lunch hour summary ==\n");
+    s.push_str(&format!("payments        {}\n", r.payments));
+    s.push_str(&format!("approved        {}\n", r.approved));
+    for (reason, n) in &r.declined {
+        s.push_str(&format!("declined        {n:>4}  {reason}\n"));
+    }
+    s.push_str(&format!("amount approved {} yuan\n", r.amount_approved));
+    s.push_str(&format!(
+        "fees collected  {} yuan (搭伙费)\n",
+        r.fees_collected
+    ));
+    s.push_str(&format!(
+        "latency         p50 {:.1} ms, p99 {:.1} ms (POS publish → POS result)\n",
+        r.latency_p50_ms, r.latency_p99_ms
+    ));
+    s.push_str(&format!(
+        "lunch hour took {:.1} s; whole demo {:.1} s\n",
+        r.lunch_hour_secs,
+        total.as_secs_f64()
+    ));
+    s.push_str(&format!(
+        "ledger check    {} ({} postings, sum {}, fee income {})\n",
+        if r.ledger.ok { "OK" } else { "BROKEN" },
+        r.ledger.postings,
+        r.ledger.postings_sum,
+        r.ledger.fee_income
+    ));
+    if r.unexpected.is_empty() {
+        s.push_str("every payment ended as scripted");
+    } else {
+        s.push_str(&format!("{} UNEXPECTED outcomes:\n", r.unexpected.len()));
+        for u in &r.unexpected {
+            s.push_str(&format!("  {u}\n"));
+        }
+    }
+    s
+}
+
+async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliError> {
+    let pool = pool(&config).await?;
+    match command {
+        AdminCommand::Merchant {
+            command: MerchantCommand::Add { id, name, json },
+        } => {
+            let i = id.clone();
+            db::run(&pool, move |c| admin::add_merchant(c, &i, &name)).await?;
+            print(json, &serde_json::json!({"merchant_id": id}), |_| {
+                format!("merchant {id} added")
+            });
+        }
+        AdminCommand::Terminal {
+            command: TerminalCommand::Add { merchant, id, json },
+        } => {
+            let (m, t) = (merchant.clone(), id.clone());
+            db::run(&pool, move |c| admin::add_terminal(c, &m, &t)).await?;
+            let token = JwtKeys::new(config.jwt_secret.expose()).issue_terminal(&merchant, &id)?;
+            let queue = pos_result_key(&merchant, &id);
+            provision(&config, &queue).await?;
+            let out = serde_json::json!({
+                "merchant_id": merchant, "terminal_id": id, "result_queue": queue, "token": token,
+            });
+            print(json, &out, |_| {
+                format!("terminal {merchant}/{id} added; results arrive on queue {queue}\ntoken: {token}")
+            });
+        }
+        AdminCommand::Card { command } => match command {
+            CardCommand::Add {
+                user,
+                name,
+                identity,
+                json,
+            } => {
+                let u = user.clone();
+                let card_id =
+                    db::run(&pool, move |c| admin::add_card(c, &u, &name, identity)).await?;
+                provision(&config, &user_result_key(&user)).await?;
+                print(
+                    json,
+                    &serde_json::json!({"user_id": user, "card_id": card_id, "identity": identity}),
+                    |_| format!("card {card_id} issued to {user} ({identity})"),
+                );
+            }
+            CardCommand::Topup {
+                user,
+                amount,
+                request_id,
+                json,
+            } => {
+                let u = user.clone();
+                let entry = request_id.unwrap_or_else(uuid::Uuid::new_v4);
+                let balance =
+                    db::run(&pool, move |c| admin::topup(c, &u, amount, entry, "top-up")).await?;
+                print(
+                    json,
+                    &serde_json::json!({"user_id": user, "amount": amount, "balance": balance, "entry_id": entry}),
+                    |_| format!("topped up {amount} to {user}; balance {balance}"),
+                );
+            }
+            CardCommand::Show { user, json } => {
+                let u = user.clone();
+                let view = db::run(&pool, move |c| admin::card_show(c, &u)).await?;
+                print(json, &view, |v| {
+                    let mut s = format!(
+                        "{} ({}, {}) card {} [{}] balance {}",
+                        v.user_id, v.name, v.identity, v.card_id, v.status, v.balance
+                    );
+                    for t in &v.recent {
+                        s.push_str(&format!(
+                            "\n  {} {} {:<9} {} fee {} at {}/{}{}",
+                            t.created_at.format("%Y-%m-%d %H:%M:%S"),
+                            t.mode,
+                            t.state,
+                            t.amount,
+                            t.fee.map(|f| f.to_string()).unwrap_or_else(|| "-".into()),
+                            t.merchant_id,
+                            t.terminal_id,
+                            t.reason
+                                .as_ref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default()
+                        ));
+                    }
+                    s
+                });
+            }
+        },
+        AdminCommand::Fee {
+            command:
+                FeeCommand::Set {
+                    identity,
+                    rate,
+                    merchant,
+                    json,
+                },
+        } => {
+            let m = merchant.clone();
+            let id = db::run(&pool, move |c| {
+                admin::set_fee(c, identity, rate, m.as_ref())
+            })
+            .await?;
+            print(
+                json,
+                &serde_json::json!({"rule_id": id, "identity": identity, "rate": rate.to_string(), "merchant_id": merchant}),
+                |_| {
+                    format!(
+                        "fee rule {id}: {identity} pays {rate} at {}",
+                        merchant
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_else(|| "every merchant".into())
+                    )
+                },
+            );
+        }
+        AdminCommand::Verify { stuck_after, json } => {
+            let report = db::run(&pool, move |c| db::ledger::verify(c, stuck_after)).await?;
+            print(json, &report, |r| {
+                format!(
+                    "ledger {}: {} postings summing to {}; {} unbalanced entries, {} account mismatches, {} negative cards, {} approved without posting, {} postings without approval, {} stuck requests",
+                    if r.ok { "OK" } else { "BROKEN" },
+                    r.postings,
+                    r.postings_sum,
+                    r.unbalanced_entries.len(),
+                    r.account_mismatches.len(),
+                    r.negative_cards.len(),
+                    r.approved_without_posting.len(),
+                    r.postings_without_approval.len(),
+                    r.stuck_requests.len()
+                )
+            });
+            if !report.ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

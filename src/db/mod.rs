@@ -1,0 +1,82 @@
+//! diesel only: the schema, the r2d2 pool, migrations and the repositories. Blocking work runs
+//! on tokio's blocking pool (`run`), never on the arbiter that drives AMQP.
+
+pub mod admin;
+pub mod codes;
+pub mod ledger;
+pub mod models;
+pub mod payments;
+pub mod schema;
+
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, Pool as R2d2Pool, PooledConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use std::time::Duration;
+
+pub type Pool = R2d2Pool<ConnectionManager<PgConnection>>;
+pub type Conn = PooledConnection<ConnectionManager<PgConnection>>;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database pool: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error("database: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0}")]
+    Rejected(String),
+    #[error("database task failed: {0}")]
+    Join(String),
+}
+
+impl DbError {
+    /// Errors that describe the request (not the database) and will fail again on retry.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            DbError::NotFound(_) | DbError::Conflict(_) | DbError::Rejected(_)
+        )
+    }
+}
+
+pub fn pool(url: &str, size: u32) -> Result<Pool, DbError> {
+    let manager = ConnectionManager::<PgConnection>::new(url);
+    Ok(R2d2Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(5))
+        // A connection killed by a database restart is detected before it is handed out.
+        .test_on_check_out(true)
+        .build(manager)?)
+}
+
+pub fn migrate(conn: &mut PgConnection) -> Result<Vec<String>, DbError> {
+    let applied = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(|e| DbError::Migration(e.to_string()))?;
+    Ok(applied.iter().map(|m| m.to_string()).collect())
+}
+
+/// Runs blocking diesel work on the blocking thread pool.
+pub async fn run<T, F>(pool: &Pool, f: F) -> Result<T, DbError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut PgConnection) -> Result<T, DbError> + Send + 'static,
+{
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get()?;
+        f(&mut conn)
+    })
+    .await
+    .map_err(|e| DbError::Join(e.to_string()))?
+}

@@ -1,0 +1,61 @@
+//! Row types. Text columns holding enums are converted to domain types where they are read.
+
+use super::schema::*;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = transactions, check_for_backend(diesel::pg::Pg))]
+pub struct TransactionRow {
+    pub id: Uuid,
+    pub mode: String,
+    pub request_scope: String,
+    pub request_id: Uuid,
+    pub merchant_id: String,
+    pub terminal_id: String,
+    pub card_id: Option<i64>,
+    pub user_id: Option<String>,
+    pub amount: Decimal,
+    pub fee: Option<Decimal>,
+    pub fee_rule_id: Option<i64>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub balance_after: Option<Decimal>,
+    pub created_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = transactions)]
+pub struct NewTransaction<'a> {
+    pub id: Uuid,
+    pub mode: &'a str,
+    pub request_scope: &'a str,
+    pub request_id: Uuid,
+    pub merchant_id: &'a str,
+    pub terminal_id: &'a str,
+    pub card_id: Option<i64>,
+    pub user_id: Option<&'a str>,
+    pub amount: Decimal,
+    pub state: &'a str,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = postings)]
+pub struct NewPosting<'a> {
+    pub entry_id: Uuid,
+    pub leg: &'a str,
+    pub account_id: i64,
+    pub amount: Decimal,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = journal_entries)]
+pub struct NewEntry<'a> {
+    pub id: Uuid,
+    pub kind: &'a str,
+    pub transaction_id: Option<Uuid>,
+    pub memo: &'a str,
+}

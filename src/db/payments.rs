@@ -1,0 +1,485 @@
+//! The pipeline's repository: one function per stage, each taking a whole batch and running in
+//! one database transaction. Every function is idempotent per payment: running it again on the
+//! same items (a redelivery) changes nothing and yields the same outcomes.
+
+use super::admin::account_of;
+use super::models::{NewEntry, NewPosting, NewTransaction, TransactionRow};
+use super::schema::*;
+use super::DbError;
+use crate::domain::{
+    Amount, DeclineReason, FeeRate, Identity, Money, TransactionId, TxState, UserId,
+};
+use crate::messages::internal::{CardRef, FinalResult, Outcome, PaymentItem};
+use crate::messages::now_micros;
+use chrono::{DateTime, Utc};
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use uuid::Uuid;
+
+fn money(d: Decimal) -> Money {
+    Money::from_decimal(d).unwrap_or_else(|| Money::round_half_up(d))
+}
+
+/// What QR validation needs to know about a batch, in three queries.
+#[derive(Debug, Default)]
+pub struct ValidationLookup {
+    pub merchants: HashSet<String>,
+    pub terminals: HashSet<(String, String)>,
+    pub cards_by_code: HashMap<Vec<u8>, CardRef>,
+}
+
+pub fn lookup_for_validation(
+    conn: &mut PgConnection,
+    merchant_ids: &[String],
+    code_hashes: &[Vec<u8>],
+) -> Result<ValidationLookup, DbError> {
+    let merchants: HashSet<String> = merchants::table
+        .filter(merchants::id.eq_any(merchant_ids))
+        .select(merchants::id)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    let terminals: HashSet<(String, String)> = terminals::table
+        .filter(terminals::merchant_id.eq_any(merchant_ids))
+        .select((terminals::merchant_id, terminals::id))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .collect();
+    let rows: Vec<(Vec<u8>, i64, i64, String, String)> = payment_codes::table
+        .inner_join(cards::table.inner_join(cardholders::table))
+        .filter(payment_codes::code_hash.eq_any(code_hashes))
+        .select((
+            payment_codes::code_hash,
+            cards::id,
+            cards::account_id,
+            cards::user_id,
+            cardholders::identity,
+        ))
+        .load(conn)?;
+    let mut cards_by_code = HashMap::with_capacity(rows.len());
+    for (hash, card_id, account_id, user, identity) in rows {
+        cards_by_code.insert(hash, card_ref(card_id, account_id, &user, &identity)?);
+    }
+    Ok(ValidationLookup {
+        merchants,
+        terminals,
+        cards_by_code,
+    })
+}
+
+fn card_ref(card_id: i64, account_id: i64, user: &str, identity: &str) -> Result<CardRef, DbError> {
+    Ok(CardRef {
+        card_id,
+        account_id,
+        user_id: UserId::parse(user).map_err(|e| DbError::Rejected(e.to_string()))?,
+        identity: Identity::parse(identity)
+            .ok_or_else(|| DbError::Rejected(format!("identity {identity:?} in database")))?,
+    })
+}
+
+fn load_card_ref(conn: &mut PgConnection, card_id: i64) -> Result<CardRef, DbError> {
+    let (account_id, user, identity): (i64, String, String) = cards::table
+        .inner_join(cardholders::table)
+        .filter(cards::id.eq(card_id))
+        .select((cards::account_id, cards::user_id, cardholders::identity))
+        .first(conn)?;
+    card_ref(card_id, account_id, &user, &identity)
+}
+
+/// The outcome a stored transaction stands for.
+fn outcome_of(row: &TransactionRow) -> Outcome {
+    match TxState::parse(&row.state) {
+        Some(TxState::Created) | None => Outcome::Pending,
+        Some(status) => Outcome::Done(FinalResult {
+            status,
+            reason: row.reason.as_deref().and_then(DeclineReason::parse),
+            processed_at: row.processed_at.unwrap_or(row.created_at),
+            balance_after: row.balance_after.map(money),
+        }),
+    }
+}
+
+/// Replaces what a retried request carries with what was stored the first time.
+fn fill_from_row(
+    conn: &mut PgConnection,
+    item: &mut PaymentItem,
+    row: &TransactionRow,
+) -> Result<(), DbError> {
+    item.transaction_id = Some(TransactionId(row.id));
+    item.amount = Amount::try_from_decimal(row.amount).ok();
+    item.fee = row.fee.map(money);
+    item.fee_rule_id = row.fee_rule_id;
+    if let Some(card_id) = row.card_id {
+        if item.card.as_ref().map(|c| c.card_id) != Some(card_id) {
+            item.card = Some(load_card_ref(conn, card_id)?);
+        }
+    }
+    item.outcome = outcome_of(row);
+    Ok(())
+}
+
+fn decline_row(
+    conn: &mut PgConnection,
+    id: Uuid,
+    reason: DeclineReason,
+    at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    diesel::update(
+        transactions::table
+            .find(id)
+            .filter(transactions::state.eq("created")),
+    )
+    .set((
+        transactions::state.eq("declined"),
+        transactions::reason.eq(reason.as_str()),
+        transactions::processed_at.eq(at),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Consumes a reverse-scan payment code for transaction `tx`, or says why it cannot be used.
+fn consume_code(
+    conn: &mut PgConnection,
+    card: &CardRef,
+    hash: &[u8],
+    tx: Uuid,
+    at: DateTime<Utc>,
+) -> Result<Option<DeclineReason>, DbError> {
+    let status: String = cards::table
+        .find(card.card_id)
+        .select(cards::status)
+        .first(conn)?;
+    if status != "active" {
+        return Ok(Some(DeclineReason::CardFrozen));
+    }
+    // The row lock taken by this UPDATE is what makes two simultaneous scans of one code
+    // resolve to exactly one winner; the loser re-checks `state` after the winner commits.
+    let used = diesel::update(
+        payment_codes::table
+            .filter(payment_codes::code_hash.eq(hash))
+            .filter(payment_codes::card_id.eq(card.card_id))
+            .filter(payment_codes::state.eq("unused"))
+            .filter(payment_codes::expires_at.gt(at)),
+    )
+    .set((
+        payment_codes::state.eq("used"),
+        payment_codes::used_at.eq(at),
+        payment_codes::transaction_id.eq(tx),
+    ))
+    .execute(conn)?;
+    if used == 1 {
+        return Ok(None);
+    }
+    let state: Option<String> = payment_codes::table
+        .find(hash)
+        .select(payment_codes::state)
+        .first(conn)
+        .optional()?;
+    Ok(Some(match state.as_deref() {
+        Some("used") => DeclineReason::CodeUsed,
+        Some("superseded") | Some("revoked") => DeclineReason::CodeRevoked,
+        Some("unused") => DeclineReason::CodeExpired,
+        _ => DeclineReason::UnknownCode,
+    }))
+}
+
+/// Order creation: records each request once (idempotent on its scope and `request_id`) and
+/// consumes its payment code. A retry gets the stored transaction back.
+pub fn create_orders(
+    conn: &mut PgConnection,
+    mut items: Vec<PaymentItem>,
+) -> Result<Vec<PaymentItem>, DbError> {
+    conn.transaction(|conn| {
+        for item in items.iter_mut().filter(|i| i.is_pending()) {
+            let at = now_micros();
+            let (Some(card), Some(amount)) = (item.card.clone(), item.amount) else {
+                item.decline(DeclineReason::InternalError, at);
+                continue;
+            };
+            let scope = item.request_scope();
+            let new_id = Uuid::new_v4();
+            let inserted: Option<Uuid> = diesel::insert_into(transactions::table)
+                .values(&NewTransaction {
+                    id: new_id,
+                    mode: item.mode.as_str(),
+                    request_scope: &scope,
+                    request_id: item.request_id.0,
+                    merchant_id: item.merchant_id.as_str(),
+                    terminal_id: item.terminal_id.as_str(),
+                    card_id: Some(card.card_id),
+                    user_id: Some(card.user_id.as_str()),
+                    amount: amount.value(),
+                    state: "created",
+                })
+                .on_conflict((transactions::request_scope, transactions::request_id))
+                .do_nothing()
+                .returning(transactions::id)
+                .get_result(conn)
+                .optional()?;
+            match inserted {
+                None => {
+                    let row: TransactionRow = transactions::table
+                        .filter(transactions::request_scope.eq(&scope))
+                        .filter(transactions::request_id.eq(item.request_id.0))
+                        .select(TransactionRow::as_select())
+                        .first(conn)?;
+                    fill_from_row(conn, item, &row)?;
+                }
+                Some(id) => {
+                    item.transaction_id = Some(TransactionId(id));
+                    let reason = match item.code_hash.as_deref() {
+                        Some(hash) => consume_code(conn, &card, hash, id, at)?,
+                        None => Some(DeclineReason::UnknownCode),
+                    };
+                    if let Some(reason) = reason {
+                        decline_row(conn, id, reason, at)?;
+                        item.decline(reason, at);
+                    }
+                }
+            }
+            item.code_hash = None;
+        }
+        Ok(items)
+    })
+}
+
+/// Fee calculation: the newest effective rule for (identity, merchant), else for (identity, any
+/// merchant), else no fee. The fee and the rule are stored once; a retry reads them back.
+pub fn apply_fees(
+    conn: &mut PgConnection,
+    mut items: Vec<PaymentItem>,
+) -> Result<Vec<PaymentItem>, DbError> {
+    let identities: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i.card.as_ref().map(|c| c.identity.as_str()))
+        .collect();
+    let merchant_ids: Vec<String> = items.iter().map(|i| i.merchant_id.to_string()).collect();
+    let rules: Vec<(i64, String, Option<String>, Decimal)> = fee_rules::table
+        .filter(fee_rules::identity.eq_any(&identities))
+        .filter(fee_rules::effective_from.le(diesel::dsl::now))
+        .filter(
+            fee_rules::merchant_id
+                .is_null()
+                .or(fee_rules::merchant_id.eq_any(&merchant_ids)),
+        )
+        .order((fee_rules::effective_from.desc(), fee_rules::id.desc()))
+        .select((
+            fee_rules::id,
+            fee_rules::identity,
+            fee_rules::merchant_id,
+            fee_rules::rate,
+        ))
+        .load(conn)?;
+    conn.transaction(|conn| {
+        for item in items.iter_mut().filter(|i| i.is_pending()) {
+            let (Some(card), Some(amount), Some(tx)) =
+                (&item.card, item.amount, item.transaction_id)
+            else {
+                item.decline(DeclineReason::InternalError, now_micros());
+                continue;
+            };
+            let identity = card.identity.as_str();
+            let rule = rules
+                .iter()
+                .find(|r| r.1 == identity && r.2.as_deref() == Some(item.merchant_id.as_str()))
+                .or_else(|| rules.iter().find(|r| r.1 == identity && r.2.is_none()));
+            let (fee, rule_id) = match rule {
+                Some((id, _, _, rate)) => {
+                    let rate = FeeRate::try_from_decimal(*rate)
+                        .map_err(|e| DbError::Rejected(e.to_string()))?;
+                    (rate.fee_for(amount), Some(*id))
+                }
+                None => (Money::ZERO, None),
+            };
+            let updated = diesel::update(
+                transactions::table
+                    .find(tx.0)
+                    .filter(transactions::fee.is_null()),
+            )
+            .set((
+                transactions::fee.eq(fee.value()),
+                transactions::fee_rule_id.eq(rule_id),
+            ))
+            .execute(conn)?;
+            if updated == 1 {
+                item.fee = Some(fee);
+                item.fee_rule_id = rule_id;
+            } else {
+                let (stored_fee, stored_rule): (Option<Decimal>, Option<i64>) = transactions::table
+                    .find(tx.0)
+                    .select((transactions::fee, transactions::fee_rule_id))
+                    .first(conn)?;
+                item.fee = Some(stored_fee.map(money).unwrap_or(fee));
+                item.fee_rule_id = stored_rule;
+            }
+        }
+        Ok(items)
+    })
+}
+
+/// Settlement (the card backend): for each payment, debit the card (amount + fee) only if the
+/// balance covers it, credit the merchant (amount) and the school's fee income (fee), as one
+/// balanced journal entry keyed by the transaction id. The whole batch is one database
+/// transaction; card rows are touched in account-id order, then merchants, then the school.
+pub fn settle(
+    conn: &mut PgConnection,
+    mut items: Vec<PaymentItem>,
+) -> Result<Vec<PaymentItem>, DbError> {
+    conn.transaction(|conn| {
+        let fee_account = account_of(conn, "fee_income", "school")?;
+        let tx_ids: Vec<Uuid> = items
+            .iter()
+            .filter(|i| i.is_pending())
+            .filter_map(|i| i.transaction_id.map(|t| t.0))
+            .collect();
+        let mut rows: HashMap<Uuid, TransactionRow> = transactions::table
+            .filter(transactions::id.eq_any(&tx_ids))
+            .order(transactions::id)
+            .for_update()
+            .select(TransactionRow::as_select())
+            .load(conn)?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
+        let merchant_ids: Vec<String> = items.iter().map(|i| i.merchant_id.to_string()).collect();
+        let merchant_accounts: HashMap<String, i64> = merchants::table
+            .filter(merchants::id.eq_any(&merchant_ids))
+            .select((merchants::id, merchants::account_id))
+            .load::<(String, i64)>(conn)?
+            .into_iter()
+            .collect();
+
+        let mut order: Vec<usize> = (0..items.len())
+            .filter(|&i| items[i].is_pending())
+            .collect();
+        order.sort_by_key(|&i| {
+            items[i]
+                .card
+                .as_ref()
+                .map(|c| c.account_id)
+                .unwrap_or(i64::MAX)
+        });
+
+        let mut merchant_credit: BTreeMap<i64, Decimal> = BTreeMap::new();
+        let mut fee_total = Decimal::ZERO;
+        let mut entries: Vec<Uuid> = Vec::new();
+        let mut legs: Vec<(Uuid, &'static str, i64, Decimal)> = Vec::new();
+
+        for i in order {
+            let item = &mut items[i];
+            let at = now_micros();
+            let row = match item.transaction_id.and_then(|t| rows.get_mut(&t.0)) {
+                Some(r) => r,
+                None => {
+                    item.decline(DeclineReason::InternalError, at);
+                    continue;
+                }
+            };
+            if row.state != "created" {
+                item.outcome = outcome_of(row);
+                item.fee = row.fee.map(money);
+                continue;
+            }
+            let (Some(card), Some(merchant_account)) = (
+                item.card.clone(),
+                merchant_accounts.get(item.merchant_id.as_str()).copied(),
+            ) else {
+                decline_row(conn, row.id, DeclineReason::InternalError, at)?;
+                item.decline(DeclineReason::InternalError, at);
+                continue;
+            };
+            let amount = row.amount;
+            let fee = row
+                .fee
+                .or(item.fee.map(Money::value))
+                .unwrap_or(Decimal::ZERO);
+            let total = amount + fee;
+            let balance_after: Option<Decimal> = diesel::update(
+                accounts::table
+                    .find(card.account_id)
+                    .filter(accounts::balance.ge(total)),
+            )
+            .set(accounts::balance.eq(accounts::balance - total))
+            .returning(accounts::balance)
+            .get_result(conn)
+            .optional()?;
+            match balance_after {
+                None => {
+                    decline_row(conn, row.id, DeclineReason::InsufficientBalance, at)?;
+                    row.state = "declined".into();
+                    row.reason = Some(DeclineReason::InsufficientBalance.as_str().into());
+                    row.processed_at = Some(at);
+                    item.decline(DeclineReason::InsufficientBalance, at);
+                }
+                Some(balance) => {
+                    diesel::update(transactions::table.find(row.id))
+                        .set((
+                            transactions::state.eq("approved"),
+                            transactions::balance_after.eq(balance),
+                            transactions::processed_at.eq(at),
+                        ))
+                        .execute(conn)?;
+                    row.state = "approved".into();
+                    row.balance_after = Some(balance);
+                    row.processed_at = Some(at);
+                    entries.push(row.id);
+                    legs.push((row.id, "card", card.account_id, -total));
+                    legs.push((row.id, "merchant", merchant_account, amount));
+                    if !fee.is_zero() {
+                        legs.push((row.id, "fee", fee_account, fee));
+                    }
+                    *merchant_credit.entry(merchant_account).or_default() += amount;
+                    fee_total += fee;
+                    item.outcome = Outcome::Done(FinalResult {
+                        status: TxState::Approved,
+                        reason: None,
+                        processed_at: at,
+                        balance_after: Some(money(balance)),
+                    });
+                }
+            }
+            item.fee = Some(money(fee));
+        }
+
+        if !entries.is_empty() {
+            let new_entries: Vec<NewEntry> = entries
+                .iter()
+                .map(|&id| NewEntry {
+                    id,
+                    kind: "payment",
+                    transaction_id: Some(id),
+                    memo: "",
+                })
+                .collect();
+            diesel::insert_into(journal_entries::table)
+                .values(&new_entries)
+                .execute(conn)?;
+            let new_postings: Vec<NewPosting> = legs
+                .iter()
+                .map(|&(entry_id, leg, account_id, amount)| NewPosting {
+                    entry_id,
+                    leg,
+                    account_id,
+                    amount,
+                })
+                .collect();
+            diesel::insert_into(postings::table)
+                .values(&new_postings)
+                .execute(conn)?;
+            for (account, credit) in &merchant_credit {
+                diesel::update(accounts::table.find(*account))
+                    .set(accounts::balance.eq(accounts::balance + *credit))
+                    .execute(conn)?;
+            }
+            if !fee_total.is_zero() {
+                diesel::update(accounts::table.find(fee_account))
+                    .set(accounts::balance.eq(accounts::balance + fee_total))
+                    .execute(conn)?;
+            }
+        }
+        Ok(items)
+    })
+}

@@ -1,0 +1,137 @@
+// Diesel table definitions, written to match `migrations/` (a test applies the migrations and
+// exercises every table, so a drift shows up as a failing query).
+
+diesel::table! {
+    accounts (id) {
+        id -> Int8,
+        kind -> Text,
+        owner -> Text,
+        balance -> Numeric,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    cardholders (user_id) {
+        user_id -> Text,
+        name -> Text,
+        identity -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    cards (id) {
+        id -> Int8,
+        user_id -> Text,
+        account_id -> Int8,
+        status -> Text,
+        per_txn_limit -> Nullable<Numeric>,
+        daily_limit -> Nullable<Numeric>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    merchants (id) {
+        id -> Text,
+        name -> Text,
+        account_id -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    terminals (merchant_id, id) {
+        merchant_id -> Text,
+        id -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payment_codes (code_hash) {
+        code_hash -> Bytea,
+        card_id -> Int8,
+        batch_id -> Uuid,
+        issued_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        state -> Text,
+        used_at -> Nullable<Timestamptz>,
+        transaction_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    fee_rules (id) {
+        id -> Int8,
+        identity -> Text,
+        merchant_id -> Nullable<Text>,
+        rate -> Numeric,
+        effective_from -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    transactions (id) {
+        id -> Uuid,
+        mode -> Text,
+        request_scope -> Text,
+        request_id -> Uuid,
+        merchant_id -> Text,
+        terminal_id -> Text,
+        card_id -> Nullable<Int8>,
+        user_id -> Nullable<Text>,
+        amount -> Numeric,
+        fee -> Nullable<Numeric>,
+        fee_rule_id -> Nullable<Int8>,
+        state -> Text,
+        reason -> Nullable<Text>,
+        balance_after -> Nullable<Numeric>,
+        created_at -> Timestamptz,
+        processed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    journal_entries (id) {
+        id -> Uuid,
+        kind -> Text,
+        transaction_id -> Nullable<Uuid>,
+        memo -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    postings (id) {
+        id -> Int8,
+        entry_id -> Uuid,
+        leg -> Text,
+        account_id -> Int8,
+        amount -> Numeric,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(cards -> cardholders (user_id));
+diesel::joinable!(cards -> accounts (account_id));
+diesel::joinable!(merchants -> accounts (account_id));
+diesel::joinable!(terminals -> merchants (merchant_id));
+diesel::joinable!(payment_codes -> cards (card_id));
+diesel::joinable!(postings -> journal_entries (entry_id));
+diesel::joinable!(postings -> accounts (account_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    cardholders,
+    cards,
+    merchants,
+    terminals,
+    payment_codes,
+    fee_rules,
+    transactions,
+    journal_entries,
+    postings,
+);

@@ -1,0 +1,134 @@
+//! The transaction state machine shared by both payment modes:
+//! `created → approved | declined | voided`, `approved → reversed`. Final states never change
+//! except `approved → reversed` (a refund by compensating postings).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMode {
+    ReverseScan,
+    ForwardScan,
+}
+
+impl PaymentMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMode::ReverseScan => "reverse_scan",
+            PaymentMode::ForwardScan => "forward_scan",
+        }
+    }
+    pub fn parse(s: &str) -> Option<PaymentMode> {
+        match s {
+            "reverse_scan" => Some(PaymentMode::ReverseScan),
+            "forward_scan" => Some(PaymentMode::ForwardScan),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxState {
+    Created,
+    Approved,
+    Declined,
+    Reversed,
+    Voided,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a transaction cannot go from {from} to {to}")]
+pub struct InvalidTransition {
+    pub from: TxState,
+    pub to: TxState,
+}
+
+impl TxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxState::Created => "created",
+            TxState::Approved => "approved",
+            TxState::Declined => "declined",
+            TxState::Reversed => "reversed",
+            TxState::Voided => "voided",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TxState> {
+        match s {
+            "created" => Some(TxState::Created),
+            "approved" => Some(TxState::Approved),
+            "declined" => Some(TxState::Declined),
+            "reversed" => Some(TxState::Reversed),
+            "voided" => Some(TxState::Voided),
+            _ => None,
+        }
+    }
+
+    /// A request in a final state has its result: re-sending it is all a retry may do.
+    /// (`approved` is final for the request even though a later reversal may follow.)
+    pub fn is_final(self) -> bool {
+        !matches!(self, TxState::Created)
+    }
+
+    pub fn can_become(self, to: TxState) -> bool {
+        matches!(
+            (self, to),
+            (TxState::Created, TxState::Approved)
+                | (TxState::Created, TxState::Declined)
+                | (TxState::Created, TxState::Voided)
+                | (TxState::Approved, TxState::Reversed)
+        )
+    }
+
+    pub fn transition(self, to: TxState) -> Result<TxState, InvalidTransition> {
+        if self.can_become(to) {
+            Ok(to)
+        } else {
+            Err(InvalidTransition { from: self, to })
+        }
+    }
+}
+
+impl fmt::Display for TxState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TxState::*;
+    use super::*;
+
+    #[test]
+    fn allowed_transitions() {
+        let all = [Created, Approved, Declined, Reversed, Voided];
+        let allowed = [
+            (Created, Approved),
+            (Created, Declined),
+            (Created, Voided),
+            (Approved, Reversed),
+        ];
+        for from in all {
+            for to in all {
+                assert_eq!(
+                    from.transition(to).is_ok(),
+                    allowed.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn finality_and_names() {
+        assert!(!Created.is_final());
+        for s in [Approved, Declined, Reversed, Voided] {
+            assert!(s.is_final());
+            assert_eq!(TxState::parse(s.as_str()), Some(s));
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! External JSON messages (`scan.v1`, `result.v1`), parsed in two steps so that bad input is
+//! handled exactly as DESIGN.md §3 says: what cannot be tied to a request at all is
+//! dead-lettered; what can is answered with a `declined` result naming the reason.
+
+use crate::domain::{
+    Amount, DeclineReason, MerchantId, Money, PaymentCode, PaymentMode, RequestId, TerminalId,
+    TransactionId, TxState, UserId,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const SCAN_V1: &str = "scan.v1";
+pub const RESULT_V1: &str = "result.v1";
+
+/// What a POS message's routing key says: `pos.<merchant>.<terminal>.<verb>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PosRoute {
+    pub merchant_id: MerchantId,
+    pub terminal_id: TerminalId,
+    pub verb: String,
+}
+
+impl PosRoute {
+    pub fn parse(routing_key: &str) -> Option<PosRoute> {
+        let mut parts = routing_key.split('.');
+        let (Some("pos"), Some(m), Some(t), Some(verb), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return None;
+        };
+        Some(PosRoute {
+            merchant_id: MerchantId::parse(m).ok()?,
+            terminal_id: TerminalId::parse(t).ok()?,
+            verb: verb.to_owned(),
+        })
+    }
+
+    pub fn result_key(&self) -> String {
+        pos_result_key(&self.merchant_id, &self.terminal_id)
+    }
+}
+
+pub fn pos_result_key(m: &MerchantId, t: &TerminalId) -> String {
+    format!("pos.{m}.{t}")
+}
+
+pub fn user_result_key(u: &UserId) -> String {
+    format!("user.{u}")
+}
+
+/// Why a message was dead-lettered rather than answered (the `x-campuspay-reason` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadReason {
+    TooLarge,
+    BadRoutingKey,
+    NotJson,
+    UnknownType,
+    NoRequestId,
+    UndecodableStageMessage,
+}
+
+impl DeadReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::TooLarge => "too_large",
+            DeadReason::BadRoutingKey => "bad_routing_key",
+            DeadReason::NotJson => "not_json",
+            DeadReason::UnknownType => "unknown_type",
+            DeadReason::NoRequestId => "no_request_id",
+            DeadReason::UndecodableStageMessage => "undecodable_stage_message",
+        }
+    }
+}
+
+/// The envelope: just enough to know what the message is and whom to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub kind: String,
+    pub request_id: RequestId,
+}
+
+/// Step one: is this a JSON object of a known type with a usable `request_id`?
+pub fn parse_envelope(body: &[u8], known_types: &[&str]) -> Result<Envelope, DeadReason> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| DeadReason::NotJson)?;
+    let obj = value.as_object().ok_or(DeadReason::NotJson)?;
+    let kind = obj
+        .get("type")
+        .and_then(|v| v.as_str())
+        .filter(|k| known_types.contains(k))
+        .ok_or(DeadReason::UnknownType)?;
+    let request_id = obj
+        .get("request_id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| RequestId::parse(s).ok())
+        .ok_or(DeadReason::NoRequestId)?;
+    Ok(Envelope {
+        kind: kind.to_owned(),
+        request_id,
+    })
+}
+
+/// `scan.v1` exactly as on the wire. Unknown and duplicate fields are errors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanV1 {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub request_id: String,
+    pub merchant_id: String,
+    pub terminal_id: String,
+    pub payment_code: String,
+    pub amount: String,
+    pub sent_at: String,
+}
+
+/// A scan after parsing: every field a domain type, or the reason it is declined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanRequest {
+    pub request_id: RequestId,
+    pub merchant_id: MerchantId,
+    pub terminal_id: TerminalId,
+    pub payment_code: PaymentCode,
+    pub amount: Amount,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// A scan that parsed far enough to answer but must be declined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanDecline {
+    pub reason: DeclineReason,
+    /// Known when the amount itself parsed, so the decline can echo it.
+    pub amount: Option<Amount>,
+}
+
+/// Step two, for a message whose envelope is a `scan.v1` and whose routing key is `route`.
+/// The terminal's identity in the body must be the one in the routing key (which the JWT was
+/// checked against).
+pub fn parse_scan(body: &[u8], route: &PosRoute) -> Result<ScanRequest, ScanDecline> {
+    let invalid = |amount| ScanDecline {
+        reason: DeclineReason::InvalidMessage,
+        amount,
+    };
+    let wire: ScanV1 = serde_json::from_slice(body).map_err(|_| invalid(None))?;
+    let amount = Amount::parse(&wire.amount).ok();
+    if wire.kind != SCAN_V1 {
+        return Err(invalid(amount));
+    }
+    let request_id = RequestId::parse(&wire.request_id).map_err(|_| invalid(amount))?;
+    if wire.merchant_id != route.merchant_id.as_str()
+        || wire.terminal_id != route.terminal_id.as_str()
+    {
+        return Err(ScanDecline {
+            reason: DeclineReason::Unauthorized,
+            amount,
+        });
+    }
+    let sent_at = DateTime::parse_from_rfc3339(&wire.sent_at)
+        .map_err(|_| invalid(amount))?
+        .with_timezone(&Utc);
+    let amount = amount.ok_or(ScanDecline {
+        reason: DeclineReason::InvalidAmount,
+        amount: None,
+    })?;
+    let payment_code = PaymentCode::parse(&wire.payment_code).map_err(|_| ScanDecline {
+        reason: DeclineReason::UnknownCode,
+        amount: Some(amount),
+    })?;
+    Ok(ScanRequest {
+        request_id,
+        merchant_id: route.merchant_id.clone(),
+        terminal_id: route.terminal_id.clone(),
+        payment_code,
+        amount,
+        sent_at,
+    })
+}
+
+/// `result.v1`: the one final answer for a request, sent to the POS and the cardholder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultV1 {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub request_id: RequestId,
+    pub transaction_id: Option<TransactionId>,
+    pub mode: PaymentMode,
+    pub status: TxState,
+    pub reason: Option<DeclineReason>,
+    pub merchant_id: MerchantId,
+    pub terminal_id: TerminalId,
+    pub user_id: Option<UserId>,
+    pub amount: Option<Amount>,
+    pub fee: Money,
+    pub total: Option<Money>,
+    pub processed_at: String,
+    /// Only on the copy routed to `user.<id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance_after: Option<Money>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route() -> PosRoute {
+        PosRoute::parse("pos.m1.t1.scan").unwrap()
+    }
+
+    fn scan(code: &str, amount: &str) -> String {
+        format!(
+            r#"{{"type":"scan.v1","request_id":"6f1c7a52-1d1e-4c36-9d2b-6d3c8a4c2f10","merchant_id":"m1","terminal_id":"t1","payment_code":"{code}","amount":"{amount}","sent_at":"2026-11-26T12:00:00+08:00"}}"#
+        )
+    }
+
+    fn code() -> String {
+        let mut rng = rand::rngs::OsRng;
+        PaymentCode::generate(&mut rng).expose().to_owned()
+    }
+
+    #[test]
+    fn routing_keys() {
+        assert!(PosRoute::parse("pos.m1.t1.scan").is_some());
+        for bad in [
+            "pos.m1.scan",
+            "pos.m1.t1.scan.x",
+            "user.m1.t1.scan",
+            "pos.m*.t1.scan",
+            "",
+        ] {
+            assert!(PosRoute::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn envelope() {
+        let ok = scan(&code(), "1.00");
+        assert!(parse_envelope(ok.as_bytes(), &[SCAN_V1]).is_ok());
+        assert_eq!(
+            parse_envelope(b"nope", &[SCAN_V1]),
+            Err(DeadReason::NotJson)
+        );
+        assert_eq!(parse_envelope(b"[1]", &[SCAN_V1]), Err(DeadReason::NotJson));
+        assert_eq!(
+            parse_envelope(br#"{"type":"scan.v2","request_id":"x"}"#, &[SCAN_V1]),
+            Err(DeadReason::UnknownType)
+        );
+        assert_eq!(
+            parse_envelope(br#"{"type":"scan.v1","request_id":"x"}"#, &[SCAN_V1]),
+            Err(DeadReason::NoRequestId)
+        );
+    }
+
+    #[test]
+    fn scan_parsing() {
+        let c = code();
+        let ok = parse_scan(scan(&c, "12.50").as_bytes(), &route()).unwrap();
+        assert_eq!(ok.amount.to_string(), "12.50");
+        let reason = |body: String| parse_scan(body.as_bytes(), &route()).unwrap_err().reason;
+        assert_eq!(reason(scan(&c, "0")), DeclineReason::InvalidAmount);
+        assert_eq!(reason(scan(&c, "1e3")), DeclineReason::InvalidAmount);
+        assert_eq!(reason(scan("28123", "1.00")), DeclineReason::UnknownCode);
+        assert_eq!(
+            reason(scan(&c, "1.00").replace("\"m1\"", "\"m2\"")),
+            DeclineReason::Unauthorized
+        );
+        assert_eq!(
+            reason(scan(&c, "1.00").replace("}", r#","extra":1}"#)),
+            DeclineReason::InvalidMessage
+        );
+        assert_eq!(
+            reason(scan(&c, "1.00").replace(r#""amount":"1.00""#, r#""amount":1.00"#)),
+            DeclineReason::InvalidMessage
+        );
+        // duplicate keys are rejected by the typed parse
+        assert_eq!(
+            reason(scan(&c, "1.00").replace("}", r#","amount":"2.00"}"#)),
+            DeclineReason::InvalidMessage
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! The five stages, each an actix actor fed by lapin consumers (see `broker::consumer`):
+//!
+//! ```text
+//! pay.requests ─▶ qr_validation ─▶ order ─▶ fee ─▶ settlement.<shard> ─▶ fanout ─▶ pay.results
+//!                       └──────────────┴───────┴── declined early ──────────▶ fanout
+//! ```
+//! A stage is stateless between batches; its actor holds only handles (pool, keys). Any number
+//! of processes may run any subset of stages as competing consumers.
+
+pub mod fanout;
+pub mod fee;
+pub mod order;
+pub mod qr_validation;
+pub mod settlement;
+
+use crate::auth::JwtKeys;
+use crate::broker::consumer::{self, ConsumerSpec, Disposition, HandlerOutput, Incoming, Retry};
+use crate::broker::topology::{self, StageName, STAGE};
+use crate::broker::Outgoing;
+use crate::config::{Config, Secret};
+use crate::db::{self, DbError, Pool};
+use crate::messages::external::DeadReason;
+use crate::messages::internal::{EncodeError, PaymentItem, StageBatch, MAX_BATCH_ITEMS};
+use actix::prelude::*;
+use futures_util::future::LocalBoxFuture;
+use std::rc::Rc;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The errors a stage can meet while handling a batch. Per-message problems (bad input) are not
+/// errors: they become declines or dead letters inside the output.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+impl StageError {
+    /// What the consumer does with the batch. Exhaustive on purpose: a new error kind must
+    /// decide here whether it is retried.
+    pub fn retry(self) -> Retry {
+        match self {
+            // The database may be restarting, a connection may have been killed, a
+            // serialisation conflict may have aborted the transaction: all worth retrying.
+            // A permanent database error fails again, and after the in-place retries and the
+            // queue's delivery limit the batch is dead-lettered by the broker.
+            StageError::Db(e) => Retry(e.to_string()),
+            // Encoding our own types cannot fail short of a bug; retrying bounds the damage and
+            // the delivery limit dead-letters it.
+            StageError::Encode(e) => Retry(e.to_string()),
+        }
+    }
+}
+
+/// What every stage may need. Cheap to clone.
+#[derive(Clone)]
+pub struct Deps {
+    pub pool: Pool,
+    pub jwt: Arc<JwtKeys>,
+    pub code_key: Secret,
+    pub max_message_bytes: usize,
+}
+
+impl Deps {
+    pub fn new(config: &Config, pool: Pool) -> Deps {
+        Deps {
+            pool,
+            jwt: Arc::new(JwtKeys::new(config.jwt_secret.expose())),
+            code_key: config.code_key.clone(),
+            max_message_bytes: config.max_message_bytes,
+        }
+    }
+}
+
+pub type StageFuture = LocalBoxFuture<'static, Result<HandlerOutput, StageError>>;
+
+/// One pipeline stage: turns a batch of deliveries into messages to publish and a disposition
+/// per delivery.
+pub trait Stage: 'static {
+    const NAME: StageName;
+    fn handle(&self, batch: Vec<Incoming>) -> StageFuture;
+}
+
+/// The actor that owns a stage. Its mailbox is small because each consumer waits for its batch
+/// to finish before taking the next: the bound is never reached in normal operation.
+pub struct StageActor<S: Stage> {
+    stage: Rc<S>,
+}
+
+impl<S: Stage> Actor for StageActor<S> {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(16);
+    }
+}
+
+pub struct ProcessBatch(pub Vec<Incoming>);
+
+impl Message for ProcessBatch {
+    type Result = Result<HandlerOutput, StageError>;
+}
+
+impl<S: Stage> Handler<ProcessBatch> for StageActor<S> {
+    type Result = ResponseFuture<Result<HandlerOutput, StageError>>;
+    fn handle(&mut self, msg: ProcessBatch, _: &mut Context<Self>) -> Self::Result {
+        self.stage.handle(msg.0)
+    }
+}
+
+/// Starts a stage's actor and one consumer per queue of the stage. Must run inside an actix
+/// system. The returned handles finish after `shutdown` turns true and in-flight work is done.
+pub fn start_stage<S: Stage>(
+    stage: S,
+    config: &Config,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let addr = StageActor {
+        stage: Rc::new(stage),
+    }
+    .start();
+    S::NAME
+        .queues()
+        .into_iter()
+        .map(|queue| {
+            let spec = ConsumerSpec {
+                amqp_url: config.amqp_url.clone(),
+                queue,
+                stage: S::NAME.as_str(),
+                prefetch: config.prefetch,
+                confirm_timeout: config.confirm_timeout,
+            };
+            let addr = addr.clone();
+            let handler: consumer::Handler = Box::new(move |batch| {
+                let addr = addr.clone();
+                Box::pin(async move {
+                    match addr.send(ProcessBatch(batch)).await {
+                        Ok(Ok(out)) => Ok(out),
+                        Ok(Err(e)) => Err(e.retry()),
+                        Err(mailbox) => Err(Retry(format!("stage actor: {mailbox}"))),
+                    }
+                })
+            });
+            actix_rt::spawn(consumer::run(spec, handler, shutdown.clone()))
+        })
+        .collect()
+}
+
+/// A running set of stages.
+pub struct Pipeline {
+    shutdown: watch::Sender<bool>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Starts the chosen stages in the current actix system.
+    pub fn start(config: &Config, pool: Pool, stages: &[StageName]) -> Pipeline {
+        let (tx, rx) = watch::channel(false);
+        let deps = Deps::new(config, pool);
+        let mut handles = Vec::new();
+        for stage in stages {
+            handles.extend(match stage {
+                StageName::QrValidation => {
+                    start_stage(qr_validation::QrValidation::new(deps.clone()), config, &rx)
+                }
+                StageName::Order => start_stage(order::Order::new(deps.clone()), config, &rx),
+                StageName::Fee => start_stage(fee::Fee::new(deps.clone()), config, &rx),
+                StageName::Settlement => {
+                    start_stage(settlement::Settlement::new(deps.clone()), config, &rx)
+                }
+                StageName::Fanout => start_stage(fanout::Fanout::new(deps.clone()), config, &rx),
+            });
+        }
+        Pipeline {
+            shutdown: tx,
+            handles,
+        }
+    }
+
+    /// Graceful shutdown: stop consuming, finish and ack in-flight batches, close.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for h in self.handles {
+            let _ = h.await;
+        }
+    }
+}
+
+/// Decodes every delivery of an internal stage; undecodable ones are dead-lettered.
+pub fn decode_batches(batch: &[Incoming]) -> (Vec<PaymentItem>, Vec<Disposition>) {
+    let mut items = Vec::new();
+    let mut dispositions = Vec::with_capacity(batch.len());
+    for inc in batch {
+        match StageBatch::decode(&inc.body) {
+            Ok(b) => {
+                items.extend(b.items);
+                dispositions.push(Disposition::Ack);
+            }
+            Err(e) => {
+                log::error!("undecodable stage message on {}: {e}", inc.routing_key);
+                dispositions.push(Disposition::DeadLetter {
+                    reason: format!("{}: {e}", DeadReason::UndecodableStageMessage.as_str()),
+                });
+            }
+        }
+    }
+    (items, dispositions)
+}
+
+/// Encodes items for the stage bound to `routing_key`, in chunks of at most MAX_BATCH_ITEMS.
+pub fn to_stage(routing_key: &str, items: Vec<PaymentItem>) -> Result<Vec<Outgoing>, EncodeError> {
+    items
+        .chunks(MAX_BATCH_ITEMS)
+        .map(|chunk| {
+            let body = StageBatch {
+                items: chunk.to_vec(),
+            }
+            .encode()?;
+            Ok(Outgoing::binary(STAGE, routing_key.to_owned(), body))
+        })
+        .collect()
+}
+
+/// Sends decided items to fan-out and pending ones to `next` (a routing key on `pay.stage`).
+pub fn route(items: Vec<PaymentItem>, next: &str) -> Result<Vec<Outgoing>, EncodeError> {
+    let (pending, done): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| i.is_pending());
+    let mut out = Vec::new();
+    if !pending.is_empty() {
+        out.extend(to_stage(next, pending)?);
+    }
+    if !done.is_empty() {
+        out.extend(to_stage(StageName::Fanout.as_str(), done)?);
+    }
+    Ok(out)
+}
+
+/// Runs a repository function over the items on the blocking pool.
+pub async fn with_db<F>(
+    pool: &Pool,
+    items: Vec<PaymentItem>,
+    f: F,
+) -> Result<Vec<PaymentItem>, StageError>
+where
+    F: FnOnce(&mut diesel::PgConnection, Vec<PaymentItem>) -> Result<Vec<PaymentItem>, DbError>
+        + Send
+        + 'static,
+{
+    if items.is_empty() {
+        return Ok(items);
+    }
+    Ok(db::run(pool, move |conn| f(conn, items)).await?)
+}
+
+pub use topology::shard_of;

@@ -1,0 +1,33 @@
+//! Order creation: writes the transaction record (交易流水) once per request and consumes the
+//! payment code; a retried request gets its stored transaction back.
+
+use super::{decode_batches, route, with_db, Deps, Stage, StageFuture};
+use crate::broker::consumer::{HandlerOutput, Incoming};
+use crate::broker::topology::StageName;
+use crate::db::payments;
+
+pub struct Order {
+    deps: Deps,
+}
+
+impl Order {
+    pub fn new(deps: Deps) -> Order {
+        Order { deps }
+    }
+}
+
+impl Stage for Order {
+    const NAME: StageName = StageName::Order;
+
+    fn handle(&self, batch: Vec<Incoming>) -> StageFuture {
+        let pool = self.deps.pool.clone();
+        Box::pin(async move {
+            let (items, dispositions) = decode_batches(&batch);
+            let items = with_db(&pool, items, payments::create_orders).await?;
+            Ok(HandlerOutput {
+                publish: route(items, StageName::Fee.as_str())?,
+                dispositions,
+            })
+        })
+    }
+}

@@ -1,0 +1,39 @@
+//! Settlement (the card backend): one atomic double-entry posting per payment, a whole batch per
+//! database transaction. Each shard queue has a single active consumer, so one card's debits
+//! never race each other; the balance guard and the CHECK constraint keep it at or above zero.
+
+use super::{decode_batches, to_stage, with_db, Deps, Stage, StageFuture};
+use crate::broker::consumer::{HandlerOutput, Incoming};
+use crate::broker::topology::StageName;
+use crate::db::payments;
+
+pub struct Settlement {
+    deps: Deps,
+}
+
+impl Settlement {
+    pub fn new(deps: Deps) -> Settlement {
+        Settlement { deps }
+    }
+}
+
+impl Stage for Settlement {
+    const NAME: StageName = StageName::Settlement;
+
+    fn handle(&self, batch: Vec<Incoming>) -> StageFuture {
+        let pool = self.deps.pool.clone();
+        Box::pin(async move {
+            let (items, dispositions) = decode_batches(&batch);
+            let items = with_db(&pool, items, payments::settle).await?;
+            let publish = if items.is_empty() {
+                Vec::new()
+            } else {
+                to_stage(StageName::Fanout.as_str(), items)?
+            };
+            Ok(HandlerOutput {
+                publish,
+                dispositions,
+            })
+        })
+    }
+}

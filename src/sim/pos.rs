@@ -1,0 +1,112 @@
+//! A simulated POS terminal: publishes `scan.v1` to `pay.requests` with its JWT in the
+//! `authorization` header (persistent, mandatory, confirmed) and reads its result queue.
+
+use super::results::Subscriber;
+use super::SimError;
+use crate::broker::publisher::{Outgoing, Publisher};
+use crate::broker::topology::REQUESTS;
+use crate::domain::{MerchantId, RequestId, TerminalId};
+use crate::messages::external::{pos_result_key, ResultV1, SCAN_V1};
+use lapin::Connection;
+use serde_json::json;
+use std::time::Duration;
+
+pub struct Pos {
+    pub merchant: MerchantId,
+    pub terminal: TerminalId,
+    token: String,
+    publisher: Publisher,
+    results: Subscriber,
+}
+
+impl Pos {
+    pub async fn open(
+        conn: &Connection,
+        merchant: MerchantId,
+        terminal: TerminalId,
+        token: String,
+    ) -> Result<Pos, SimError> {
+        let publisher = Publisher::new(conn, Duration::from_secs(10)).await?;
+        let results = Subscriber::open(conn, &pos_result_key(&merchant, &terminal)).await?;
+        Ok(Pos {
+            merchant,
+            terminal,
+            token,
+            publisher,
+            results,
+        })
+    }
+
+    pub fn scan_body(&self, request_id: RequestId, code: &str, amount: &str) -> Vec<u8> {
+        json!({
+            "type": SCAN_V1,
+            "request_id": request_id.to_string(),
+            "merchant_id": self.merchant.as_str(),
+            "terminal_id": self.terminal.as_str(),
+            "payment_code": code,
+            "amount": amount,
+            "sent_at": crate::messages::format_time(chrono::Utc::now()),
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    pub fn routing_key(&self, verb: &str) -> String {
+        format!("pos.{}.{}.{verb}", self.merchant, self.terminal)
+    }
+
+    /// Publishes any body on any routing key, with this terminal's token unless `auth` says
+    /// otherwise (`Some(None)`: no header; `Some(Some(h))`: that header).
+    pub async fn publish_raw(
+        &self,
+        routing_key: &str,
+        body: Vec<u8>,
+        auth: Option<Option<String>>,
+    ) -> Result<(), SimError> {
+        let mut msg = Outgoing::json(REQUESTS, routing_key.to_owned(), body);
+        match auth {
+            None => msg = msg.with_header("authorization", &format!("Bearer {}", self.token)),
+            Some(Some(h)) => msg = msg.with_header("authorization", &h),
+            Some(None) => {}
+        }
+        Ok(self.publisher.publish(msg).await?)
+    }
+
+    pub async fn send_scan(
+        &self,
+        request_id: RequestId,
+        code: &str,
+        amount: &str,
+    ) -> Result<(), SimError> {
+        self.publish_raw(
+            &self.routing_key("scan"),
+            self.scan_body(request_id, code, amount),
+            None,
+        )
+        .await
+    }
+
+    pub async fn wait(
+        &mut self,
+        request_id: RequestId,
+        timeout: Duration,
+    ) -> Result<ResultV1, SimError> {
+        self.results.wait_for(request_id, timeout).await
+    }
+
+    /// Scan and wait: what a cashier's "charge" button does.
+    pub async fn pay(
+        &mut self,
+        request_id: RequestId,
+        code: &str,
+        amount: &str,
+        timeout: Duration,
+    ) -> Result<ResultV1, SimError> {
+        self.send_scan(request_id, code, amount).await?;
+        self.wait(request_id, timeout).await
+    }
+
+    pub fn results(&mut self) -> &mut Subscriber {
+        &mut self.results
+    }
+}
