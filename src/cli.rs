@@ -289,7 +289,7 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
     match command {
         Command::Migrate => {
             let pool = pool(&config).await?;
-            let applied = db::run(&pool, |c| db::migrate(c)).await?;
+            let applied = db::run(&pool, db::migrate).await?;
             println!("migrations applied: {}", applied.len());
             for m in applied {
                 println!("  {m}");

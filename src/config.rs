@@ -67,14 +67,9 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn parse_num<T: std::str::FromStr>(
-    name: &'static str,
-    default: T,
-    min: T,
-    max: T,
-) -> Result<T, ConfigError>
+fn parse_num<T>(name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
 where
-    T: PartialOrd + Copy,
+    T: std::str::FromStr + PartialOrd + Copy,
 {
     match env(name) {
         None => Ok(default),

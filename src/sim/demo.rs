@@ -188,7 +188,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 pub async fn run(config: &Config, opts: &DemoOptions) -> Result<DemoReport, SimError> {
     println!("== campuspay demo ==");
     let pool = db::pool(&config.database_url, config.db_pool_size)?;
-    let applied = db::run(&pool, |c| db::migrate(c)).await?;
+    let applied = db::run(&pool, db::migrate).await?;
     println!("database ready ({} new migrations)", applied.len());
     let conn = connect_retrying(&config.amqp_url, "campuspay demo", 10).await?;
     let channel = conn.create_channel().await?;

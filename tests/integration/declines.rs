@@ -1,0 +1,249 @@
+//! Every decline reason reachable in reverse scan produces exactly one declined result and
+//! changes no balance; unparseable input is dead-lettered and the pipeline goes on.
+
+use crate::helpers::*;
+use campuspay::broker::topology::DEAD_QUEUE;
+use campuspay::domain::{DeclineReason, Identity, PaymentCode, RequestId, TxState};
+use campuspay::sim::pos::Pos;
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::json;
+
+async fn expect_decline(pos: &mut Pos, rid: RequestId, reason: DeclineReason) {
+    let (r, raw) = pos
+        .results()
+        .next_raw(WAIT)
+        .await
+        .unwrap()
+        .expect("a result");
+    schema_check("result.v1", &raw);
+    assert_eq!(r.request_id, rid);
+    assert_eq!(r.status, TxState::Declined, "{r:?}");
+    assert_eq!(r.reason, Some(reason), "{r:?}");
+    assert_quiet(pos.results()).await;
+}
+
+#[actix_rt::test]
+async fn each_reason_declines_once_and_moves_nothing() {
+    let env = TestEnv::start().await;
+    env.merchant("m1", &["t1"]).await;
+    env.fee(Identity::Student, "0", None).await;
+    let user = env.card("s001", Identity::Student, "50.00").await;
+    let frozen = env.card("s002", Identity::Student, "50.00").await;
+    let mut pos = env.pos("m1", "t1").await;
+    let codes = env.codes(&user).await;
+
+    // unknown_code: well-formed (Luhn-valid) but never issued; and a mistyped one.
+    let never = PaymentCode::generate(&mut rand::rngs::OsRng);
+    let rid = RequestId::new_random();
+    pos.send_scan(rid, never.expose(), "5.00").await.unwrap();
+    expect_decline(&mut pos, rid, DeclineReason::UnknownCode).await;
+    let mut typo = codes[0].clone();
+    typo.replace_range(17..18, if &codes[0][17..] == "0" { "1" } else { "0" });
+    let rid = RequestId::new_random();
+    pos.send_scan(rid, &typo, "5.00").await.unwrap();
+    expect_decline(&mut pos, rid, DeclineReason::UnknownCode).await;
+
+    // code_used: a second request with an already used code.
+    let ok = pos
+        .pay(RequestId::new_random(), &codes[0], "5.00", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(ok.status, TxState::Approved);
+    let rid = RequestId::new_random();
+    pos.send_scan(rid, &codes[0], "5.00").await.unwrap();
+    expect_decline(&mut pos, rid, DeclineReason::CodeUsed).await;
+
+    // code_expired
+    let old = env.codes(&user).await;
+    env.sql(
+        "UPDATE payment_codes SET expires_at = now() - interval '1 second' WHERE state = 'unused'",
+    )
+    .await;
+    let rid = RequestId::new_random();
+    pos.send_scan(rid, &old[0], "5.00").await.unwrap();
+    expect_decline(&mut pos, rid, DeclineReason::CodeExpired).await;
+
+    // code_revoked: a new batch supersedes the unused codes of the previous one.
+    let first = env.codes(&user).await;
+    let second = env.codes(&user).await;
+    let rid = RequestId::new_random();
+    pos.send_scan(rid, &first[0], "5.00").await.unwrap();
+    expect_decline(&mut pos, rid, DeclineReason::CodeRevoked).await;
+
+    // insufficient_balance
+    let rid = RequestId::new_random();
+    pos.send_scan(rid, &second[0], "45.01").await.unwrap();
+    expect_decline(&mut pos, rid, DeclineReason::InsufficientBalance).await;
+
+    // card_frozen
+    let fc = env.codes(&frozen).await;
+    env.sql("UPDATE cards SET status = 'frozen' WHERE user_id = 's002'")
+        .await;
+    let rid = RequestId::new_random();
+    pos.send_scan(rid, &fc[0], "5.00").await.unwrap();
+    expect_decline(&mut pos, rid, DeclineReason::CardFrozen).await;
+
+    // invalid_amount
+    for bad in ["0", "-1", "1.001", "1e3", "NaN", " 1.00"] {
+        let rid = RequestId::new_random();
+        pos.send_scan(rid, &second[1], bad).await.unwrap();
+        expect_decline(&mut pos, rid, DeclineReason::InvalidAmount).await;
+    }
+
+    // invalid_message: parseable, has a request id, but an extra field.
+    let rid = RequestId::new_random();
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&pos.scan_body(rid, &second[1], "1.00")).unwrap();
+    body["tip"] = json!("1.00");
+    pos.publish_raw(
+        &pos.routing_key("scan"),
+        body.to_string().into_bytes(),
+        None,
+    )
+    .await
+    .unwrap();
+    expect_decline(&mut pos, rid, DeclineReason::InvalidMessage).await;
+
+    // unauthorized: no token, a forged token, another terminal's token, a body naming another
+    // terminal.
+    let rid = RequestId::new_random();
+    pos.publish_raw(
+        &pos.routing_key("scan"),
+        pos.scan_body(rid, &second[1], "1.00"),
+        Some(None),
+    )
+    .await
+    .unwrap();
+    expect_decline(&mut pos, rid, DeclineReason::Unauthorized).await;
+    let forger = campuspay::auth::JwtKeys::new(b"not-the-real-secret-not-the-real-secret");
+    let forged = forger.issue_terminal(&pos.merchant, &pos.terminal).unwrap();
+    let rid = RequestId::new_random();
+    pos.publish_raw(
+        &pos.routing_key("scan"),
+        pos.scan_body(rid, &second[1], "1.00"),
+        Some(Some(format!("Bearer {forged}"))),
+    )
+    .await
+    .unwrap();
+    expect_decline(&mut pos, rid, DeclineReason::Unauthorized).await;
+    let other = env
+        .jwt
+        .issue_terminal(
+            &pos.merchant,
+            &campuspay::domain::TerminalId::parse("t2").unwrap(),
+        )
+        .unwrap();
+    let rid = RequestId::new_random();
+    pos.publish_raw(
+        &pos.routing_key("scan"),
+        pos.scan_body(rid, &second[1], "1.00"),
+        Some(Some(format!("Bearer {other}"))),
+    )
+    .await
+    .unwrap();
+    expect_decline(&mut pos, rid, DeclineReason::Unauthorized).await;
+    let rid = RequestId::new_random();
+    let body = String::from_utf8(pos.scan_body(rid, &second[1], "1.00"))
+        .unwrap()
+        .replace("\"t1\"", "\"t2\"");
+    pos.publish_raw(&pos.routing_key("scan"), body.into_bytes(), None)
+        .await
+        .unwrap();
+    expect_decline(&mut pos, rid, DeclineReason::Unauthorized).await;
+
+    // unknown_terminal and unknown_merchant: valid tokens, but not registered.
+    let mut ghost_t = env.pos("m1", "t9").await;
+    let rid = RequestId::new_random();
+    ghost_t.send_scan(rid, &second[1], "1.00").await.unwrap();
+    expect_decline(&mut ghost_t, rid, DeclineReason::UnknownTerminal).await;
+    let mut ghost_m = env.pos("ghost", "t1").await;
+    let rid = RequestId::new_random();
+    ghost_m.send_scan(rid, &second[1], "1.00").await.unwrap();
+    expect_decline(&mut ghost_m, rid, DeclineReason::UnknownMerchant).await;
+
+    // Only the one approved payment moved money.
+    assert_eq!(env.balance(&user).await, money("45.00"));
+    assert_eq!(env.balance(&frozen).await, money("50.00"));
+    assert_eq!(env.account_balance("merchant", "m1").await, money("5.00"));
+    let report = env.verify().await;
+    assert!(report.ok, "{report:?}");
+    // And the code that was only ever offered with bad amounts is still usable.
+    let r = pos
+        .pay(RequestId::new_random(), &second[1], "1.00", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(r.status, TxState::Approved);
+}
+
+#[actix_rt::test]
+async fn unparseable_messages_are_dead_lettered_with_a_reason_and_the_pipeline_goes_on() {
+    let env = TestEnv::start().await;
+    env.merchant("m1", &["t1"]).await;
+    let user = env.card("s001", Identity::Student, "50.00").await;
+    let mut pos = env.pos("m1", "t1").await;
+    let key = pos.routing_key("scan");
+    pos.publish_raw(&key, b"this is not json".to_vec(), None)
+        .await
+        .unwrap();
+    pos.publish_raw(
+        &key,
+        br#"{"type":"scan.v1","request_id":"nope"}"#.to_vec(),
+        None,
+    )
+    .await
+    .unwrap();
+    pos.publish_raw(
+        &key,
+        br#"{"type":"scan.v9","request_id":"6f1c7a52-1d1e-4c36-9d2b-6d3c8a4c2f10"}"#.to_vec(),
+        None,
+    )
+    .await
+    .unwrap();
+    pos.publish_raw(&key, vec![b' '; 20_000], None)
+        .await
+        .unwrap();
+
+    let channel = env.conn.create_channel().await.unwrap();
+    let mut dead = channel
+        .basic_consume(
+            DEAD_QUEUE.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut reasons = Vec::new();
+    for _ in 0..4 {
+        let d = tokio::time::timeout(WAIT, dead.next())
+            .await
+            .expect("a dead letter")
+            .unwrap()
+            .unwrap();
+        let headers = d.properties.headers().clone().unwrap_or_default();
+        let h = |k: &str| match headers.inner().get(k) {
+            Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+            other => panic!("header {k}: {other:?}"),
+        };
+        assert_eq!(h("x-campuspay-stage"), "qr_validation");
+        assert_eq!(h("x-original-routing-key"), key);
+        reasons.push(h("x-campuspay-reason"));
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        ["no_request_id", "not_json", "too_large", "unknown_type"]
+    );
+    // Nothing was answered for them, and valid payments still go through.
+    assert_quiet(pos.results()).await;
+    let codes = env.codes(&user).await;
+    let r = pos
+        .pay(RequestId::new_random(), &codes[0], "3.00", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(r.status, TxState::Approved);
+    assert_eq!(env.count("SELECT COUNT(*) AS n FROM transactions").await, 1);
+}

@@ -1,0 +1,279 @@
+//! Test environment: a fresh database (migrated) and a fresh vhost (topology declared) per test,
+//! the pipeline running in-process, and helpers to set up a campus and pay.
+
+use campuspay::admin::management::Management;
+use campuspay::auth::JwtKeys;
+use campuspay::broker::topology::{topology, StageName};
+use campuspay::config::{Config, DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL};
+use campuspay::db::{self, admin, ledger::LedgerReport, Pool};
+use campuspay::domain::{Amount, FeeRate, Identity, MerchantId, Money, TerminalId, UserId};
+use campuspay::pipeline::Pipeline;
+use campuspay::sim::pos::Pos;
+use campuspay::sim::results::Subscriber;
+use campuspay::tsm;
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use std::time::Duration;
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+fn base_url(url: &str) -> &str {
+    // Everything before the last path segment (the database or vhost name).
+    url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url)
+}
+
+pub struct TestEnv {
+    pub config: Config,
+    pub pool: Pool,
+    pub conn: lapin::Connection,
+    pub jwt: JwtKeys,
+    pub vhost: String,
+    db_name: String,
+    admin_db_url: String,
+    mgmt: Management,
+    pipeline: Option<Pipeline>,
+}
+
+impl TestEnv {
+    /// A fresh database and vhost with the whole pipeline running.
+    pub async fn start() -> TestEnv {
+        let mut env = TestEnv::empty().await;
+        env.pipeline = Some(Pipeline::start(
+            &env.config,
+            env.pool.clone(),
+            &StageName::ALL,
+        ));
+        env
+    }
+
+    /// A fresh database and vhost, topology declared, no stage running.
+    pub async fn empty() -> TestEnv {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("cp_test_{}", &id[..12]);
+        let db_env = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
+        let amqp_env = std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into());
+        let admin_db_url = format!("{}/postgres", base_url(&db_env));
+        let db_url = format!("{}/{name}", base_url(&db_env));
+        let amqp_url = format!("{}/{name}", base_url(&amqp_env));
+        let config = Config::for_urls(&db_url, &amqp_url);
+        let mgmt = Management::new(&config.management_url).expect("management url");
+
+        let (n, a, u) = (name.clone(), admin_db_url.clone(), db_url.clone());
+        let m = mgmt.clone();
+        let pool = tokio::task::spawn_blocking(move || {
+            let mut admin = PgConnection::establish(&a).expect("connect to postgres");
+            diesel::sql_query(format!("CREATE DATABASE {n}"))
+                .execute(&mut admin)
+                .expect("create test database");
+            m.create_vhost(&n).expect("create vhost");
+            m.grant_all(&n, "guest").expect("grant vhost");
+            let pool = db::pool(&u, 6).expect("pool");
+            db::migrate(&mut pool.get().expect("conn")).expect("migrate");
+            pool
+        })
+        .await
+        .expect("setup task");
+
+        let conn = campuspay::broker::connection::connect_retrying(&amqp_url, "campuspay test", 5)
+            .await
+            .expect("amqp connect");
+        let channel = conn.create_channel().await.expect("channel");
+        topology()
+            .declare(&channel)
+            .await
+            .expect("declare topology");
+        let jwt = JwtKeys::new(config.jwt_secret.expose());
+        TestEnv {
+            config,
+            pool,
+            conn,
+            jwt,
+            vhost: name.clone(),
+            db_name: name,
+            admin_db_url,
+            mgmt,
+            pipeline: None,
+        }
+    }
+
+    pub fn mgmt(&self) -> &Management {
+        &self.mgmt
+    }
+
+    pub async fn merchant(&self, m: &str, terminals: &[&str]) -> MerchantId {
+        let mid = MerchantId::parse(m).unwrap();
+        let ts: Vec<TerminalId> = terminals
+            .iter()
+            .map(|t| TerminalId::parse(t).unwrap())
+            .collect();
+        let mm = mid.clone();
+        db::run(&self.pool, move |c| {
+            admin::add_merchant(c, &mm, &format!("Merchant {mm}"))?;
+            for t in &ts {
+                admin::add_terminal(c, &mm, t)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        mid
+    }
+
+    pub async fn fee(&self, identity: Identity, rate: &str, merchant: Option<&str>) {
+        let rate = FeeRate::parse(rate).unwrap();
+        let m = merchant.map(|m| MerchantId::parse(m).unwrap());
+        db::run(&self.pool, move |c| {
+            admin::set_fee(c, identity, rate, m.as_ref())
+        })
+        .await
+        .unwrap();
+    }
+
+    /// A cardholder with a card holding `balance` (a top-up when > 0).
+    pub async fn card(&self, user: &str, identity: Identity, balance: &str) -> UserId {
+        let u = UserId::parse(user).unwrap();
+        let uu = u.clone();
+        let amount = Amount::parse(balance).ok();
+        db::run(&self.pool, move |c| {
+            admin::add_card(c, &uu, "Test Cardholder", identity)?;
+            if let Some(a) = amount {
+                admin::topup(c, &uu, a, uuid::Uuid::new_v4(), "test")?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        u
+    }
+
+    pub async fn codes(&self, user: &UserId) -> Vec<String> {
+        tsm::issue(
+            &self.pool,
+            self.config.code_key.expose(),
+            user,
+            self.config.code_ttl,
+        )
+        .await
+        .unwrap()
+        .codes
+    }
+
+    pub async fn pos(&self, m: &str, t: &str) -> Pos {
+        let (m, t) = (MerchantId::parse(m).unwrap(), TerminalId::parse(t).unwrap());
+        let token = self.jwt.issue_terminal(&m, &t).unwrap();
+        Pos::open(&self.conn, m, t, token).await.unwrap()
+    }
+
+    pub async fn subscribe(&self, queue: &str) -> Subscriber {
+        Subscriber::open(&self.conn, queue).await.unwrap()
+    }
+
+    pub async fn balance(&self, user: &UserId) -> Money {
+        let u = user.to_string();
+        db::run(&self.pool, move |c| {
+            let a = admin::account_of(c, "card", &u)?;
+            admin::balance_of(c, a)
+        })
+        .await
+        .unwrap()
+    }
+
+    pub async fn account_balance(&self, kind: &str, owner: &str) -> Money {
+        let (k, o) = (kind.to_string(), owner.to_string());
+        db::run(&self.pool, move |c| {
+            let a = admin::account_of(c, &k, &o)?;
+            admin::balance_of(c, a)
+        })
+        .await
+        .unwrap()
+    }
+
+    pub async fn verify(&self) -> LedgerReport {
+        db::run(&self.pool, |c| db::ledger::verify(c, 300))
+            .await
+            .unwrap()
+    }
+
+    pub async fn sql(&self, sql: &str) -> usize {
+        let s = sql.to_string();
+        db::run(&self.pool, move |c| Ok(diesel::sql_query(s).execute(c)?))
+            .await
+            .unwrap()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let s = sql.to_string();
+        db::run(&self.pool, move |c| {
+            Ok(diesel::sql_query(s).get_result::<N>(c)?.n)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Starts the whole pipeline (again).
+    pub fn start_pipeline(&mut self) {
+        assert!(self.pipeline.is_none(), "pipeline already running");
+        self.pipeline = Some(Pipeline::start(
+            &self.config,
+            self.pool.clone(),
+            &StageName::ALL,
+        ));
+    }
+
+    /// Stops the pipeline gracefully (in-flight batches finish).
+    pub async fn stop_pipeline(&mut self) {
+        if let Some(p) = self.pipeline.take() {
+            p.shutdown().await;
+        }
+    }
+}
+
+/// Asserts nothing more arrives on `sub` for a short while ("exactly one result").
+pub async fn assert_quiet(sub: &mut Subscriber) {
+    if let Some((extra, _)) = sub.next_raw(Duration::from_millis(500)).await.unwrap() {
+        panic!("unexpected extra result on {}: {extra:?}", sub.queue);
+    }
+}
+
+pub fn money(s: &str) -> Money {
+    Money::try_from(s.to_string()).unwrap()
+}
+
+pub fn schema_check(kind: &str, raw: &[u8]) {
+    let path = format!("{}/schemas/{kind}.json", env!("CARGO_MANIFEST_DIR"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema file")).unwrap();
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("schema compiles");
+    let instance: serde_json::Value = serde_json::from_slice(raw).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&instance)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{kind} message {instance} violates the schema: {errors:?}"
+    );
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Best effort, and never panic in drop: the vhost (closing its connections) and the
+        // database (terminating its sessions) go away.
+        let _ = self.mgmt.delete_vhost(&self.vhost);
+        if let Ok(mut c) = PgConnection::establish(&self.admin_db_url) {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.db_name
+            ))
+            .execute(&mut c);
+        }
+    }
+}

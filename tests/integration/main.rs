@@ -1,0 +1,11 @@
+//! Integration tests against the real RabbitMQ and PostgreSQL. Each test gets its own database
+//! and vhost (random names), so tests run in parallel and leave nothing behind.
+
+mod concurrency;
+mod declines;
+mod e2e;
+mod helpers;
+mod idempotency;
+mod restart;
+mod schemas;
+mod topology;
