@@ -44,6 +44,14 @@ pub enum Command {
         /// Comma-separated subset: qr_validation,order,fee,settlement,fanout
         #[arg(long, value_delimiter = ',')]
         stages: Vec<String>,
+        /// Do not serve the payment platform's HTTP API (CAMPUSPAY_HTTP_ADDR).
+        #[arg(long)]
+        no_http: bool,
+    },
+    /// Merchant QR payloads (EMV merchant-presented mode).
+    Qr {
+        #[command(subcommand)]
+        command: QrCommand,
     },
     /// Back-office commands.
     Admin {
@@ -71,7 +79,49 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum QrCommand {
+    /// Print every field of any EMV merchant-presented payload and whether its CRC is valid.
+    Decode {
+        payload: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminQrCommand {
+    /// A printable static merchant QR code (merchant only, or merchant + terminal).
+    Static {
+        #[arg(long)]
+        merchant: MerchantId,
+        #[arg(long)]
+        terminal: Option<TerminalId>,
+        #[arg(long)]
+        png: Option<std::path::PathBuf>,
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AdminCommand {
+    /// Merchant QR codes.
+    Qr {
+        #[command(subcommand)]
+        command: AdminQrCommand,
+    },
+    /// Issue a cardholder token for the phone API.
+    Token {
+        #[arg(long)]
+        user: UserId,
+        /// Validity in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl: i64,
+        #[arg(long)]
+        json: bool,
+    },
     Merchant {
         #[command(subcommand)]
         command: MerchantCommand,
@@ -178,12 +228,52 @@ pub enum PhoneCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Scan a merchant QR code and pay through the platform's HTTP API, step by step.
+    Scan {
+        #[arg(long)]
+        user: UserId,
+        #[arg(long)]
+        qr: String,
+        /// The amount to pay (static codes only).
+        #[arg(long)]
+        amount: Option<String>,
+        /// The platform's base URL.
+        #[arg(
+            long,
+            env = "CAMPUSPAY_PLATFORM_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        platform: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PosCommand {
     /// Scan a payment code: publish scan.v1, wait for the result on the terminal's queue.
     Pay(PayArgs),
+    /// Ask the gateway for a dynamic QR code with an amount in it (dynamic_qr.v1).
+    Qr {
+        #[arg(long)]
+        merchant: MerchantId,
+        #[arg(long)]
+        terminal: TerminalId,
+        #[arg(long, value_parser = parse_amount)]
+        amount: Amount,
+        #[arg(long)]
+        request_id: Option<RequestId>,
+        #[arg(long, env = "CAMPUSPAY_TERMINAL_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[arg(long)]
+        png: Option<std::path::PathBuf>,
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -315,7 +405,12 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
                 );
             }
         }
-        Command::Run { stages } => {
+        Command::Qr {
+            command: QrCommand::Decode { payload, json },
+        } => {
+            return Ok(qr_decode(&payload, json));
+        }
+        Command::Run { stages, no_http } => {
             let stages: Vec<StageName> = if stages.is_empty() {
                 StageName::ALL.to_vec()
             } else {
@@ -331,7 +426,21 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
                     .collect::<Result<_, _>>()?
             };
             let pool = pool(&config).await?;
-            let pipeline = Pipeline::start(&config, pool, &stages);
+            let pipeline = Pipeline::start(&config, pool.clone(), &stages);
+            let platform = if no_http {
+                None
+            } else {
+                Some(
+                    crate::platform::Platform::start(&config, pool, &config.http_addr).map_err(
+                        |e| {
+                            CliError::Failed(format!(
+                                "cannot serve HTTP on {}: {e}",
+                                config.http_addr
+                            ))
+                        },
+                    )?,
+                )
+            };
             log::info!(
                 "running stages: {}",
                 stages
@@ -342,6 +451,9 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
             );
             wait_for_signal().await;
             log::info!("shutting down: finishing in-flight batches");
+            if let Some(p) = platform {
+                p.stop().await;
+            }
             pipeline.shutdown().await;
             log::info!("stopped");
         }
@@ -362,6 +474,70 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
                 }
                 s.trim_end().to_owned()
             });
+        }
+        Command::Phone {
+            command:
+                PhoneCommand::Scan {
+                    user,
+                    qr,
+                    amount,
+                    platform,
+                    json,
+                },
+        } => {
+            let token = JwtKeys::new(config.jwt_secret.expose()).issue_cardholder(&user, 3600)?;
+            let ok = tokio::task::spawn_blocking(move || {
+                phone_scan(&platform, &token, &qr, amount.as_deref(), json)
+            })
+            .await
+            .map_err(|e| CliError::Failed(e.to_string()))??;
+            if !ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Pos {
+            command:
+                PosCommand::Qr {
+                    merchant,
+                    terminal,
+                    amount,
+                    request_id,
+                    token,
+                    png,
+                    svg,
+                    timeout_secs,
+                    json,
+                },
+        } => {
+            let jwt = JwtKeys::new(config.jwt_secret.expose());
+            let token = match token {
+                Some(t) => t,
+                None => jwt.issue_terminal(&merchant, &terminal)?,
+            };
+            let conn = connect_retrying(&config.amqp_url, "campuspay pos", 3).await?;
+            let mut pos = Pos::open(&conn, merchant, terminal, token).await?;
+            let rid = request_id.unwrap_or_else(RequestId::new_random);
+            let issued = pos
+                .request_dynamic_qr(rid, &amount.to_string(), Duration::from_secs(timeout_secs))
+                .await?;
+            let _ = conn.close(200, "done".into()).await;
+            if let Some(payload) = &issued.payload {
+                write_images(payload, png.as_deref(), svg.as_deref())?;
+            }
+            print(json, &issued, |i| match &i.payload {
+                Some(p) => format!(
+                    "dynamic QR for {} (expires {}):\n{p}",
+                    i.amount.map(|a| a.to_string()).unwrap_or_default(),
+                    i.expires_at.clone().unwrap_or_default()
+                ),
+                None => format!(
+                    "declined: {}",
+                    i.reason.map(|r| r.as_str()).unwrap_or("unknown")
+                ),
+            });
+            if issued.payload.is_none() {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Pos {
             command: PosCommand::Pay(args),
@@ -409,7 +585,10 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
             let started = std::time::Instant::now();
             let report = sim::demo::run(&config, &sim::demo::DemoOptions { payments }).await?;
             print(json, &report, |r| demo_summary(r, started.elapsed()));
-            if !report.ledger.ok || !report.unexpected.is_empty() {
+            if !report.ledger.ok
+                || !report.unexpected.is_empty()
+                || !report.forward.failures.is_empty()
+            {
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -420,6 +599,7 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
 fn demo_summary(r: &sim::demo::DemoReport, total: Duration) -> String {
     let mut s = String::new();
     s.push_str("\n== lunch hour summary ==\n");
+    s.push_str("reverse scan (POS scans the phone):\n");
     s.push_str(&format!("payments        {}\n", r.payments));
     s.push_str(&format!("approved        {}\n", r.approved));
     for (reason, n) in &r.declined {
@@ -446,7 +626,15 @@ fn demo_summary(r: &sim::demo::DemoReport, total: Duration) -> String {
         r.ledger.postings_sum,
         r.ledger.fee_income
     ));
-    if r.unexpected.is_empty() {
+    s.push_str("forward scan (phone scans the merchant):\n");
+    for (kind, (ok, bad)) in &r.forward.by_kind {
+        s.push_str(&format!("  {kind:<16} {ok} approved, {bad} declined\n"));
+    }
+    s.push_str(&format!("  QR images in    {}/\n", r.forward.qr_images));
+    for f in &r.forward.failures {
+        s.push_str(&format!("  UNEXPECTED: {f}\n"));
+    }
+    if r.unexpected.is_empty() && r.forward.failures.is_empty() {
         s.push_str("every payment ended as scripted");
     } else {
         s.push_str(&format!("{} UNEXPECTED outcomes:\n", r.unexpected.len()));
@@ -460,6 +648,54 @@ fn demo_summary(r: &sim::demo::DemoReport, total: Duration) -> String {
 async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliError> {
     let pool = pool(&config).await?;
     match command {
+        AdminCommand::Token { user, ttl, json } => {
+            let u = user.clone();
+            db::run(&pool, move |c| admin::card_show(c, &u)).await?;
+            let token = JwtKeys::new(config.jwt_secret.expose())
+                .issue_cardholder(&user, ttl.clamp(60, 30 * 86_400))?;
+            print(
+                json,
+                &serde_json::json!({"user_id": user, "token": token}),
+                |_| token.clone(),
+            );
+        }
+        AdminCommand::Qr {
+            command:
+                AdminQrCommand::Static {
+                    merchant,
+                    terminal,
+                    png,
+                    svg,
+                    json,
+                },
+        } => {
+            let (m, t) = (merchant.clone(), terminal.clone());
+            let name = db::run(&pool, move |c| {
+                match crate::db::forward::check_terminal(
+                    c,
+                    m.as_str(),
+                    t.as_ref().map(|t| t.as_str()),
+                )? {
+                    Ok(name) => Ok(name),
+                    Err(p) => Err(DbError::NotFound(p.to_string())),
+                }
+            })
+            .await?;
+            let payload = crate::domain::merchant_qr::encode_campus(
+                &crate::domain::merchant_qr::MerchantQr::Static {
+                    merchant_id: merchant.clone(),
+                    terminal_id: terminal.clone(),
+                },
+                &name,
+            )
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+            write_images(&payload, png.as_deref(), svg.as_deref())?;
+            print(
+                json,
+                &serde_json::json!({"merchant_id": merchant, "terminal_id": terminal, "payload": payload}),
+                |_| payload.clone(),
+            );
+        }
         AdminCommand::Merchant {
             command: MerchantCommand::Add { id, name, json },
         } => {
@@ -616,5 +852,92 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn write_images(
+    payload: &str,
+    png: Option<&std::path::Path>,
+    svg: Option<&std::path::Path>,
+) -> Result<(), CliError> {
+    let fail = |e: String| CliError::Failed(e);
+    if let Some(path) = png {
+        let bytes = crate::qr::render_png(payload).map_err(|e| fail(e.to_string()))?;
+        std::fs::write(path, bytes).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = svg {
+        let text = crate::qr::render_svg(payload).map_err(|e| fail(e.to_string()))?;
+        std::fs::write(path, text).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// The whole forward-scan flow from the command line; returns whether the payment was approved.
+fn phone_scan(
+    platform: &str,
+    token: &str,
+    qr: &str,
+    amount: Option<&str>,
+    json: bool,
+) -> Result<bool, CliError> {
+    let phone = sim::phone::Phone::new(platform, token);
+    let step = |title: &str, a: &sim::phone::Answer| {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"step": title, "http_status": a.status, "body": a.body})
+            );
+        } else {
+            println!(
+                "== {title} (HTTP {})\n{}",
+                a.status,
+                serde_json::to_string_pretty(&a.body).unwrap_or_default()
+            );
+        }
+    };
+    let rid = uuid::Uuid::new_v4().to_string();
+    let order = phone.create_order(&rid, qr)?;
+    step("scanned: order created", &order);
+    if order.status != 201 {
+        return Ok(false);
+    }
+    let id = order.body["order_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let paid = phone.pay(&id, amount)?;
+    step("confirmed", &paid);
+    if paid.status >= 400 {
+        return Ok(false);
+    }
+    let done = phone.wait_final(&id, Duration::from_secs(30))?;
+    step("result", &done);
+    Ok(done.body["status"] == "approved")
+}
+
+fn qr_decode(payload: &str, json: bool) -> ExitCode {
+    use crate::domain::merchant_qr;
+    match merchant_qr::describe(payload) {
+        Ok(d) => {
+            print(json, &d, |d| d.to_text());
+            if d.crc_valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "error": e.to_string()})
+                );
+            } else {
+                eprintln!("not a valid EMV merchant-presented payload: {e}");
+            }
+            ExitCode::FAILURE
+        }
     }
 }

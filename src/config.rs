@@ -53,6 +53,10 @@ pub struct Config {
     pub code_key: Secret,
     /// How long an issued payment code stays valid.
     pub code_ttl: Duration,
+    /// How long a dynamic merchant QR code stays payable.
+    pub dynamic_qr_ttl: Duration,
+    /// Where `campuspay run` serves the payment platform's HTTP API.
+    pub http_addr: String,
     /// Messages larger than this are dead-lettered unread (a POS message is < 1 KiB).
     pub max_message_bytes: usize,
     /// Unacked deliveries per stage consumer; also the largest natural batch.
@@ -108,6 +112,13 @@ impl Config {
             jwt_secret: secret("CAMPUSPAY_JWT_SECRET", DEV_JWT_SECRET)?,
             code_key: secret("CAMPUSPAY_CODE_KEY", DEV_CODE_KEY)?,
             code_ttl: Duration::from_secs(parse_num("CAMPUSPAY_CODE_TTL_SECS", 600, 10, 86_400)?),
+            dynamic_qr_ttl: Duration::from_secs(parse_num(
+                "CAMPUSPAY_DYNAMIC_QR_TTL_SECS",
+                300,
+                10,
+                86_400,
+            )?),
+            http_addr: env("CAMPUSPAY_HTTP_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
             max_message_bytes: parse_num("CAMPUSPAY_MAX_MESSAGE_BYTES", 16 * 1024, 256, 1 << 20)?,
             prefetch: parse_num("CAMPUSPAY_PREFETCH", 100, 1, 1000)?,
             db_pool_size: parse_num("CAMPUSPAY_DB_POOL", 8, 1, 100)?,
@@ -131,6 +142,8 @@ impl Config {
             jwt_secret: Secret::new(DEV_JWT_SECRET),
             code_key: Secret::new(DEV_CODE_KEY),
             code_ttl: Duration::from_secs(600),
+            dynamic_qr_ttl: Duration::from_secs(300),
+            http_addr: "127.0.0.1:0".into(),
             max_message_bytes: 16 * 1024,
             prefetch: 100,
             db_pool_size: 8,

@@ -36,5 +36,7 @@ pub mod db;
 pub mod domain;
 pub mod messages;
 pub mod pipeline;
+pub mod platform;
+pub mod qr;
 pub mod sim;
 pub mod tsm;

@@ -176,11 +176,13 @@ pub fn topology() -> Topology {
         match stage {
             StageName::QrValidation => {
                 let q = stage.queues().remove(0);
-                bindings.push(BindingSpec {
-                    exchange: REQUESTS,
-                    queue: q.clone(),
-                    routing_key: "pos.*.*.scan".into(),
-                });
+                for verb in ["scan", "dynamic_qr"] {
+                    bindings.push(BindingSpec {
+                        exchange: REQUESTS,
+                        queue: q.clone(),
+                        routing_key: format!("pos.*.*.{verb}"),
+                    });
+                }
                 queues.push(stage_queue(q, dead_key, false));
             }
             StageName::Settlement => {

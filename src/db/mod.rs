@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod codes;
+pub mod forward;
 pub mod ledger;
 pub mod models;
 pub mod payments;
@@ -52,7 +53,10 @@ pub fn pool(url: &str, size: u32) -> Result<Pool, DbError> {
     let manager = ConnectionManager::<PgConnection>::new(url);
     Ok(R2d2Pool::builder()
         .max_size(size)
-        .min_idle(Some(1))
+        // No idle connections opened in the background: a short CLI command must not exit
+        // while the pool is still connecting (that crashed libpq at exit), and workers open
+        // what they need on first use and keep it.
+        .min_idle(Some(0))
         .connection_timeout(Duration::from_secs(5))
         // A connection killed by a database restart is detected before it is handed out.
         .test_on_check_out(true)

@@ -7,7 +7,7 @@ use super::models::{NewEntry, NewPosting, NewTransaction, TransactionRow};
 use super::schema::*;
 use super::DbError;
 use crate::domain::{
-    Amount, DeclineReason, FeeRate, Identity, Money, TransactionId, TxState, UserId,
+    Amount, DeclineReason, FeeRate, Identity, Money, PaymentMode, TransactionId, TxState, UserId,
 };
 use crate::messages::internal::{CardRef, FinalResult, Outcome, PaymentItem};
 use crate::messages::now_micros;
@@ -79,7 +79,7 @@ fn card_ref(card_id: i64, account_id: i64, user: &str, identity: &str) -> Result
     })
 }
 
-fn load_card_ref(conn: &mut PgConnection, card_id: i64) -> Result<CardRef, DbError> {
+pub fn load_card_ref(conn: &mut PgConnection, card_id: i64) -> Result<CardRef, DbError> {
     let (account_id, user, identity): (i64, String, String) = cards::table
         .inner_join(cardholders::table)
         .filter(cards::id.eq(card_id))
@@ -140,6 +140,17 @@ fn decline_row(
     Ok(())
 }
 
+fn card_inactive(
+    conn: &mut PgConnection,
+    card: &CardRef,
+) -> Result<Option<DeclineReason>, DbError> {
+    let status: String = cards::table
+        .find(card.card_id)
+        .select(cards::status)
+        .first(conn)?;
+    Ok((status != "active").then_some(DeclineReason::CardFrozen))
+}
+
 /// Consumes a reverse-scan payment code for transaction `tx`, or says why it cannot be used.
 fn consume_code(
     conn: &mut PgConnection,
@@ -148,12 +159,8 @@ fn consume_code(
     tx: Uuid,
     at: DateTime<Utc>,
 ) -> Result<Option<DeclineReason>, DbError> {
-    let status: String = cards::table
-        .find(card.card_id)
-        .select(cards::status)
-        .first(conn)?;
-    if status != "active" {
-        return Ok(Some(DeclineReason::CardFrozen));
+    if let Some(frozen) = card_inactive(conn, card)? {
+        return Ok(Some(frozen));
     }
     // The row lock taken by this UPDATE is what makes two simultaneous scans of one code
     // resolve to exactly one winner; the loser re-checks `state` after the winner commits.
@@ -200,7 +207,12 @@ pub fn create_orders(
                 continue;
             };
             let scope = item.request_scope();
-            let new_id = Uuid::new_v4();
+            // A forward-scan order arrives with its id (the phone's order id); a reverse scan
+            // gets a fresh one.
+            let new_id = item
+                .transaction_id
+                .map(|t| t.0)
+                .unwrap_or_else(Uuid::new_v4);
             let inserted: Option<Uuid> = diesel::insert_into(transactions::table)
                 .values(&NewTransaction {
                     id: new_id,
@@ -230,9 +242,13 @@ pub fn create_orders(
                 }
                 Some(id) => {
                     item.transaction_id = Some(TransactionId(id));
-                    let reason = match item.code_hash.as_deref() {
-                        Some(hash) => consume_code(conn, &card, hash, id, at)?,
-                        None => Some(DeclineReason::UnknownCode),
+                    let reason = match (item.mode, item.code_hash.as_deref()) {
+                        (PaymentMode::ReverseScan, Some(hash)) => {
+                            consume_code(conn, &card, hash, id, at)?
+                        }
+                        (PaymentMode::ReverseScan, None) => Some(DeclineReason::UnknownCode),
+                        // The platform validated the QR and claimed a dynamic code already.
+                        (PaymentMode::ForwardScan, _) => card_inactive(conn, &card)?,
                     };
                     if let Some(reason) = reason {
                         decline_row(conn, id, reason, at)?;
@@ -246,6 +262,62 @@ pub fn create_orders(
     })
 }
 
+type FeeRuleRow = (i64, String, Option<String>, Decimal);
+
+fn load_fee_rules(
+    conn: &mut PgConnection,
+    identities: &[&str],
+    merchant_ids: &[String],
+) -> Result<Vec<FeeRuleRow>, DbError> {
+    Ok(fee_rules::table
+        .filter(fee_rules::identity.eq_any(identities))
+        .filter(fee_rules::effective_from.le(diesel::dsl::now))
+        .filter(
+            fee_rules::merchant_id
+                .is_null()
+                .or(fee_rules::merchant_id.eq_any(merchant_ids)),
+        )
+        .order((fee_rules::effective_from.desc(), fee_rules::id.desc()))
+        .select((
+            fee_rules::id,
+            fee_rules::identity,
+            fee_rules::merchant_id,
+            fee_rules::rate,
+        ))
+        .load(conn)?)
+}
+
+/// The rule for (identity, merchant): the newest merchant-specific one, else the newest general
+/// one. `rules` must be newest first.
+fn pick_rule(
+    rules: &[FeeRuleRow],
+    identity: Identity,
+    merchant: &str,
+) -> Result<Option<(i64, FeeRate)>, DbError> {
+    let identity = identity.as_str();
+    let rule = rules
+        .iter()
+        .find(|r| r.1 == identity && r.2.as_deref() == Some(merchant))
+        .or_else(|| rules.iter().find(|r| r.1 == identity && r.2.is_none()));
+    rule.map(|(id, _, _, rate)| {
+        FeeRate::try_from_decimal(*rate)
+            .map(|r| (*id, r))
+            .map_err(|e| DbError::Rejected(e.to_string()))
+    })
+    .transpose()
+}
+
+/// The fee rule that applies now to `identity` at `merchant` (for showing a phone the fee
+/// before it pays).
+pub fn fee_rule_for(
+    conn: &mut PgConnection,
+    identity: Identity,
+    merchant: &str,
+) -> Result<Option<(i64, FeeRate)>, DbError> {
+    let rules = load_fee_rules(conn, &[identity.as_str()], &[merchant.to_owned()])?;
+    pick_rule(&rules, identity, merchant)
+}
+
 /// Fee calculation: the newest effective rule for (identity, merchant), else for (identity, any
 /// merchant), else no fee. The fee and the rule are stored once; a retry reads them back.
 pub fn apply_fees(
@@ -257,22 +329,7 @@ pub fn apply_fees(
         .filter_map(|i| i.card.as_ref().map(|c| c.identity.as_str()))
         .collect();
     let merchant_ids: Vec<String> = items.iter().map(|i| i.merchant_id.to_string()).collect();
-    let rules: Vec<(i64, String, Option<String>, Decimal)> = fee_rules::table
-        .filter(fee_rules::identity.eq_any(&identities))
-        .filter(fee_rules::effective_from.le(diesel::dsl::now))
-        .filter(
-            fee_rules::merchant_id
-                .is_null()
-                .or(fee_rules::merchant_id.eq_any(&merchant_ids)),
-        )
-        .order((fee_rules::effective_from.desc(), fee_rules::id.desc()))
-        .select((
-            fee_rules::id,
-            fee_rules::identity,
-            fee_rules::merchant_id,
-            fee_rules::rate,
-        ))
-        .load(conn)?;
+    let rules = load_fee_rules(conn, &identities, &merchant_ids)?;
     conn.transaction(|conn| {
         for item in items.iter_mut().filter(|i| i.is_pending()) {
             let (Some(card), Some(amount), Some(tx)) =
@@ -281,17 +338,9 @@ pub fn apply_fees(
                 item.decline(DeclineReason::InternalError, now_micros());
                 continue;
             };
-            let identity = card.identity.as_str();
-            let rule = rules
-                .iter()
-                .find(|r| r.1 == identity && r.2.as_deref() == Some(item.merchant_id.as_str()))
-                .or_else(|| rules.iter().find(|r| r.1 == identity && r.2.is_none()));
-            let (fee, rule_id) = match rule {
-                Some((id, _, _, rate)) => {
-                    let rate = FeeRate::try_from_decimal(*rate)
-                        .map_err(|e| DbError::Rejected(e.to_string()))?;
-                    (rate.fee_for(amount), Some(*id))
-                }
+            let (fee, rule_id) = match pick_rule(&rules, card.identity, item.merchant_id.as_str())?
+            {
+                Some((id, rate)) => (rate.fee_for(amount), Some(id)),
                 None => (Money::ZERO, None),
             };
             let updated = diesel::update(

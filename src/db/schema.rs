@@ -123,6 +123,37 @@ diesel::joinable!(payment_codes -> cards (card_id));
 diesel::joinable!(postings -> journal_entries (entry_id));
 diesel::joinable!(postings -> accounts (account_id));
 
+diesel::table! {
+    dynamic_qr_codes (reference) {
+        reference -> Text,
+        request_scope -> Text,
+        request_id -> Uuid,
+        merchant_id -> Text,
+        terminal_id -> Text,
+        amount -> Numeric,
+        payload -> Text,
+        expires_at -> Timestamptz,
+        order_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> Uuid,
+        user_id -> Text,
+        request_id -> Uuid,
+        qr_kind -> Text,
+        merchant_id -> Text,
+        terminal_id -> Text,
+        amount -> Nullable<Numeric>,
+        dynamic_reference -> Nullable<Text>,
+        state -> Text,
+        created_at -> Timestamptz,
+        submitted_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     cardholders,
@@ -134,4 +165,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     transactions,
     journal_entries,
     postings,
+    dynamic_qr_codes,
+    orders,
 );

@@ -40,6 +40,11 @@ macro_rules! token_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+            /// For ids spelled in this code base (constants); checked in debug builds.
+            pub fn from_static(s: &'static str) -> Self {
+                debug_assert!(valid_token(s), "invalid constant id {s:?}");
+                Self(s.to_owned())
+            }
         }
 
         impl fmt::Display for $name {

@@ -6,6 +6,7 @@
 pub mod fee;
 pub mod identity;
 pub mod ids;
+pub mod merchant_qr;
 pub mod money;
 pub mod payment_code;
 pub mod reason;

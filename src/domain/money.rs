@@ -168,18 +168,36 @@ impl From<Money> for String {
     }
 }
 
+/// Largest magnitude a ledger quantity may have: what NUMERIC(18,2) holds (16 integer digits).
+const MAX_MONEY_INT_DIGITS: usize = 16;
+
 impl TryFrom<String> for Money {
     type Error = AmountError;
+    /// Parses a ledger quantity: optional '-', plain digits, up to two decimals, no exponent.
+    /// Unlike `Amount`, zero and large balances are fine.
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        let (neg, rest) = match s.strip_prefix('-') {
-            Some(r) => (true, r),
-            None => (false, s.as_str()),
+        let rest = s.strip_prefix('-').unwrap_or(&s);
+        let (int, frac) = match rest.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (rest, None),
         };
-        if rest == "0" || rest == "0.0" || rest == "0.00" {
-            return Ok(Money::ZERO);
+        let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        if !digits(int)
+            || int.len() > MAX_MONEY_INT_DIGITS
+            || (int.len() > 1 && int.starts_with('0'))
+        {
+            return Err(AmountError::Malformed(s.clone()));
         }
-        let a = Amount::parse(rest)?;
-        Ok(if neg { Money(-a.value()) } else { a.money() })
+        if let Some(f) = frac {
+            if !digits(f) {
+                return Err(AmountError::Malformed(s.clone()));
+            }
+            if f.len() > 2 {
+                return Err(AmountError::TooManyDecimals(s.clone()));
+            }
+        }
+        let value = Decimal::from_str(&s).map_err(|_| AmountError::Malformed(s.clone()))?;
+        Money::from_decimal(value).ok_or(AmountError::TooManyDecimals(s))
     }
 }
 
@@ -267,6 +285,18 @@ mod tests {
         );
         let m: Money = serde_json::from_str("\"-3.10\"").unwrap();
         assert_eq!(m.to_string(), "-3.10");
+        // Balances and totals may exceed the largest single payment.
+        let big: Money = serde_json::from_str("\"199999.98\"").unwrap();
+        assert_eq!(big.to_string(), "199999.98");
+        for bad in [
+            "\"1e3\"",
+            "\"-\"",
+            "\"1.234\"",
+            "\" 1\"",
+            "\"12345678901234567\"",
+        ] {
+            assert!(serde_json::from_str::<Money>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

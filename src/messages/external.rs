@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 pub const SCAN_V1: &str = "scan.v1";
 pub const RESULT_V1: &str = "result.v1";
+pub const DYNAMIC_QR_V1: &str = "dynamic_qr.v1";
+pub const DYNAMIC_QR_ISSUED_V1: &str = "dynamic_qr_issued.v1";
 
 /// What a POS message's routing key says: `pos.<merchant>.<terminal>.<verb>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +179,84 @@ pub fn parse_scan(body: &[u8], route: &PosRoute) -> Result<ScanRequest, ScanDecl
         amount,
         sent_at,
     })
+}
+
+/// `dynamic_qr.v1`: a POS asks for a dynamic merchant QR code carrying an amount.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicQrV1 {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub request_id: String,
+    pub merchant_id: String,
+    pub terminal_id: String,
+    pub amount: String,
+    pub sent_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamicQrRequest {
+    pub request_id: RequestId,
+    pub merchant_id: MerchantId,
+    pub terminal_id: TerminalId,
+    pub amount: Amount,
+}
+
+/// Parses a `dynamic_qr.v1` whose envelope and routing key were already checked.
+pub fn parse_dynamic_qr(body: &[u8], route: &PosRoute) -> Result<DynamicQrRequest, ScanDecline> {
+    let invalid = |amount| ScanDecline {
+        reason: DeclineReason::InvalidMessage,
+        amount,
+    };
+    let wire: DynamicQrV1 = serde_json::from_slice(body).map_err(|_| invalid(None))?;
+    let amount = Amount::parse(&wire.amount).ok();
+    if wire.kind != DYNAMIC_QR_V1 || DateTime::parse_from_rfc3339(&wire.sent_at).is_err() {
+        return Err(invalid(amount));
+    }
+    let request_id = RequestId::parse(&wire.request_id).map_err(|_| invalid(amount))?;
+    if wire.merchant_id != route.merchant_id.as_str()
+        || wire.terminal_id != route.terminal_id.as_str()
+    {
+        return Err(ScanDecline {
+            reason: DeclineReason::Unauthorized,
+            amount,
+        });
+    }
+    let amount = amount.ok_or(ScanDecline {
+        reason: DeclineReason::InvalidAmount,
+        amount: None,
+    })?;
+    Ok(DynamicQrRequest {
+        request_id,
+        merchant_id: route.merchant_id.clone(),
+        terminal_id: route.terminal_id.clone(),
+        amount,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueStatus {
+    Issued,
+    Declined,
+}
+
+/// `dynamic_qr_issued.v1`: the gateway's answer to `dynamic_qr.v1`, on the terminal's result
+/// routing key. `payload` is the EMV string to show as a QR code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicQrIssuedV1 {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub request_id: RequestId,
+    pub status: IssueStatus,
+    pub reason: Option<DeclineReason>,
+    pub merchant_id: MerchantId,
+    pub terminal_id: TerminalId,
+    pub amount: Option<Amount>,
+    pub payload: Option<String>,
+    pub reference: Option<String>,
+    pub expires_at: Option<String>,
 }
 
 /// `result.v1`: the one final answer for a request, sent to the POS and the cardholder.

@@ -61,6 +61,7 @@ pub struct Deps {
     pub jwt: Arc<JwtKeys>,
     pub code_key: Secret,
     pub max_message_bytes: usize,
+    pub dynamic_qr_ttl: std::time::Duration,
 }
 
 impl Deps {
@@ -70,6 +71,7 @@ impl Deps {
             jwt: Arc::new(JwtKeys::new(config.jwt_secret.expose())),
             code_key: config.code_key.clone(),
             max_message_bytes: config.max_message_bytes,
+            dynamic_qr_ttl: config.dynamic_qr_ttl,
         }
     }
 }

@@ -9,9 +9,18 @@
 use super::{route, Deps, Stage, StageError, StageFuture};
 use crate::broker::consumer::{Disposition, HandlerOutput, Incoming};
 use crate::broker::topology::StageName;
-use crate::db::{self, payments};
+use crate::broker::topology::RESULTS;
+use crate::broker::Outgoing;
+use crate::db::forward::{self, NewDynamicQr, OrderProblem};
+use crate::db::{self, payments, DbError};
+use crate::domain::merchant_qr::{encode_campus, MerchantQr};
+use crate::domain::RequestId;
 use crate::domain::{DeclineReason, PaymentMode};
-use crate::messages::external::{parse_envelope, parse_scan, DeadReason, PosRoute, SCAN_V1};
+use crate::messages::external::{
+    parse_dynamic_qr, parse_envelope, parse_scan, DeadReason, DynamicQrIssuedV1, DynamicQrRequest,
+    IssueStatus, PosRoute, ScanDecline, DYNAMIC_QR_ISSUED_V1, DYNAMIC_QR_V1, SCAN_V1,
+};
+use crate::messages::format_time;
 use crate::messages::internal::{Outcome, PaymentItem};
 use crate::messages::now_micros;
 use crate::tsm::code_hash;
@@ -26,16 +35,60 @@ impl QrValidation {
     }
 }
 
-/// Parses one delivery into a payment item (pending or already declined), or a dead letter.
-pub fn classify(inc: &Incoming, deps: &Deps) -> Result<PaymentItem, DeadReason> {
+/// A POS request after parsing.
+#[derive(Debug)]
+pub enum Request {
+    /// A payment (`scan.v1`), pending or already declined.
+    Payment(PaymentItem),
+    /// A request for a dynamic merchant QR code (`dynamic_qr.v1`).
+    DynamicQr(DynamicQrJob),
+}
+
+#[derive(Debug)]
+pub struct DynamicQrJob {
+    pub request_id: RequestId,
+    pub route: PosRoute,
+    pub outcome: Result<DynamicQrRequest, ScanDecline>,
+}
+
+/// Parses one delivery into a request, or says why it must be dead-lettered.
+pub fn classify(inc: &Incoming, deps: &Deps) -> Result<Request, DeadReason> {
     if inc.body.len() > deps.max_message_bytes {
         return Err(DeadReason::TooLarge);
     }
     let route = PosRoute::parse(&inc.routing_key).ok_or(DeadReason::BadRoutingKey)?;
-    if route.verb != "scan" {
-        return Err(DeadReason::UnknownType);
+    let expected = match route.verb.as_str() {
+        "scan" => SCAN_V1,
+        "dynamic_qr" => DYNAMIC_QR_V1,
+        _ => return Err(DeadReason::UnknownType),
+    };
+    let envelope = parse_envelope(&inc.body, &[expected])?;
+    if expected == DYNAMIC_QR_V1 {
+        let auth = deps.jwt.verify_terminal(
+            inc.authorization.as_deref(),
+            &route.merchant_id,
+            &route.terminal_id,
+        );
+        let outcome = match auth {
+            Err(e) => {
+                log::warn!(
+                    "declining dynamic QR request {} on {}: unauthorized ({e})",
+                    envelope.request_id,
+                    inc.routing_key
+                );
+                Err(ScanDecline {
+                    reason: DeclineReason::Unauthorized,
+                    amount: None,
+                })
+            }
+            Ok(_) => parse_dynamic_qr(&inc.body, &route),
+        };
+        return Ok(Request::DynamicQr(DynamicQrJob {
+            request_id: envelope.request_id,
+            route,
+            outcome,
+        }));
     }
-    let envelope = parse_envelope(&inc.body, &[SCAN_V1])?;
     let mut item = PaymentItem {
         request_id: envelope.request_id,
         mode: PaymentMode::ReverseScan,
@@ -61,7 +114,7 @@ pub fn classify(inc: &Incoming, deps: &Deps) -> Result<PaymentItem, DeadReason> 
             inc.routing_key
         );
         item.decline(DeclineReason::Unauthorized, now);
-        return Ok(item);
+        return Ok(Request::Payment(item));
     }
     match parse_scan(&inc.body, &route) {
         Ok(scan) => {
@@ -73,7 +126,7 @@ pub fn classify(inc: &Incoming, deps: &Deps) -> Result<PaymentItem, DeadReason> 
             item.decline(decline.reason, now);
         }
     }
-    Ok(item)
+    Ok(Request::Payment(item))
 }
 
 impl Stage for QrValidation {
@@ -84,10 +137,15 @@ impl Stage for QrValidation {
         Box::pin(async move {
             let mut dispositions = Vec::with_capacity(batch.len());
             let mut items = Vec::with_capacity(batch.len());
+            let mut qr_jobs = Vec::new();
             for inc in &batch {
                 match classify(inc, &deps) {
-                    Ok(item) => {
+                    Ok(Request::Payment(item)) => {
                         items.push(item);
+                        dispositions.push(Disposition::Ack);
+                    }
+                    Ok(Request::DynamicQr(job)) => {
+                        qr_jobs.push(job);
                         dispositions.push(Disposition::Ack);
                     }
                     Err(reason) => dispositions.push(Disposition::DeadLetter {
@@ -128,10 +186,139 @@ impl Stage for QrValidation {
                     }
                 }
             }
+            let mut publish = route(items, StageName::Order.as_str())?;
+            if !qr_jobs.is_empty() {
+                publish.extend(issue_dynamic_codes(&deps, qr_jobs).await?);
+            }
             Ok(HandlerOutput {
-                publish: route(items, StageName::Order.as_str())?,
+                publish,
                 dispositions,
             })
         })
     }
+}
+
+/// Issues (or, for a retried request, finds again) a dynamic code per job and answers each
+/// on the terminal's result key with `dynamic_qr_issued.v1`.
+async fn issue_dynamic_codes(
+    deps: &Deps,
+    jobs: Vec<DynamicQrJob>,
+) -> Result<Vec<Outgoing>, StageError> {
+    let key = deps.code_key.clone();
+    let ttl =
+        chrono::Duration::from_std(deps.dynamic_qr_ttl).unwrap_or(chrono::Duration::minutes(5));
+    let answers = db::run(&deps.pool, move |conn| {
+        let mut answers = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let answer =
+                |status, reason, amount, payload, reference, expires_at| DynamicQrIssuedV1 {
+                    kind: DYNAMIC_QR_ISSUED_V1.into(),
+                    request_id: job.request_id,
+                    status,
+                    reason,
+                    merchant_id: job.route.merchant_id.clone(),
+                    terminal_id: job.route.terminal_id.clone(),
+                    amount,
+                    payload,
+                    reference,
+                    expires_at,
+                };
+            let req = match &job.outcome {
+                Ok(r) => r,
+                Err(d) => {
+                    answers.push(answer(
+                        IssueStatus::Declined,
+                        Some(d.reason),
+                        d.amount,
+                        None,
+                        None,
+                        None,
+                    ));
+                    continue;
+                }
+            };
+            let name = match forward::check_terminal(
+                conn,
+                req.merchant_id.as_str(),
+                Some(req.terminal_id.as_str()),
+            )? {
+                Ok(name) => name,
+                Err(p) => {
+                    let reason = match p {
+                        OrderProblem::UnknownMerchant => DeclineReason::UnknownMerchant,
+                        _ => DeclineReason::UnknownTerminal,
+                    };
+                    answers.push(answer(
+                        IssueStatus::Declined,
+                        Some(reason),
+                        Some(req.amount),
+                        None,
+                        None,
+                        None,
+                    ));
+                    continue;
+                }
+            };
+            let reference = crate::qr::new_reference();
+            let signature = crate::qr::sign(
+                key.expose(),
+                &req.merchant_id,
+                &req.terminal_id,
+                req.amount,
+                &reference,
+            );
+            let payload = encode_campus(
+                &MerchantQr::Dynamic {
+                    merchant_id: req.merchant_id.clone(),
+                    terminal_id: req.terminal_id.clone(),
+                    amount: req.amount,
+                    reference: reference.clone(),
+                    signature,
+                },
+                &name,
+            )
+            .map_err(|e| DbError::Rejected(e.to_string()))?;
+            let scope = format!("pos:{}:{}", req.merchant_id, req.terminal_id);
+            let row = forward::issue_dynamic(
+                conn,
+                NewDynamicQr {
+                    scope: &scope,
+                    request_id: req.request_id.0,
+                    merchant: &req.merchant_id,
+                    terminal: &req.terminal_id,
+                    amount: req.amount,
+                    reference: &reference,
+                    payload: &payload,
+                    expires_at: now_micros() + ttl,
+                },
+            )?;
+            match row {
+                Ok(row) => answers.push(answer(
+                    IssueStatus::Issued,
+                    None,
+                    Some(req.amount),
+                    Some(row.payload),
+                    Some(row.reference),
+                    Some(format_time(row.expires_at)),
+                )),
+                Err(_) => answers.push(answer(
+                    IssueStatus::Declined,
+                    Some(DeclineReason::UnknownTerminal),
+                    Some(req.amount),
+                    None,
+                    None,
+                    None,
+                )),
+            }
+        }
+        Ok(answers)
+    })
+    .await?;
+    Ok(answers
+        .into_iter()
+        .map(|a| {
+            let key = crate::messages::external::pos_result_key(&a.merchant_id, &a.terminal_id);
+            Outgoing::json(RESULTS, key, serde_json::to_vec(&a).unwrap_or_default())
+        })
+        .collect())
 }

@@ -45,8 +45,17 @@ struct Planned {
     expect: Expect,
 }
 
+#[derive(Debug, Default, Serialize)]
+pub struct ForwardReport {
+    /// Forward-scan payments by QR kind: (approved, declined).
+    pub by_kind: BTreeMap<String, (usize, usize)>,
+    pub qr_images: String,
+    pub failures: Vec<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct DemoReport {
+    pub forward: ForwardReport,
     pub payments: usize,
     pub approved: usize,
     pub declined: BTreeMap<String, usize>,
@@ -228,6 +237,7 @@ pub async fn run(config: &Config, opts: &DemoOptions) -> Result<DemoReport, SimE
         })
         .collect();
     outcomes.extend(run_phase(&conn, &campus, &jwt, reused).await?);
+    let forward = forward_scan(config, &pool, &conn, &campus, &jwt).await?;
     let lunch = started.elapsed();
     pipeline.shutdown().await;
     let _ = conn.close(200, "demo done".into()).await;
@@ -267,6 +277,7 @@ pub async fn run(config: &Config, opts: &DemoOptions) -> Result<DemoReport, SimE
     latencies.sort();
     let ledger = db::run(&pool, |c| db::ledger::verify(c, 300)).await?;
     Ok(DemoReport {
+        forward,
         payments: outcomes.len(),
         approved,
         declined,
@@ -278,4 +289,147 @@ pub async fn run(config: &Config, opts: &DemoOptions) -> Result<DemoReport, SimE
         latency_p99_ms: percentile(&latencies, 0.99),
         ledger,
     })
+}
+
+/// Where the demo writes its merchants' printable QR codes.
+pub const QR_DIR: &str = "demo-out/qr";
+
+/// The forward-scan part: print the merchants' QR codes, then cardholders scan each kind with
+/// their phones through the platform's HTTP API.
+async fn forward_scan(
+    config: &Config,
+    pool: &db::Pool,
+    conn: &lapin::Connection,
+    campus: &Campus,
+    jwt: &JwtKeys,
+) -> Result<ForwardReport, SimError> {
+    use crate::domain::merchant_qr::{encode_campus, MerchantQr};
+    let mut report = ForwardReport {
+        qr_images: QR_DIR.into(),
+        ..ForwardReport::default()
+    };
+    std::fs::create_dir_all(QR_DIR).map_err(|e| SimError::Other(format!("{QR_DIR}: {e}")))?;
+    let mut statics: Vec<(String, String)> = Vec::new();
+    for (m, name, ts) in seed::MERCHANTS {
+        let merchant_id =
+            crate::domain::MerchantId::parse(m).map_err(|e| SimError::Other(e.to_string()))?;
+        let mut kinds = vec![(m.to_string(), None)];
+        for t in ts {
+            kinds.push((
+                format!("{m}-{t}"),
+                Some(
+                    crate::domain::TerminalId::parse(t)
+                        .map_err(|e| SimError::Other(e.to_string()))?,
+                ),
+            ));
+        }
+        for (file, terminal_id) in kinds {
+            let kind = if terminal_id.is_some() {
+                "static_terminal"
+            } else {
+                "static_merchant"
+            };
+            let payload = encode_campus(
+                &MerchantQr::Static {
+                    merchant_id: merchant_id.clone(),
+                    terminal_id,
+                },
+                name,
+            )
+            .map_err(|e| SimError::Other(e.to_string()))?;
+            let png =
+                crate::qr::render_png(&payload).map_err(|e| SimError::Other(e.to_string()))?;
+            let svg =
+                crate::qr::render_svg(&payload).map_err(|e| SimError::Other(e.to_string()))?;
+            let write = |ext: &str, bytes: &[u8]| {
+                std::fs::write(format!("{QR_DIR}/{file}.{ext}"), bytes)
+                    .map_err(|e| SimError::Other(e.to_string()))
+            };
+            write("png", &png)?;
+            write("svg", svg.as_bytes())?;
+            statics.push((kind.to_owned(), payload));
+        }
+    }
+    println!("merchant QR codes written to {QR_DIR}/ (PNG and SVG)");
+
+    let platform = crate::platform::Platform::start(config, pool.clone(), "127.0.0.1:0")
+        .map_err(|e| SimError::Other(format!("platform: {e}")))?;
+    let base = format!("http://{}", platform.addr);
+    println!("payment platform on {base}; phones scanning merchant QR codes …");
+    let (m, t) = campus.terminals[0].clone();
+    let mut till = Pos::open(conn, m.clone(), t.clone(), jwt.issue_terminal(&m, &t)?).await?;
+    let phones: Vec<&seed::Cardholder> = campus
+        .cardholders
+        .iter()
+        .filter(|c| !c.broke)
+        .take(24)
+        .collect();
+    let mut rng = rand::thread_rng();
+    for (i, ch) in phones.iter().enumerate() {
+        let (kind, payload, amount) = match i % 3 {
+            0 => {
+                let (k, p) = statics
+                    .iter()
+                    .filter(|(k, _)| k == "static_merchant")
+                    .nth(i % 4)
+                    .cloned()
+                    .unwrap_or_default();
+                (k, p, Some(amount_for(&mut rng)))
+            }
+            1 => {
+                let (k, p) = statics
+                    .iter()
+                    .filter(|(k, _)| k == "static_terminal")
+                    .nth(i % 8)
+                    .cloned()
+                    .unwrap_or_default();
+                (k, p, Some(amount_for(&mut rng)))
+            }
+            _ => {
+                let issued = till
+                    .request_dynamic_qr(
+                        RequestId::new_random(),
+                        &amount_for(&mut rng),
+                        RESULT_TIMEOUT,
+                    )
+                    .await?;
+                (
+                    "dynamic".to_owned(),
+                    issued.payload.unwrap_or_default(),
+                    None,
+                )
+            }
+        };
+        let token = jwt.issue_cardholder(&ch.user, 600)?;
+        let phone = super::phone::Phone::new(&base, &token);
+        let done =
+            tokio::task::spawn_blocking(move || -> Result<super::phone::Answer, SimError> {
+                let order = phone.create_order(&uuid::Uuid::new_v4().to_string(), &payload)?;
+                if order.status != 201 {
+                    return Ok(order);
+                }
+                let id = order.body["order_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                let paid = phone.pay(&id, amount.as_deref())?;
+                if paid.status >= 400 {
+                    return Ok(paid);
+                }
+                phone.wait_final(&id, RESULT_TIMEOUT)
+            })
+            .await
+            .map_err(|e| SimError::Other(e.to_string()))??;
+        let entry = report.by_kind.entry(kind.clone()).or_default();
+        if done.body["status"] == "approved" {
+            entry.0 += 1;
+        } else {
+            entry.1 += 1;
+            report
+                .failures
+                .push(format!("{kind} for {}: {}", ch.user, done.body));
+        }
+    }
+    platform.stop().await;
+    Ok(report)
 }

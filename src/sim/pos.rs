@@ -6,7 +6,9 @@ use super::SimError;
 use crate::broker::publisher::{Outgoing, Publisher};
 use crate::broker::topology::REQUESTS;
 use crate::domain::{MerchantId, RequestId, TerminalId};
-use crate::messages::external::{pos_result_key, ResultV1, SCAN_V1};
+use crate::messages::external::{
+    pos_result_key, DynamicQrIssuedV1, ResultV1, DYNAMIC_QR_ISSUED_V1, DYNAMIC_QR_V1, SCAN_V1,
+};
 use lapin::Connection;
 use serde_json::json;
 use std::time::Duration;
@@ -104,6 +106,33 @@ impl Pos {
     ) -> Result<ResultV1, SimError> {
         self.send_scan(request_id, code, amount).await?;
         self.wait(request_id, timeout).await
+    }
+
+    /// Asks the gateway for a dynamic merchant QR code and waits for `dynamic_qr_issued.v1`.
+    pub async fn request_dynamic_qr(
+        &mut self,
+        request_id: RequestId,
+        amount: &str,
+        timeout: Duration,
+    ) -> Result<DynamicQrIssuedV1, SimError> {
+        let body = json!({
+            "type": DYNAMIC_QR_V1,
+            "request_id": request_id.to_string(),
+            "merchant_id": self.merchant.as_str(),
+            "terminal_id": self.terminal.as_str(),
+            "amount": amount,
+            "sent_at": crate::messages::format_time(chrono::Utc::now()),
+        })
+        .to_string()
+        .into_bytes();
+        self.publish_raw(&self.routing_key("dynamic_qr"), body, None)
+            .await?;
+        let raw = self
+            .results
+            .wait_raw(DYNAMIC_QR_ISSUED_V1, request_id, timeout)
+            .await?;
+        serde_json::from_slice(&raw)
+            .map_err(|e| SimError::Other(format!("bad dynamic_qr_issued.v1: {e}")))
     }
 
     pub fn results(&mut self) -> &mut Subscriber {

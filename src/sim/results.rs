@@ -18,8 +18,16 @@ const MAX_BUFFERED: usize = 10_000;
 
 pub struct Subscriber {
     consumer: Consumer,
-    buffered: HashMap<RequestId, ResultV1>,
+    /// Messages read while waiting for another request, by (type, request id).
+    buffered: HashMap<(String, RequestId), Vec<u8>>,
     pub queue: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(rename = "type")]
+    kind: String,
+    request_id: RequestId,
 }
 
 impl Subscriber {
@@ -42,55 +50,79 @@ impl Subscriber {
         })
     }
 
-    /// The next result of any request, raw JSON included.
+    /// The next message of any kind, as raw JSON (acked).
+    pub async fn next_message(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, SimError> {
+        let delivery = match tokio::time::timeout(timeout, self.consumer.next()).await {
+            Err(_) => return Ok(None),
+            Ok(None) => return Err(SimError::Closed),
+            Ok(Some(d)) => d?,
+        };
+        delivery.ack(BasicAckOptions::default()).await?;
+        Ok(Some(delivery.data))
+    }
+
+    /// The next `result.v1` of any request, raw JSON included; other messages are skipped.
     pub async fn next_raw(
         &mut self,
         timeout: Duration,
     ) -> Result<Option<(ResultV1, Vec<u8>)>, SimError> {
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let delivery = match tokio::time::timeout(timeout, self.consumer.next()).await {
-                Err(_) => return Ok(None),
-                Ok(None) => return Err(SimError::Closed),
-                Ok(Some(d)) => d?,
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(data) = self.next_message(left).await? else {
+                return Ok(None);
             };
-            delivery.ack(BasicAckOptions::default()).await?;
-            match serde_json::from_slice::<ResultV1>(&delivery.data) {
-                Ok(r) => return Ok(Some((r, delivery.data))),
+            match serde_json::from_slice::<ResultV1>(&data) {
+                Ok(r) => return Ok(Some((r, data))),
                 Err(e) => log::warn!(
-                    "ignoring a message on {} that is not result.v1: {e}",
+                    "skipping a message on {} that is not result.v1: {e}",
                     self.queue
                 ),
             }
         }
     }
 
-    /// Waits for the result of `request_id`.
+    /// Waits for the message of type `kind` answering `request_id`, raw.
+    pub async fn wait_raw(
+        &mut self,
+        kind: &str,
+        request_id: RequestId,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, SimError> {
+        if let Some(raw) = self.buffered.remove(&(kind.to_owned(), request_id)) {
+            return Ok(raw);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(data) = self.next_message(left).await? else {
+                return Err(SimError::Timeout {
+                    request_id: request_id.to_string(),
+                    secs: timeout.as_secs(),
+                });
+            };
+            match serde_json::from_slice::<Head>(&data) {
+                Ok(h) if h.kind == kind && h.request_id == request_id => return Ok(data),
+                Ok(h) => {
+                    if self.buffered.len() >= MAX_BUFFERED {
+                        self.buffered.clear();
+                    }
+                    self.buffered.insert((h.kind, h.request_id), data);
+                }
+                Err(e) => log::warn!("skipping an unreadable message on {}: {e}", self.queue),
+            }
+        }
+    }
+
+    /// Waits for the `result.v1` of `request_id`.
     pub async fn wait_for(
         &mut self,
         request_id: RequestId,
         timeout: Duration,
     ) -> Result<ResultV1, SimError> {
-        if let Some(r) = self.buffered.remove(&request_id) {
-            return Ok(r);
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next_raw(left).await? {
-                None => {
-                    return Err(SimError::Timeout {
-                        request_id: request_id.to_string(),
-                        secs: timeout.as_secs(),
-                    })
-                }
-                Some((r, _)) if r.request_id == request_id => return Ok(r),
-                Some((r, _)) => {
-                    if self.buffered.len() >= MAX_BUFFERED {
-                        self.buffered.clear();
-                    }
-                    self.buffered.insert(r.request_id, r);
-                }
-            }
-        }
+        let raw = self
+            .wait_raw(crate::messages::external::RESULT_V1, request_id, timeout)
+            .await?;
+        serde_json::from_slice(&raw).map_err(|e| SimError::Other(format!("bad result.v1: {e}")))
     }
 }

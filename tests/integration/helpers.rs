@@ -31,6 +31,7 @@ pub struct TestEnv {
     admin_db_url: String,
     mgmt: Management,
     pipeline: Option<Pipeline>,
+    platform: Option<campuspay::platform::Platform>,
 }
 
 impl TestEnv {
@@ -93,6 +94,7 @@ impl TestEnv {
             admin_db_url,
             mgmt,
             pipeline: None,
+            platform: None,
         }
     }
 
@@ -213,6 +215,21 @@ impl TestEnv {
         })
         .await
         .unwrap()
+    }
+
+    /// Serves the payment platform on a free local port; returns its base URL.
+    pub fn start_platform(&mut self) -> String {
+        let p =
+            campuspay::platform::Platform::start(&self.config, self.pool.clone(), "127.0.0.1:0")
+                .expect("platform starts");
+        let url = format!("http://{}", p.addr);
+        self.platform = Some(p);
+        url
+    }
+
+    pub fn phone(&self, base: &str, user: &UserId) -> campuspay::sim::phone::Phone {
+        let token = self.jwt.issue_cardholder(user, 3600).unwrap();
+        campuspay::sim::phone::Phone::new(base, &token)
     }
 
     /// Starts the whole pipeline (again).

@@ -10,7 +10,10 @@ fn every_schema_has_valid_examples() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+        // openapi.json describes the HTTP API; it is checked against the routes elsewhere.
+        if path.extension().and_then(|e| e.to_str()) != Some("json")
+            || path.file_name().and_then(|n| n.to_str()) == Some("openapi.json")
+        {
             continue;
         }
         let kind = path.file_stem().unwrap().to_str().unwrap().to_owned();

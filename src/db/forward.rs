@@ -1,0 +1,412 @@
+//! Forward-scan (正扫) repository: dynamic merchant QR codes and the phone's orders.
+
+use super::payments::{fee_rule_for, load_card_ref};
+use super::schema::*;
+use super::DbError;
+use crate::domain::{Amount, Identity, MerchantId, Money, TerminalId, UserId};
+use crate::messages::internal::CardRef;
+use chrono::{DateTime, Utc};
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Why an order cannot be created or paid: the request's fault, not the database's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OrderProblem {
+    #[error("the merchant is not known")]
+    UnknownMerchant,
+    #[error("the terminal is not known")]
+    UnknownTerminal,
+    #[error("the dynamic QR code is not known or was altered")]
+    QrTampered,
+    #[error("the dynamic QR code has expired")]
+    QrExpired,
+    #[error("the dynamic QR code was already used")]
+    QrUsed,
+    #[error("no such order")]
+    NotFound,
+    #[error("this QR code has no amount: give one")]
+    AmountRequired,
+    #[error("the amount differs from the one in the dynamic QR code")]
+    AmountMismatch,
+    #[error("the order was already submitted with another amount")]
+    AlreadySubmitted,
+    #[error("the card is frozen")]
+    CardFrozen,
+    #[error("no card for this cardholder")]
+    NoCard,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = dynamic_qr_codes, check_for_backend(diesel::pg::Pg))]
+pub struct DynamicQrRow {
+    pub reference: String,
+    pub request_scope: String,
+    pub request_id: Uuid,
+    pub merchant_id: String,
+    pub terminal_id: String,
+    pub amount: Decimal,
+    pub payload: String,
+    pub expires_at: DateTime<Utc>,
+    pub order_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub struct NewDynamicQr<'a> {
+    pub scope: &'a str,
+    pub request_id: Uuid,
+    pub merchant: &'a MerchantId,
+    pub terminal: &'a TerminalId,
+    pub amount: Amount,
+    pub reference: &'a str,
+    pub payload: &'a str,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Checks the merchant and terminal exist.
+pub fn check_terminal(
+    conn: &mut PgConnection,
+    m: &str,
+    t: Option<&str>,
+) -> Result<Result<String, OrderProblem>, DbError> {
+    let name: Option<String> = merchants::table
+        .find(m)
+        .select(merchants::name)
+        .first(conn)
+        .optional()?;
+    let Some(name) = name else {
+        return Ok(Err(OrderProblem::UnknownMerchant));
+    };
+    if let Some(t) = t {
+        let exists: bool =
+            diesel::select(diesel::dsl::exists(terminals::table.find((m, t)))).get_result(conn)?;
+        if !exists {
+            return Ok(Err(OrderProblem::UnknownTerminal));
+        }
+    }
+    Ok(Ok(name))
+}
+
+/// Issues a dynamic code once per POS request (a retry gets the same code back).
+pub fn issue_dynamic(
+    conn: &mut PgConnection,
+    new: NewDynamicQr,
+) -> Result<Result<DynamicQrRow, OrderProblem>, DbError> {
+    if let Err(p) = check_terminal(conn, new.merchant.as_str(), Some(new.terminal.as_str()))? {
+        return Ok(Err(p));
+    }
+    diesel::insert_into(dynamic_qr_codes::table)
+        .values((
+            dynamic_qr_codes::reference.eq(new.reference),
+            dynamic_qr_codes::request_scope.eq(new.scope),
+            dynamic_qr_codes::request_id.eq(new.request_id),
+            dynamic_qr_codes::merchant_id.eq(new.merchant.as_str()),
+            dynamic_qr_codes::terminal_id.eq(new.terminal.as_str()),
+            dynamic_qr_codes::amount.eq(new.amount.value()),
+            dynamic_qr_codes::payload.eq(new.payload),
+            dynamic_qr_codes::expires_at.eq(new.expires_at),
+        ))
+        .on_conflict((
+            dynamic_qr_codes::request_scope,
+            dynamic_qr_codes::request_id,
+        ))
+        .do_nothing()
+        .execute(conn)?;
+    Ok(Ok(dynamic_qr_codes::table
+        .filter(dynamic_qr_codes::request_scope.eq(new.scope))
+        .filter(dynamic_qr_codes::request_id.eq(new.request_id))
+        .select(DynamicQrRow::as_select())
+        .first(conn)?))
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
+pub struct OrderRow {
+    pub id: Uuid,
+    pub user_id: String,
+    pub request_id: Uuid,
+    pub qr_kind: String,
+    pub merchant_id: String,
+    pub terminal_id: String,
+    pub amount: Option<Decimal>,
+    pub dynamic_reference: Option<String>,
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub submitted_at: Option<DateTime<Utc>>,
+}
+
+/// What the phone sees of an order.
+#[derive(Debug, Clone, Serialize)]
+pub struct OrderView {
+    pub order_id: Uuid,
+    pub request_id: Uuid,
+    pub qr_kind: String,
+    pub merchant_id: String,
+    pub merchant_name: String,
+    pub terminal_id: String,
+    /// Fixed for a dynamic code; for a static code, known once the cardholder typed it.
+    pub amount: Option<Amount>,
+    pub fee_rate: String,
+    pub fee: Option<Money>,
+    pub total: Option<Money>,
+    /// `open` (waiting for confirmation), `processing`, or the transaction's final state.
+    pub status: String,
+    pub reason: Option<String>,
+    pub balance_after: Option<Money>,
+    pub created_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+pub struct NewOrder<'a> {
+    pub user: &'a UserId,
+    pub request_id: Uuid,
+    pub qr_kind: &'a str,
+    pub merchant: &'a MerchantId,
+    pub terminal: &'a TerminalId,
+    pub amount: Option<Amount>,
+    pub dynamic_reference: Option<&'a str>,
+}
+
+fn money(d: Decimal) -> Money {
+    Money::from_decimal(d).unwrap_or_else(|| Money::round_half_up(d))
+}
+
+/// Creates the order for a scanned QR code, idempotent on the phone's `request_id`. A dynamic
+/// code is claimed by the first order that scans it.
+pub fn create_order(
+    conn: &mut PgConnection,
+    new: NewOrder,
+) -> Result<Result<OrderView, OrderProblem>, DbError> {
+    conn.transaction(|conn| {
+        let existing: Option<Uuid> = orders::table
+            .filter(orders::user_id.eq(new.user.as_str()))
+            .filter(orders::request_id.eq(new.request_id))
+            .select(orders::id)
+            .first(conn)
+            .optional()?;
+        if let Some(id) = existing {
+            return view_order(conn, new.user, id);
+        }
+        // A merchant-only printed code has no terminal of its own (results go to the counter).
+        let terminal = (new.qr_kind != "static_merchant").then_some(new.terminal.as_str());
+        if let Err(p) = check_terminal(conn, new.merchant.as_str(), terminal)? {
+            return Ok(Err(p));
+        }
+        let id = Uuid::new_v4();
+        if let Some(reference) = new.dynamic_reference {
+            let claimed = diesel::update(
+                dynamic_qr_codes::table
+                    .find(reference)
+                    .filter(dynamic_qr_codes::order_id.is_null())
+                    .filter(dynamic_qr_codes::expires_at.gt(diesel::dsl::now)),
+            )
+            .set(dynamic_qr_codes::order_id.eq(id))
+            .execute(conn)?;
+            if claimed == 0 {
+                let row: Option<(Option<Uuid>, DateTime<Utc>)> = dynamic_qr_codes::table
+                    .find(reference)
+                    .select((dynamic_qr_codes::order_id, dynamic_qr_codes::expires_at))
+                    .first(conn)
+                    .optional()?;
+                return Ok(Err(match row {
+                    None => OrderProblem::QrTampered,
+                    Some((Some(_), _)) => OrderProblem::QrUsed,
+                    Some((None, _)) => OrderProblem::QrExpired,
+                }));
+            }
+        }
+        diesel::insert_into(orders::table)
+            .values((
+                orders::id.eq(id),
+                orders::user_id.eq(new.user.as_str()),
+                orders::request_id.eq(new.request_id),
+                orders::qr_kind.eq(new.qr_kind),
+                orders::merchant_id.eq(new.merchant.as_str()),
+                orders::terminal_id.eq(new.terminal.as_str()),
+                orders::amount.eq(new.amount.map(|a| a.value())),
+                orders::dynamic_reference.eq(new.dynamic_reference),
+            ))
+            .execute(conn)?;
+        view_order(conn, new.user, id)
+    })
+}
+
+/// Looks a dynamic code up by its reference.
+pub fn find_dynamic(
+    conn: &mut PgConnection,
+    reference: &str,
+) -> Result<Option<DynamicQrRow>, DbError> {
+    Ok(dynamic_qr_codes::table
+        .find(reference)
+        .select(DynamicQrRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// state, reason, fee, balance after, processed at
+type TxOutcomeRow = (
+    String,
+    Option<String>,
+    Option<Decimal>,
+    Option<Decimal>,
+    Option<DateTime<Utc>>,
+);
+
+/// The order as its owner sees it; another cardholder's order does not exist for them.
+pub fn view_order(
+    conn: &mut PgConnection,
+    user: &UserId,
+    id: Uuid,
+) -> Result<Result<OrderView, OrderProblem>, DbError> {
+    let row: Option<OrderRow> = orders::table
+        .find(id)
+        .filter(orders::user_id.eq(user.as_str()))
+        .select(OrderRow::as_select())
+        .first(conn)
+        .optional()?;
+    let Some(row) = row else {
+        return Ok(Err(OrderProblem::NotFound));
+    };
+    let merchant_name: String = merchants::table
+        .find(&row.merchant_id)
+        .select(merchants::name)
+        .first(conn)?;
+    let identity: String = cardholders::table
+        .find(user.as_str())
+        .select(cardholders::identity)
+        .first(conn)?;
+    let identity = Identity::parse(&identity).unwrap_or(Identity::External);
+    let rule = fee_rule_for(conn, identity, &row.merchant_id)?;
+    let tx: Option<TxOutcomeRow> = transactions::table
+        .find(row.id)
+        .select((
+            transactions::state,
+            transactions::reason,
+            transactions::fee,
+            transactions::balance_after,
+            transactions::processed_at,
+        ))
+        .first(conn)
+        .optional()?;
+    let amount = row.amount.and_then(|a| Amount::try_from_decimal(a).ok());
+    let fee = match (&tx, amount) {
+        (Some((_, _, Some(fee), _, _)), _) => Some(money(*fee)),
+        (_, Some(a)) => Some(rule.map(|(_, r)| r.fee_for(a)).unwrap_or(Money::ZERO)),
+        _ => None,
+    };
+    let (status, reason, balance_after, processed_at) = match (&row.state[..], tx) {
+        ("open", _) => ("open".to_owned(), None, None, None),
+        (_, None) => ("processing".to_owned(), None, None, None),
+        (_, Some((state, reason, _, balance, at))) => {
+            let status = if state == "created" {
+                "processing".to_owned()
+            } else {
+                state
+            };
+            (status, reason, balance.map(money), at)
+        }
+    };
+    Ok(Ok(OrderView {
+        order_id: row.id,
+        request_id: row.request_id,
+        qr_kind: row.qr_kind,
+        merchant_id: row.merchant_id,
+        merchant_name,
+        terminal_id: row.terminal_id,
+        amount,
+        fee_rate: rule
+            .map(|(_, r)| r.to_string())
+            .unwrap_or_else(|| "0".into()),
+        fee,
+        total: amount.and_then(|a| fee.and_then(|f| a.money().checked_add(f))),
+        status,
+        reason,
+        balance_after,
+        created_at: row.created_at,
+        processed_at,
+    }))
+}
+
+/// What the platform needs to publish a submitted order into the pipeline.
+pub struct Submitted {
+    pub order: OrderRow,
+    pub amount: Amount,
+    pub card: CardRef,
+}
+
+/// The cardholder confirms: fixes the amount (given for a static code, checked for a dynamic
+/// one) and marks the order submitted. Idempotent: a repeated confirmation with the same
+/// amount returns the same order so the caller can re-publish it safely.
+pub fn submit_order(
+    conn: &mut PgConnection,
+    user: &UserId,
+    id: Uuid,
+    amount: Option<Amount>,
+) -> Result<Result<Submitted, OrderProblem>, DbError> {
+    conn.transaction(|conn| {
+        let row: Option<OrderRow> = orders::table
+            .find(id)
+            .filter(orders::user_id.eq(user.as_str()))
+            .select(OrderRow::as_select())
+            .for_update()
+            .first(conn)
+            .optional()?;
+        let Some(row) = row else {
+            return Ok(Err(OrderProblem::NotFound));
+        };
+        let stored = row.amount.and_then(|a| Amount::try_from_decimal(a).ok());
+        let amount = match (row.qr_kind.as_str(), stored, amount) {
+            ("dynamic", Some(s), Some(a)) if s != a => {
+                return Ok(Err(OrderProblem::AmountMismatch))
+            }
+            ("dynamic", Some(s), _) => s,
+            (_, Some(s), Some(a)) if s != a => return Ok(Err(OrderProblem::AlreadySubmitted)),
+            (_, _, Some(a)) => a,
+            (_, Some(s), None) if row.state == "submitted" => s,
+            _ => return Ok(Err(OrderProblem::AmountRequired)),
+        };
+        let card_id: Option<i64> = cards::table
+            .filter(cards::user_id.eq(user.as_str()))
+            .select(cards::id)
+            .first(conn)
+            .optional()?;
+        let Some(card_id) = card_id else {
+            return Ok(Err(OrderProblem::NoCard));
+        };
+        let card = load_card_ref(conn, card_id)?;
+        if row.state == "open" {
+            diesel::update(orders::table.find(id))
+                .set((
+                    orders::state.eq("submitted"),
+                    orders::amount.eq(amount.value()),
+                    orders::submitted_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)?;
+        }
+        let order = orders::table
+            .find(id)
+            .select(OrderRow::as_select())
+            .first(conn)?;
+        Ok(Ok(Submitted {
+            order,
+            amount,
+            card,
+        }))
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MerchantInfo {
+    pub merchant_id: String,
+    pub name: String,
+}
+
+pub fn merchant_name(conn: &mut PgConnection, m: &MerchantId) -> Result<Option<String>, DbError> {
+    Ok(merchants::table
+        .find(m.as_str())
+        .select(merchants::name)
+        .first(conn)
+        .optional()?)
+}

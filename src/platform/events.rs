@@ -1,0 +1,156 @@
+//! Server-sent events: each cardholder's results, pushed as they are fanned out.
+//!
+//! One AMQP consumer per platform process reads every `user.*` result from its own exclusive,
+//! auto-deleted queue and hands it to the connected phones of that user through bounded
+//! broadcast channels. This path is best effort by design: the durable copies are the
+//! cardholder's `user.<id>` queue and the transaction in PostgreSQL (`GET /v1/orders/{id}`).
+
+use super::auth::Cardholder;
+use super::AppState;
+use crate::broker::connection::{connect, Backoff};
+use crate::broker::topology::RESULTS;
+use actix_web::web::{self, Bytes};
+use actix_web::HttpResponse;
+use futures_util::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+/// Results buffered per connected user before a slow reader starts missing some.
+const PER_USER_BUFFER: usize = 64;
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Default)]
+pub struct ResultHub {
+    users: Arc<Mutex<HashMap<String, broadcast::Sender<String>>>>,
+}
+
+impl ResultHub {
+    pub fn subscribe(&self, user: &str) -> broadcast::Receiver<String> {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        users
+            .entry(user.to_owned())
+            .or_insert_with(|| broadcast::channel(PER_USER_BUFFER).0)
+            .subscribe()
+    }
+
+    fn dispatch(&self, user: &str, body: String) {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = users.get(user) {
+            if tx.send(body).is_err() {
+                // Nobody listens any more.
+                users.remove(user);
+            }
+        }
+    }
+
+    /// Consumes `user.*` results until `shutdown`, reconnecting with back-off.
+    pub async fn run(self, amqp_url: String, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new();
+        while !*shutdown.borrow() {
+            if let Err(e) = self.session(&amqp_url, &mut shutdown, &mut backoff).await {
+                let delay = backoff.next_delay();
+                log::warn!("result hub: {e}; reconnecting in {delay:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+
+    async fn session(
+        &self,
+        url: &str,
+        shutdown: &mut watch::Receiver<bool>,
+        backoff: &mut Backoff,
+    ) -> Result<(), crate::broker::BrokerError> {
+        let conn = connect(url, "campuspay platform events").await?;
+        let channel = conn.create_channel().await?;
+        let mut args = FieldTable::default();
+        // Bounded both ways: old results expire, and a stuck hub refuses rather than grows.
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(60_000));
+        args.insert("x-max-length".into(), AMQPValue::LongLongInt(100_000));
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
+        let queue = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                args,
+            )
+            .await?;
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                RESULTS.into(),
+                "user.*".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut consumer = channel
+            .basic_consume(
+                queue.name().clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        backoff.reset();
+        loop {
+            tokio::select! {
+                d = consumer.next() => match d {
+                    Some(Ok(d)) => {
+                        if let Some(user) = d.routing_key.as_str().strip_prefix("user.") {
+                            self.dispatch(user, String::from_utf8_lossy(&d.data).into_owned());
+                        }
+                    }
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(crate::broker::BrokerError::ConsumerClosed),
+                },
+                _ = shutdown.changed() => {
+                    let _ = conn.close(200, "shutdown".into()).await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+pub async fn events(who: Cardholder, state: web::Data<AppState>) -> HttpResponse {
+    let rx = state.hub.subscribe(who.0.as_str());
+    let stream = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if first {
+            return Some((
+                Ok::<_, actix_web::Error>(Bytes::from_static(b": connected\n\n")),
+                (rx, false),
+            ));
+        }
+        let chunk = match tokio::time::timeout(KEEPALIVE, rx.recv()).await {
+            Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+            Ok(Ok(body)) => Bytes::from(format!("event: result\ndata: {body}\n\n")),
+            Ok(Err(broadcast::error::RecvError::Lagged(n))) => Bytes::from(format!(
+                ": {n} results skipped (slow reader); see GET /v1/me\n\n"
+            )),
+            Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+        };
+        Some((Ok(chunk), (rx, false)))
+    });
+    HttpResponse::Ok()
+        .insert_header(("content-type", "text/event-stream"))
+        .insert_header(("cache-control", "no-cache"))
+        .streaming(stream)
+}

@@ -1,0 +1,145 @@
+//! The payment platform (支付平台): the phone's HTTP API (actix-web, JSON, bearer JWTs).
+//!
+//! Routes: `POST /v1/payment-codes`, `POST /v1/orders`, `POST /v1/orders/{id}/pay`,
+//! `GET /v1/orders/{id}`, `GET /v1/events` (SSE), `GET /v1/me`, and `GET /openapi.json`.
+//! A confirmed order is handed to the pipeline's order stage as a one-item batch; from there
+//! it follows the same stages as a reverse scan.
+
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod phone;
+
+use crate::auth::JwtKeys;
+use crate::broker::connection::connect;
+use crate::broker::{BrokerError, Outgoing, Publisher};
+use crate::config::Config;
+use crate::db::Pool;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use error::ApiError;
+use events::ResultHub;
+use std::net::SocketAddr;
+use tokio::sync::{watch, Mutex};
+
+/// Largest JSON body the platform reads (a QR payload is at most 512 characters).
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// A lazily (re)connected confirmed publisher shared by the HTTP workers.
+pub struct PublisherSlot {
+    url: String,
+    timeout: std::time::Duration,
+    inner: Mutex<Option<(lapin::Connection, Publisher)>>,
+}
+
+impl PublisherSlot {
+    pub async fn publish(&self, messages: &[Outgoing]) -> Result<(), BrokerError> {
+        let mut slot = self.inner.lock().await;
+        if slot.is_none() {
+            let conn = connect(&self.url, "campuspay platform").await?;
+            let publisher = Publisher::new(&conn, self.timeout).await?;
+            *slot = Some((conn, publisher));
+        }
+        let result = match slot.as_ref() {
+            Some((_, p)) => p.publish_all(messages).await,
+            None => Err(BrokerError::NotConfirmed),
+        };
+        if result.is_err() {
+            // Reconnect on the next request rather than reuse a channel in an unknown state.
+            *slot = None;
+        }
+        result
+    }
+}
+
+pub struct AppState {
+    pub pool: Pool,
+    pub jwt: JwtKeys,
+    pub config: Config,
+    pub publisher: PublisherSlot,
+    pub hub: ResultHub,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1")
+            .route("/payment-codes", web::post().to(phone::payment_codes))
+            .route("/orders", web::post().to(phone::create_order))
+            .route("/orders/{id}", web::get().to(phone::get_order))
+            .route("/orders/{id}/pay", web::post().to(phone::pay_order))
+            .route("/events", web::get().to(events::events))
+            .route("/me", web::get().to(phone::me)),
+    )
+    .route("/openapi.json", web::get().to(openapi));
+}
+
+pub const OPENAPI: &str = include_str!("../../schemas/openapi.json");
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
+}
+
+/// A running platform: its address and how to stop it.
+pub struct Platform {
+    pub addr: SocketAddr,
+    server: actix_web::dev::ServerHandle,
+    hub_stop: watch::Sender<bool>,
+}
+
+impl Platform {
+    /// Binds `addr` (port 0 picks a free one) and serves until `stop`. Runs in the current actix
+    /// system.
+    pub fn start(config: &Config, pool: Pool, addr: &str) -> std::io::Result<Platform> {
+        let hub = ResultHub::default();
+        let (hub_stop, hub_rx) = watch::channel(false);
+        actix_rt::spawn(hub.clone().run(config.amqp_url.clone(), hub_rx));
+        let state = web::Data::new(AppState {
+            pool,
+            jwt: JwtKeys::new(config.jwt_secret.expose()),
+            config: config.clone(),
+            publisher: PublisherSlot {
+                url: config.amqp_url.clone(),
+                timeout: config.confirm_timeout,
+                inner: Mutex::new(None),
+            },
+            hub,
+        });
+        let server = HttpServer::new(move || {
+            let json = web::JsonConfig::default()
+                .limit(MAX_BODY_BYTES)
+                .error_handler(|err, _| {
+                    ApiError::bad_request("invalid_body", err.to_string()).into()
+                });
+            App::new()
+                .app_data(state.clone())
+                .app_data(json)
+                .configure(routes)
+                .default_service(web::to(|| async {
+                    Err::<HttpResponse, ApiError>(ApiError::new(404, "not_found", "no such route"))
+                }))
+        })
+        .workers(2)
+        .disable_signals()
+        .bind(addr)?;
+        let bound = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| std::io::Error::other("no address bound"))?;
+        let server = server.run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        log::info!("payment platform listening on http://{bound}");
+        Ok(Platform {
+            addr: bound,
+            server: handle,
+            hub_stop,
+        })
+    }
+
+    pub async fn stop(self) {
+        let _ = self.hub_stop.send(true);
+        self.server.stop(true).await;
+    }
+}
