@@ -767,7 +767,9 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
                             t.created_at.format("%Y-%m-%d %H:%M:%S"),
                             t.mode,
                             t.state,
-                            t.amount,
+                            t.amount
+                                .map(|a| a.to_string())
+                                .unwrap_or_else(|| "-".into()),
                             t.fee.map(|f| f.to_string()).unwrap_or_else(|| "-".into()),
                             t.merchant_id,
                             t.terminal_id,

@@ -176,7 +176,7 @@ pub fn topology() -> Topology {
         match stage {
             StageName::QrValidation => {
                 let q = stage.queues().remove(0);
-                for verb in ["scan", "dynamic_qr"] {
+                for verb in ["scan", "dynamic_qr", "query", "reversal"] {
                     bindings.push(BindingSpec {
                         exchange: REQUESTS,
                         queue: q.clone(),

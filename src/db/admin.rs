@@ -231,7 +231,7 @@ pub struct TxSummary {
     pub reason: Option<String>,
     pub merchant_id: String,
     pub terminal_id: String,
-    pub amount: Money,
+    pub amount: Option<Money>,
     pub fee: Option<Money>,
     pub created_at: DateTime<Utc>,
 }
@@ -285,7 +285,7 @@ pub fn card_show(conn: &mut PgConnection, user: &UserId) -> Result<CardView, DbE
             Option<String>,
             String,
             String,
-            Decimal,
+            Option<Decimal>,
             Option<Decimal>,
             DateTime<Utc>,
         )>(conn)?
@@ -298,7 +298,7 @@ pub fn card_show(conn: &mut PgConnection, user: &UserId) -> Result<CardView, DbE
                 reason,
                 merchant_id: m,
                 terminal_id: t,
-                amount: money(amount),
+                amount: amount.map(money),
                 fee: fee.map(money),
                 created_at,
             },

@@ -7,6 +7,7 @@ pub mod forward;
 pub mod ledger;
 pub mod models;
 pub mod payments;
+pub mod requests;
 pub mod schema;
 
 use diesel::pg::PgConnection;

@@ -17,7 +17,8 @@ pub struct TransactionRow {
     pub terminal_id: String,
     pub card_id: Option<i64>,
     pub user_id: Option<String>,
-    pub amount: Decimal,
+    /// `None` only for a tombstone (a reversal that came before its request).
+    pub amount: Option<Decimal>,
     pub fee: Option<Decimal>,
     pub fee_rule_id: Option<i64>,
     pub state: String,
@@ -25,6 +26,7 @@ pub struct TransactionRow {
     pub balance_after: Option<Decimal>,
     pub created_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
+    pub reversed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Insertable)]
@@ -38,7 +40,7 @@ pub struct NewTransaction<'a> {
     pub terminal_id: &'a str,
     pub card_id: Option<i64>,
     pub user_id: Option<&'a str>,
-    pub amount: Decimal,
+    pub amount: Option<Decimal>,
     pub state: &'a str,
 }
 

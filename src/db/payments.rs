@@ -108,13 +108,16 @@ fn fill_from_row(
     row: &TransactionRow,
 ) -> Result<(), DbError> {
     item.transaction_id = Some(TransactionId(row.id));
-    item.amount = Amount::try_from_decimal(row.amount).ok();
+    item.amount = row.amount.and_then(|a| Amount::try_from_decimal(a).ok());
     item.fee = row.fee.map(money);
     item.fee_rule_id = row.fee_rule_id;
-    if let Some(card_id) = row.card_id {
-        if item.card.as_ref().map(|c| c.card_id) != Some(card_id) {
+    match row.card_id {
+        // A tombstone (reversal before the request) has no card: neither has its result.
+        None => item.card = None,
+        Some(card_id) if item.card.as_ref().map(|c| c.card_id) != Some(card_id) => {
             item.card = Some(load_card_ref(conn, card_id)?);
         }
+        Some(_) => {}
     }
     item.outcome = outcome_of(row);
     Ok(())
@@ -223,7 +226,7 @@ pub fn create_orders(
                     terminal_id: item.terminal_id.as_str(),
                     card_id: Some(card.card_id),
                     user_id: Some(card.user_id.as_str()),
-                    amount: amount.value(),
+                    amount: Some(amount.value()),
                     state: "created",
                 })
                 .on_conflict((transactions::request_scope, transactions::request_id))
@@ -440,7 +443,12 @@ pub fn settle(
                 item.decline(DeclineReason::InternalError, at);
                 continue;
             };
-            let amount = row.amount;
+            let Some(amount) = row.amount else {
+                // Only tombstones lack an amount, and they are never `created`.
+                decline_row(conn, row.id, DeclineReason::InternalError, at)?;
+                item.decline(DeclineReason::InternalError, at);
+                continue;
+            };
             let fee = row
                 .fee
                 .or(item.fee.map(Money::value))
@@ -531,4 +539,88 @@ pub fn settle(
         }
         Ok(items)
     })
+}
+
+/// The decided item a stored transaction stands for (for re-sending its result), or `None`
+/// while it is still `created`.
+pub fn item_from_row(row: &TransactionRow, card: Option<CardRef>) -> Option<PaymentItem> {
+    let outcome = outcome_of(row);
+    if matches!(outcome, Outcome::Pending) {
+        return None;
+    }
+    Some(PaymentItem {
+        request_id: crate::domain::RequestId(row.request_id),
+        mode: PaymentMode::parse(&row.mode)?,
+        merchant_id: crate::domain::MerchantId::parse(&row.merchant_id).ok()?,
+        terminal_id: crate::domain::TerminalId::parse(&row.terminal_id).ok()?,
+        amount: row.amount.and_then(|a| Amount::try_from_decimal(a).ok()),
+        code_hash: None,
+        card,
+        transaction_id: Some(TransactionId(row.id)),
+        fee: row.fee.map(money),
+        fee_rule_id: row.fee_rule_id,
+        outcome,
+    })
+}
+
+/// Failed payment-code attempts a terminal may make within the current and the previous
+/// minute before it is throttled (`rate_limited`). A cashier mistypes a few; a guesser needs
+/// millions.
+pub const FAILURE_LIMIT: i64 = 10;
+
+/// The terminals among `merchants`' that are over the failure limit right now.
+pub fn throttled_terminals(
+    conn: &mut PgConnection,
+    merchant_ids: &[String],
+) -> Result<HashSet<(String, String)>, DbError> {
+    use chrono::DurationRound;
+    // The start of the previous minute: the counters are per minute.
+    let window_start = (now_micros() - chrono::Duration::minutes(1))
+        .duration_trunc(chrono::Duration::minutes(1))
+        .map_err(|e| DbError::Rejected(e.to_string()))?;
+    let rows: Vec<(String, String, DateTime<Utc>, i32)> = terminal_failures::table
+        .filter(terminal_failures::merchant_id.eq_any(merchant_ids))
+        .filter(terminal_failures::minute.ge(window_start))
+        .select((
+            terminal_failures::merchant_id,
+            terminal_failures::terminal_id,
+            terminal_failures::minute,
+            terminal_failures::failures,
+        ))
+        .load(conn)?;
+    let mut sums: HashMap<(String, String), i64> = HashMap::new();
+    for (m, t, _, n) in rows {
+        *sums.entry((m, t)).or_default() += i64::from(n);
+    }
+    Ok(sums
+        .into_iter()
+        .filter(|(_, n)| *n >= FAILURE_LIMIT)
+        .map(|(k, _)| k)
+        .collect())
+}
+
+/// Adds failed attempts to the terminals' counters for the current minute.
+pub fn record_failures(
+    conn: &mut PgConnection,
+    failures: &HashMap<(String, String), i32>,
+) -> Result<(), DbError> {
+    for ((m, t), n) in failures {
+        diesel::sql_query(
+            "INSERT INTO terminal_failures (merchant_id, terminal_id, minute, failures) \
+             VALUES ($1, $2, date_trunc('minute', now()), $3) \
+             ON CONFLICT (merchant_id, terminal_id, minute) \
+             DO UPDATE SET failures = terminal_failures.failures + EXCLUDED.failures",
+        )
+        .bind::<diesel::sql_types::Text, _>(m)
+        .bind::<diesel::sql_types::Text, _>(t)
+        .bind::<diesel::sql_types::Integer, _>(n)
+        .execute(conn)?;
+    }
+    // Old counters are useless after the window; keep the table small.
+    diesel::delete(
+        terminal_failures::table
+            .filter(terminal_failures::minute.lt(now_micros() - chrono::Duration::minutes(10))),
+    )
+    .execute(conn)?;
+    Ok(())
 }

@@ -83,7 +83,7 @@ diesel::table! {
         terminal_id -> Text,
         card_id -> Nullable<Int8>,
         user_id -> Nullable<Text>,
-        amount -> Numeric,
+        amount -> Nullable<Numeric>,
         fee -> Nullable<Numeric>,
         fee_rule_id -> Nullable<Int8>,
         state -> Text,
@@ -91,6 +91,16 @@ diesel::table! {
         balance_after -> Nullable<Numeric>,
         created_at -> Timestamptz,
         processed_at -> Nullable<Timestamptz>,
+        reversed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    terminal_failures (merchant_id, terminal_id, minute) {
+        merchant_id -> Text,
+        terminal_id -> Text,
+        minute -> Timestamptz,
+        failures -> Int4,
     }
 }
 
@@ -167,4 +177,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     postings,
     dynamic_qr_codes,
     orders,
+    terminal_failures,
 );

@@ -13,6 +13,9 @@ pub const SCAN_V1: &str = "scan.v1";
 pub const RESULT_V1: &str = "result.v1";
 pub const DYNAMIC_QR_V1: &str = "dynamic_qr.v1";
 pub const DYNAMIC_QR_ISSUED_V1: &str = "dynamic_qr_issued.v1";
+pub const QUERY_V1: &str = "query.v1";
+pub const REVERSAL_V1: &str = "reversal.v1";
+pub const QUERY_STATUS_V1: &str = "query_status.v1";
 
 /// What a POS message's routing key says: `pos.<merchant>.<terminal>.<verb>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +182,65 @@ pub fn parse_scan(body: &[u8], route: &PosRoute) -> Result<ScanRequest, ScanDecl
         amount,
         sent_at,
     })
+}
+
+/// `query.v1` and `reversal.v1`: a POS that heard nothing asks about, or cancels, its earlier
+/// request `request_id`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUpV1 {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub request_id: String,
+    pub merchant_id: String,
+    pub terminal_id: String,
+    pub sent_at: String,
+}
+
+/// Parses a `query.v1` or `reversal.v1` (`expected` names which) whose envelope and routing key
+/// were already checked.
+pub fn parse_follow_up(
+    body: &[u8],
+    route: &PosRoute,
+    expected: &str,
+) -> Result<RequestId, DeclineReason> {
+    let wire: FollowUpV1 =
+        serde_json::from_slice(body).map_err(|_| DeclineReason::InvalidMessage)?;
+    if wire.kind != expected || DateTime::parse_from_rfc3339(&wire.sent_at).is_err() {
+        return Err(DeclineReason::InvalidMessage);
+    }
+    if wire.merchant_id != route.merchant_id.as_str()
+        || wire.terminal_id != route.terminal_id.as_str()
+    {
+        return Err(DeclineReason::Unauthorized);
+    }
+    RequestId::parse(&wire.request_id).map_err(|_| DeclineReason::InvalidMessage)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryState {
+    /// Never seen: safe to send the request again (same `request_id`) or give up.
+    Unknown,
+    /// Accepted and on its way: its `result.v1` will follow.
+    Processing,
+    /// The query or reversal itself was refused (`reason`).
+    Rejected,
+}
+
+/// `query_status.v1`: the answer to a `query.v1` (or a refused `reversal.v1`) when there is no
+/// final result to re-send. A request with a final result is answered with that `result.v1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryStatusV1 {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub request_id: RequestId,
+    pub merchant_id: MerchantId,
+    pub terminal_id: TerminalId,
+    pub state: QueryState,
+    pub reason: Option<DeclineReason>,
+    pub checked_at: String,
 }
 
 /// `dynamic_qr.v1`: a POS asks for a dynamic merchant QR code carrying an amount.

@@ -7,7 +7,7 @@ use super::{decode_batches, Deps, Stage, StageFuture};
 use crate::broker::consumer::{HandlerOutput, Incoming};
 use crate::broker::topology::{StageName, RESULTS};
 use crate::broker::Outgoing;
-use crate::domain::Money;
+use crate::domain::{DeclineReason, Money, TxState};
 use crate::messages::external::{pos_result_key, user_result_key, ResultV1, RESULT_V1};
 use crate::messages::format_time;
 use crate::messages::internal::{Outcome, PaymentItem};
@@ -33,8 +33,15 @@ pub fn result_of(item: &PaymentItem) -> Option<ResultV1> {
         request_id: item.request_id,
         transaction_id: item.transaction_id,
         mode: item.mode,
-        status: done.status,
-        reason: done.reason,
+        // `voided` is a decline to the outside world (reason `voided`).
+        status: match done.status {
+            TxState::Voided => TxState::Declined,
+            other => other,
+        },
+        reason: match done.status {
+            TxState::Voided => Some(done.reason.unwrap_or(DeclineReason::Voided)),
+            _ => done.reason,
+        },
         merchant_id: item.merchant_id.clone(),
         terminal_id: item.terminal_id.clone(),
         user_id: item.card.as_ref().map(|c| c.user_id.clone()),

@@ -6,24 +6,27 @@
 //! Whether the code is still unused and unexpired is decided by the order stage, atomically with
 //! recording the request: a retried request must find its first result, not `code_used`.
 
-use super::{route, Deps, Stage, StageError, StageFuture};
+use super::{route, to_stage, Deps, Stage, StageError, StageFuture};
 use crate::broker::consumer::{Disposition, HandlerOutput, Incoming};
 use crate::broker::topology::StageName;
 use crate::broker::topology::RESULTS;
 use crate::broker::Outgoing;
 use crate::db::forward::{self, NewDynamicQr, OrderProblem};
+use crate::db::requests;
 use crate::db::{self, payments, DbError};
 use crate::domain::merchant_qr::{encode_campus, MerchantQr};
 use crate::domain::RequestId;
 use crate::domain::{DeclineReason, PaymentMode};
 use crate::messages::external::{
-    parse_dynamic_qr, parse_envelope, parse_scan, DeadReason, DynamicQrIssuedV1, DynamicQrRequest,
-    IssueStatus, PosRoute, ScanDecline, DYNAMIC_QR_ISSUED_V1, DYNAMIC_QR_V1, SCAN_V1,
+    parse_dynamic_qr, parse_envelope, parse_follow_up, parse_scan, DeadReason, DynamicQrIssuedV1,
+    DynamicQrRequest, IssueStatus, PosRoute, QueryState, QueryStatusV1, ScanDecline,
+    DYNAMIC_QR_ISSUED_V1, DYNAMIC_QR_V1, QUERY_STATUS_V1, QUERY_V1, REVERSAL_V1, SCAN_V1,
 };
 use crate::messages::format_time;
 use crate::messages::internal::{Outcome, PaymentItem};
 use crate::messages::now_micros;
 use crate::tsm::code_hash;
+use std::collections::HashMap;
 
 pub struct QrValidation {
     deps: Deps,
@@ -42,6 +45,23 @@ pub enum Request {
     Payment(PaymentItem),
     /// A request for a dynamic merchant QR code (`dynamic_qr.v1`).
     DynamicQr(DynamicQrJob),
+    /// A `query.v1` or `reversal.v1` about an earlier request.
+    FollowUp(FollowUpJob),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUpKind {
+    Query,
+    Reversal,
+}
+
+#[derive(Debug)]
+pub struct FollowUpJob {
+    pub kind: FollowUpKind,
+    pub request_id: RequestId,
+    pub route: PosRoute,
+    /// Why the follow-up itself is refused, if it is.
+    pub refused: Option<DeclineReason>,
 }
 
 #[derive(Debug)]
@@ -60,9 +80,38 @@ pub fn classify(inc: &Incoming, deps: &Deps) -> Result<Request, DeadReason> {
     let expected = match route.verb.as_str() {
         "scan" => SCAN_V1,
         "dynamic_qr" => DYNAMIC_QR_V1,
+        "query" => QUERY_V1,
+        "reversal" => REVERSAL_V1,
         _ => return Err(DeadReason::UnknownType),
     };
     let envelope = parse_envelope(&inc.body, &[expected])?;
+    if expected == QUERY_V1 || expected == REVERSAL_V1 {
+        let refused = match deps.jwt.verify_terminal(
+            inc.authorization.as_deref(),
+            &route.merchant_id,
+            &route.terminal_id,
+        ) {
+            Err(e) => {
+                log::warn!(
+                    "refusing {expected} for {} on {}: {e}",
+                    envelope.request_id,
+                    inc.routing_key
+                );
+                Some(DeclineReason::Unauthorized)
+            }
+            Ok(_) => parse_follow_up(&inc.body, &route, expected).err(),
+        };
+        return Ok(Request::FollowUp(FollowUpJob {
+            kind: if expected == QUERY_V1 {
+                FollowUpKind::Query
+            } else {
+                FollowUpKind::Reversal
+            },
+            request_id: envelope.request_id,
+            route,
+            refused,
+        }));
+    }
     if expected == DYNAMIC_QR_V1 {
         let auth = deps.jwt.verify_terminal(
             inc.authorization.as_deref(),
@@ -138,6 +187,7 @@ impl Stage for QrValidation {
             let mut dispositions = Vec::with_capacity(batch.len());
             let mut items = Vec::with_capacity(batch.len());
             let mut qr_jobs = Vec::new();
+            let mut follow_ups = Vec::new();
             for inc in &batch {
                 match classify(inc, &deps) {
                     Ok(Request::Payment(item)) => {
@@ -148,47 +198,22 @@ impl Stage for QrValidation {
                         qr_jobs.push(job);
                         dispositions.push(Disposition::Ack);
                     }
+                    Ok(Request::FollowUp(job)) => {
+                        follow_ups.push(job);
+                        dispositions.push(Disposition::Ack);
+                    }
                     Err(reason) => dispositions.push(Disposition::DeadLetter {
                         reason: reason.as_str().to_owned(),
                     }),
                 }
             }
-            let pending: Vec<&PaymentItem> = items.iter().filter(|i| i.is_pending()).collect();
-            if !pending.is_empty() {
-                let merchants: Vec<String> =
-                    pending.iter().map(|i| i.merchant_id.to_string()).collect();
-                let hashes: Vec<Vec<u8>> =
-                    pending.iter().filter_map(|i| i.code_hash.clone()).collect();
-                let lookup = db::run(&deps.pool, move |conn| {
-                    payments::lookup_for_validation(conn, &merchants, &hashes)
-                })
-                .await
-                .map_err(StageError::from)?;
-                let now = now_micros();
-                for item in items.iter_mut().filter(|i| i.is_pending()) {
-                    let m = item.merchant_id.to_string();
-                    if !lookup.merchants.contains(&m) {
-                        item.decline(DeclineReason::UnknownMerchant, now);
-                    } else if !lookup
-                        .terminals
-                        .contains(&(m, item.terminal_id.to_string()))
-                    {
-                        item.decline(DeclineReason::UnknownTerminal, now);
-                    } else {
-                        match item
-                            .code_hash
-                            .as_ref()
-                            .and_then(|h| lookup.cards_by_code.get(h))
-                        {
-                            Some(card) => item.card = Some(card.clone()),
-                            None => item.decline(DeclineReason::UnknownCode, now),
-                        }
-                    }
-                }
-            }
+            resolve_cards(&deps, &mut items).await?;
             let mut publish = route(items, StageName::Order.as_str())?;
             if !qr_jobs.is_empty() {
                 publish.extend(issue_dynamic_codes(&deps, qr_jobs).await?);
+            }
+            if !follow_ups.is_empty() {
+                publish.extend(answer_follow_ups(&deps, follow_ups).await?);
             }
             Ok(HandlerOutput {
                 publish,
@@ -196,6 +221,129 @@ impl Stage for QrValidation {
             })
         })
     }
+}
+
+/// Resolves each pending payment's merchant, terminal and card; throttles terminals that keep
+/// presenting unknown codes, and counts their new failures.
+async fn resolve_cards(deps: &Deps, items: &mut [PaymentItem]) -> Result<(), StageError> {
+    let pending: Vec<&PaymentItem> = items.iter().filter(|i| i.is_pending()).collect();
+    if !pending.is_empty() {
+        let merchants: Vec<String> = pending.iter().map(|i| i.merchant_id.to_string()).collect();
+        let hashes: Vec<Vec<u8>> = pending.iter().filter_map(|i| i.code_hash.clone()).collect();
+        let (lookup, throttled) = db::run(&deps.pool, move |conn| {
+            let throttled = payments::throttled_terminals(conn, &merchants)?;
+            Ok((
+                payments::lookup_for_validation(conn, &merchants, &hashes)?,
+                throttled,
+            ))
+        })
+        .await?;
+        let now = now_micros();
+        for item in items.iter_mut().filter(|i| i.is_pending()) {
+            let m = item.merchant_id.to_string();
+            let t = item.terminal_id.to_string();
+            if !lookup.merchants.contains(&m) {
+                item.decline(DeclineReason::UnknownMerchant, now);
+            } else if !lookup.terminals.contains(&(m.clone(), t.clone())) {
+                item.decline(DeclineReason::UnknownTerminal, now);
+            } else if throttled.contains(&(m, t)) {
+                log::warn!(
+                    "terminal {}/{} throttled: too many failed code attempts (request {})",
+                    item.merchant_id,
+                    item.terminal_id,
+                    item.request_id
+                );
+                item.decline(DeclineReason::RateLimited, now);
+            } else {
+                match item
+                    .code_hash
+                    .as_ref()
+                    .and_then(|h| lookup.cards_by_code.get(h))
+                {
+                    Some(card) => item.card = Some(card.clone()),
+                    None => item.decline(DeclineReason::UnknownCode, now),
+                }
+            }
+        }
+    }
+    let mut failures: HashMap<(String, String), i32> = HashMap::new();
+    for item in items.iter() {
+        if let Outcome::Done(d) = &item.outcome {
+            if d.reason == Some(DeclineReason::UnknownCode) {
+                *failures
+                    .entry((item.merchant_id.to_string(), item.terminal_id.to_string()))
+                    .or_default() += 1;
+            }
+        }
+    }
+    if !failures.is_empty() {
+        db::run(&deps.pool, move |conn| {
+            payments::record_failures(conn, &failures)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Answers queries and carries out reversals. A request with a final state gets its
+/// `result.v1` (re-sent through fan-out, so both the POS and the cardholder see it); one without
+/// gets a `query_status.v1`.
+async fn answer_follow_ups(
+    deps: &Deps,
+    jobs: Vec<FollowUpJob>,
+) -> Result<Vec<Outgoing>, StageError> {
+    let (finals, statuses) = db::run(&deps.pool, move |conn| {
+        let mut finals = Vec::new();
+        let mut statuses = Vec::new();
+        for job in jobs {
+            let status = |state, reason| QueryStatusV1 {
+                kind: QUERY_STATUS_V1.into(),
+                request_id: job.request_id,
+                merchant_id: job.route.merchant_id.clone(),
+                terminal_id: job.route.terminal_id.clone(),
+                state,
+                reason,
+                checked_at: format_time(now_micros()),
+            };
+            if let Some(reason) = job.refused {
+                statuses.push(status(QueryState::Rejected, Some(reason)));
+                continue;
+            }
+            let scope = format!("pos:{}:{}", job.route.merchant_id, job.route.terminal_id);
+            let found = match job.kind {
+                FollowUpKind::Query => requests::query(conn, &scope, job.request_id.0)?,
+                FollowUpKind::Reversal => Some(requests::reverse(
+                    conn,
+                    &scope,
+                    job.request_id.0,
+                    &job.route.merchant_id,
+                    &job.route.terminal_id,
+                )?),
+            };
+            match found {
+                None => statuses.push(status(QueryState::Unknown, None)),
+                Some((row, card)) => match payments::item_from_row(&row, card) {
+                    Some(item) => finals.push(item),
+                    None => statuses.push(status(QueryState::Processing, None)),
+                },
+            }
+        }
+        Ok((finals, statuses))
+    })
+    .await?;
+    let mut out = Vec::new();
+    if !finals.is_empty() {
+        out.extend(to_stage(StageName::Fanout.as_str(), finals)?);
+    }
+    for s in statuses {
+        let key = crate::messages::external::pos_result_key(&s.merchant_id, &s.terminal_id);
+        out.push(Outgoing::json(
+            RESULTS,
+            key,
+            serde_json::to_vec(&s).unwrap_or_default(),
+        ));
+    }
+    Ok(out)
 }
 
 /// Issues (or, for a retried request, finds again) a dynamic code per job and answers each

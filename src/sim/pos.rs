@@ -108,6 +108,20 @@ impl Pos {
         self.wait(request_id, timeout).await
     }
 
+    /// Sends `query.v1` or `reversal.v1` (`verb` = "query" | "reversal") about `request_id`.
+    pub async fn send_follow_up(&self, verb: &str, request_id: RequestId) -> Result<(), SimError> {
+        let body = json!({
+            "type": format!("{verb}.v1"),
+            "request_id": request_id.to_string(),
+            "merchant_id": self.merchant.as_str(),
+            "terminal_id": self.terminal.as_str(),
+            "sent_at": crate::messages::format_time(chrono::Utc::now()),
+        })
+        .to_string()
+        .into_bytes();
+        self.publish_raw(&self.routing_key(verb), body, None).await
+    }
+
     /// Asks the gateway for a dynamic merchant QR code and waits for `dynamic_qr_issued.v1`.
     pub async fn request_dynamic_qr(
         &mut self,

@@ -234,12 +234,12 @@ impl TestEnv {
 
     /// Starts the whole pipeline (again).
     pub fn start_pipeline(&mut self) {
+        self.start_stages(&StageName::ALL);
+    }
+
+    pub fn start_stages(&mut self, stages: &[StageName]) {
         assert!(self.pipeline.is_none(), "pipeline already running");
-        self.pipeline = Some(Pipeline::start(
-            &self.config,
-            self.pool.clone(),
-            &StageName::ALL,
-        ));
+        self.pipeline = Some(Pipeline::start(&self.config, self.pool.clone(), stages));
     }
 
     /// Stops the pipeline gracefully (in-flight batches finish).

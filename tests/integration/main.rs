@@ -7,6 +7,8 @@ mod e2e;
 mod forward;
 mod helpers;
 mod idempotency;
+mod openapi;
 mod restart;
+mod reversals;
 mod schemas;
 mod topology;
