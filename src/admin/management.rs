@@ -133,6 +133,30 @@ impl Management {
         )
     }
 
+    /// Client connections to the vhost.
+    pub fn connections(&self, vhost: &str) -> Result<Vec<Value>, ManagementError> {
+        Ok(
+            match self.call(
+                "GET",
+                &format!("/api/vhosts/{}/connections", encode(vhost)),
+                None,
+            )? {
+                Some(Value::Array(v)) => v,
+                _ => Vec::new(),
+            },
+        )
+    }
+
+    /// Force-closes a client connection (the client sees a connection-forced error).
+    pub fn close_connection(&self, name: &str) -> Result<(), ManagementError> {
+        self.call(
+            "DELETE",
+            &format!("/api/connections/{}", encode(name)),
+            None,
+        )?;
+        Ok(())
+    }
+
     pub fn queue(&self, vhost: &str, name: &str) -> Result<Value, ManagementError> {
         Ok(self
             .call(

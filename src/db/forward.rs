@@ -173,6 +173,23 @@ fn money(d: Decimal) -> Money {
     Money::from_decimal(d).unwrap_or_else(|| Money::round_half_up(d))
 }
 
+/// The cardholder has a card and it is active.
+fn card_usable(
+    conn: &mut PgConnection,
+    user: &UserId,
+) -> Result<Result<(), OrderProblem>, DbError> {
+    let status: Option<String> = cards::table
+        .filter(cards::user_id.eq(user.as_str()))
+        .select(cards::status)
+        .first(conn)
+        .optional()?;
+    Ok(match status.as_deref() {
+        None => Err(OrderProblem::NoCard),
+        Some("active") => Ok(()),
+        Some(_) => Err(OrderProblem::CardFrozen),
+    })
+}
+
 /// Creates the order for a scanned QR code, idempotent on the phone's `request_id`. A dynamic
 /// code is claimed by the first order that scans it.
 pub fn create_order(
@@ -188,6 +205,9 @@ pub fn create_order(
             .optional()?;
         if let Some(id) = existing {
             return view_order(conn, new.user, id);
+        }
+        if let Err(p) = card_usable(conn, new.user)? {
+            return Ok(Err(p));
         }
         // A merchant-only printed code has no terminal of its own (results go to the counter).
         let terminal = (new.qr_kind != "static_merchant").then_some(new.terminal.as_str());
@@ -356,6 +376,11 @@ pub fn submit_order(
         let Some(row) = row else {
             return Ok(Err(OrderProblem::NotFound));
         };
+        if row.state == "open" {
+            if let Err(p) = card_usable(conn, user)? {
+                return Ok(Err(p));
+            }
+        }
         let stored = row.amount.and_then(|a| Amount::try_from_decimal(a).ok());
         let amount = match (row.qr_kind.as_str(), stored, amount) {
             ("dynamic", Some(s), Some(a)) if s != a => {

@@ -145,10 +145,17 @@ pub async fn pay_order(
     who: Cardholder,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: Option<web::Json<PayOrder>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let id = order_id(&path)?;
-    let amount = match body.and_then(|b| b.into_inner().amount) {
+    // An empty body means "no amount" (a dynamic code); anything else must be a valid PayOrder.
+    let body: PayOrder = if body.iter().all(u8::is_ascii_whitespace) {
+        PayOrder { amount: None }
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?
+    };
+    let amount = match body.amount {
         Some(a) => Some(
             Amount::parse(&a)
                 .map_err(|e| ApiError::bad_request("invalid_amount", e.to_string()))?,

@@ -3,6 +3,7 @@
 //! terminal written in another language would.
 
 pub mod demo;
+pub mod load;
 pub mod phone;
 pub mod pos;
 pub mod results;

@@ -4,6 +4,7 @@
 mod concurrency;
 mod declines;
 mod e2e;
+mod faults;
 mod forward;
 mod helpers;
 mod idempotency;

@@ -653,6 +653,7 @@ async fn a_real_flow_and_its_errors_match_the_document() {
         .starts_with("text/event-stream"));
     assert_eq!(next_line(&mut events).await, ": connected");
     assert_eq!(next_line(&mut events).await, "");
+    tokio::time::sleep(Duration::from_millis(300)).await; // let the result hub bind its queue
 
     let (p, d, b) = (phone.clone(), doc.clone(), base.clone());
     let order_id = blocking(move || {

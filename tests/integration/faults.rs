@@ -1,0 +1,313 @@
+//! Fault tests: a steady stream of payments (hundreds, many cards, some near zero) while one
+//! fault is injected into a real worker process; then, at quiescence: every request has exactly
+//! one final result at its POS, nothing was posted twice, no balance is negative, the ledger
+//! verifies, and merchants received exactly the approved amounts.
+
+use crate::helpers::*;
+use campuspay::domain::{Identity, RequestId, TxState};
+use campuspay::sim::load::{drive, DriveOptions, DriveReport, Payment, Till};
+use rust_decimal::Decimal;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CARDS: usize = 60;
+const NEAR_ZERO: usize = 10;
+const TERMINALS: usize = 10;
+const PER_CARD: usize = 5;
+
+/// A `campuspay run` process on the test's database and vhost.
+pub struct Worker {
+    child: Child,
+}
+
+impl Worker {
+    pub fn spawn(env: &TestEnv) -> Worker {
+        let child = Command::new(env!("CARGO_BIN_EXE_campuspay"))
+            .args(["run", "--no-http"])
+            .env("DATABASE_URL", &env.config.database_url)
+            .env("AMQP_URL", &env.config.amqp_url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("worker starts");
+        Worker { child }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("worker exits")
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Cards (some nearly broke), terminals, and PER_CARD payments per card spread over the tills.
+pub async fn campus(env: &TestEnv) -> (Vec<Till>, usize) {
+    let terminals: Vec<String> = (0..TERMINALS).map(|i| format!("t{i}")).collect();
+    let refs: Vec<&str> = terminals.iter().map(String::as_str).collect();
+    env.merchant("m1", &refs).await;
+    env.fee(Identity::Temporary, "0.10", None).await;
+    let mut tills: Vec<Till> = Vec::new();
+    for t in &terminals {
+        let (m, t) = (
+            campuspay::domain::MerchantId::parse("m1").unwrap(),
+            campuspay::domain::TerminalId::parse(t).unwrap(),
+        );
+        let token = env.jwt.issue_terminal(&m, &t).unwrap();
+        tills.push(Till {
+            merchant: m,
+            terminal: t,
+            token,
+            payments: Vec::new(),
+        });
+    }
+    let mut n = 0;
+    for c in 0..CARDS {
+        let identity = if c % 3 == 0 {
+            Identity::Temporary
+        } else {
+            Identity::Student
+        };
+        let balance = if c < NEAR_ZERO { "5.00" } else { "200.00" };
+        let user = env.card(&format!("c{c:03}"), identity, balance).await;
+        for (k, code) in env
+            .codes(&user)
+            .await
+            .into_iter()
+            .take(PER_CARD)
+            .enumerate()
+        {
+            let amount = format!("{}.{:02}", 1 + (c + k) % 9, (c * 7 + k * 13) % 100);
+            tills[(c + k) % TERMINALS].payments.push(Payment {
+                request_id: RequestId::new_random(),
+                code,
+                amount,
+            });
+            n += 1;
+        }
+    }
+    (tills, n)
+}
+
+pub fn options() -> DriveOptions {
+    DriveOptions {
+        result_timeout: Duration::from_secs(5),
+        deadline: Duration::from_secs(120),
+    }
+}
+
+/// Waits until `n` requests are decided (or the timeout).
+pub async fn wait_decided(env: &TestEnv, n: i64, timeout: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        if env
+            .count("SELECT COUNT(*) AS n FROM transactions WHERE state <> 'created'")
+            .await
+            >= n
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The promise, checked after the stream ends.
+pub async fn assert_promises_kept(env: &TestEnv, report: &DriveReport, sent: usize, fault: &str) {
+    assert!(
+        report.unanswered.is_empty(),
+        "{fault}: unanswered {:?}",
+        report.unanswered
+    );
+    assert_eq!(
+        report.results.len(),
+        sent,
+        "{fault}: every request answered"
+    );
+    assert!(
+        report.conflicting().is_empty(),
+        "{fault}: conflicting results {:?}",
+        report.conflicting()
+    );
+    let finals = report.finals();
+    let approved: Vec<_> = finals
+        .values()
+        .filter(|r| r.status == TxState::Approved)
+        .collect();
+    // The database agrees with what the terminals were told.
+    let tx = env.count("SELECT COUNT(*) AS n FROM transactions").await;
+    let db_approved = env
+        .count("SELECT COUNT(*) AS n FROM transactions WHERE state = 'approved'")
+        .await;
+    let entries = env
+        .count("SELECT COUNT(*) AS n FROM journal_entries WHERE kind = 'payment'")
+        .await;
+    let stuck = env
+        .count("SELECT COUNT(*) AS n FROM transactions WHERE state = 'created'")
+        .await;
+    assert_eq!(stuck, 0, "{fault}: stuck requests");
+    assert!(
+        tx as usize <= sent,
+        "{fault}: more transactions than requests"
+    );
+    assert_eq!(
+        db_approved as usize,
+        approved.len(),
+        "{fault}: approved in db vs at the POS"
+    );
+    assert_eq!(
+        entries, db_approved,
+        "{fault}: one posting per approved payment"
+    );
+    let approved_sum: Decimal = approved.iter().map(|r| r.amount.unwrap().value()).sum();
+    assert_eq!(
+        env.account_balance("merchant", "m1").await.value(),
+        approved_sum,
+        "{fault}"
+    );
+    let report_db = env.verify().await;
+    assert!(report_db.ok, "{fault}: {report_db:?}");
+    assert!(report_db.negative_cards.is_empty());
+    // Near-zero cards met real declines, so the balance guard was exercised.
+    assert!(
+        finals
+            .values()
+            .any(|r| r.reason == Some(campuspay::domain::DeclineReason::InsufficientBalance)),
+        "{fault}: expected some insufficient_balance declines"
+    );
+    eprintln!(
+        "{fault}: {sent} payments, {} approved, {} re-sends, {} duplicate deliveries, 0 lost, 0 doubled",
+        approved.len(),
+        report.resends,
+        report.results.values().map(|v| v.len() - 1).sum::<usize>()
+    );
+}
+
+#[actix_rt::test]
+async fn worker_killed_with_sigkill_mid_stream() {
+    let env = TestEnv::empty().await;
+    let (tills, sent) = campus(&env).await;
+    let mut worker = Worker::spawn(&env);
+    let url = env.config.amqp_url.clone();
+    let stream = actix_rt::spawn(async move { drive(&url, tills, options()).await });
+    wait_decided(&env, (sent / 4) as i64, WAIT).await;
+    worker.kill();
+    let in_flight = env
+        .count("SELECT COUNT(*) AS n FROM transactions WHERE state = 'created'")
+        .await;
+    eprintln!("killed the worker with {in_flight} requests mid-pipeline");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _worker = Worker::spawn(&env);
+    let report = stream.await.unwrap();
+    assert_promises_kept(&env, &report, sent, "SIGKILL").await;
+}
+
+#[actix_rt::test]
+async fn worker_amqp_connections_force_closed_mid_stream() {
+    let env = TestEnv::empty().await;
+    let (tills, sent) = campus(&env).await;
+    let _worker = Worker::spawn(&env);
+    let url = env.config.amqp_url.clone();
+    let stream = actix_rt::spawn(async move { drive(&url, tills, options()).await });
+    wait_decided(&env, (sent / 4) as i64, WAIT).await;
+    let (m, vhost) = (env.mgmt().clone(), env.vhost.clone());
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut closed = 0;
+        for c in m.connections(&vhost).unwrap() {
+            let client = c["client_properties"]["connection_name"]
+                .as_str()
+                .unwrap_or("");
+            // The worker's stage connections, not the terminals'.
+            if client.starts_with("campuspay ")
+                && !client.starts_with("campuspay load")
+                && client != "campuspay test"
+            {
+                m.close_connection(c["name"].as_str().unwrap()).unwrap();
+                closed += 1;
+            }
+        }
+        closed
+    })
+    .await
+    .unwrap();
+    assert!(closed >= 8, "closed {closed} worker connections");
+    let report = stream.await.unwrap();
+    assert_promises_kept(&env, &report, sent, "connections force-closed").await;
+}
+
+#[actix_rt::test]
+async fn worker_postgres_backends_terminated_mid_stream() {
+    let env = TestEnv::empty().await;
+    let (tills, sent) = campus(&env).await;
+    let _worker = Worker::spawn(&env);
+    let url = env.config.amqp_url.clone();
+    let stream = actix_rt::spawn(async move { drive(&url, tills, options()).await });
+    wait_decided(&env, (sent / 4) as i64, WAIT).await;
+    for _ in 0..3 {
+        env.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let report = stream.await.unwrap();
+    assert_promises_kept(&env, &report, sent, "postgres backends terminated").await;
+}
+
+#[actix_rt::test]
+async fn sigterm_finishes_in_flight_work_and_exits_zero() {
+    let env = TestEnv::empty().await;
+    let (tills, sent) = campus(&env).await;
+    let mut worker = Worker::spawn(&env);
+    let url = env.config.amqp_url.clone();
+    let stream = actix_rt::spawn(async move { drive(&url, tills, options()).await });
+    wait_decided(&env, (sent / 3) as i64, WAIT).await;
+    let status = worker.terminate();
+    assert!(
+        status.success(),
+        "graceful shutdown exits 0, got {status:?}"
+    );
+    let _worker = Worker::spawn(&env);
+    let report = stream.await.unwrap();
+    assert_promises_kept(&env, &report, sent, "SIGTERM").await;
+}
+
+/// Stops and starts the broker application itself: affects every test on this broker, so it is
+/// ignored by default and run alone: `make test-broker-restart`.
+#[actix_rt::test]
+#[ignore]
+async fn broker_stopped_and_started_mid_stream() {
+    let env = TestEnv::empty().await;
+    let (tills, sent) = campus(&env).await;
+    let _worker = Worker::spawn(&env);
+    let url = env.config.amqp_url.clone();
+    let stream = actix_rt::spawn(async move { drive(&url, tills, options()).await });
+    wait_decided(&env, (sent / 4) as i64, WAIT).await;
+    let ok = tokio::task::spawn_blocking(|| {
+        let stop = Command::new("rabbitmqctl")
+            .arg("stop_app")
+            .status()
+            .map(|s| s.success());
+        std::thread::sleep(Duration::from_secs(2));
+        let start = Command::new("rabbitmqctl")
+            .arg("start_app")
+            .status()
+            .map(|s| s.success());
+        (stop, start)
+    })
+    .await
+    .unwrap();
+    assert!(matches!(ok, (Ok(true), Ok(true))), "rabbitmqctl: {ok:?}");
+    let report = stream.await.unwrap();
+    assert_promises_kept(&env, &report, sent, "broker stop_app/start_app").await;
+}
