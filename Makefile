@@ -4,7 +4,11 @@
 #   make build      build the campuspay binary (dev profile, shares cache with tests)
 #   make db         create the database, run migrations, declare the AMQP topology
 #   make demo       services + build + db, then run the demo
-#   make test       services, then fmt --check, clippy -D warnings, all tests
+#   make test       services, then fmt --check, clippy -D warnings, all tests,
+#                   then the broker-restart fault test on its own
+#   make test-broker-restart
+#                   only the fault test that restarts RabbitMQ mid-stream (it
+#                   affects everything on the broker, so it runs alone)
 #
 # Tests create their own databases and vhosts, so `test` does not need `db`.
 
@@ -28,7 +32,7 @@ export DATABASE_URL AMQP_URL RABBITMQ_MANAGEMENT_URL
 
 export RUST_BACKTRACE = 1
 
-.PHONY: all services build db demo test fmt clippy clean
+.PHONY: all services build db demo test test-broker-restart fmt clippy clean
 
 all: build
 
@@ -58,6 +62,10 @@ test: services
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
+	$(MAKE) --no-print-directory test-broker-restart
+
+test-broker-restart: services
+	$(CARGO) test --test integration broker_stopped_and_started_mid_stream -- --ignored --test-threads=1 --nocapture
 
 fmt:
 	$(CARGO) fmt

@@ -34,6 +34,9 @@ pub struct DriveOptions {
     pub result_timeout: Duration,
     /// The whole run gives up after this long (a bound on every loop).
     pub deadline: Duration,
+    /// A pause between one customer's result and the next customer at the same till (a steady
+    /// stream rather than a burst).
+    pub pace: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -105,7 +108,10 @@ async fn run_till(url: String, till: Till, opts: DriveOptions, started: Instant)
     };
     let mut backoff = Backoff::new();
     let mut session: Option<(lapin::Connection, Pos)> = None;
-    for p in &till.payments {
+    for (i, p) in till.payments.iter().enumerate() {
+        if i > 0 && !opts.pace.is_zero() {
+            tokio::time::sleep(opts.pace).await;
+        }
         let first_sent = Instant::now();
         let mut attempt = 0usize;
         loop {
