@@ -7,6 +7,7 @@ mod e2e;
 mod faults;
 mod forward;
 mod helpers;
+mod hostile;
 mod idempotency;
 mod openapi;
 mod restart;
