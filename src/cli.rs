@@ -107,6 +107,34 @@ pub enum AdminQrCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
+    /// Queues, dead letters and topology drift (broker only; see `crate::admin::queues`).
+    #[command(flatten)]
+    Broker(crate::admin::queues::BrokerAdminCommand),
+    /// Refund an approved payment, fully or partly (the 搭伙费 in proportion).
+    Refund {
+        #[arg(long)]
+        transaction: uuid::Uuid,
+        /// Default: everything that remains.
+        #[arg(long, value_parser = parse_amount)]
+        amount: Option<Amount>,
+        /// Idempotency key: the same id never refunds twice (default: a fresh one).
+        #[arg(long)]
+        request_id: Option<uuid::Uuid>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Subsidies (补助).
+    Subsidy {
+        #[command(subcommand)]
+        command: SubsidyCommand,
+    },
+    /// Reports.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Merchant QR codes.
     Qr {
         #[command(subcommand)]
@@ -149,6 +177,34 @@ pub enum AdminCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SubsidyCommand {
+    /// Credit many cards from a CSV file (`user_id,amount[,memo]`), idempotently.
+    Import {
+        file: std::path::PathBuf,
+        /// Name of this subsidy run; re-importing under the same name never credits a line twice
+        /// (default: the file's content hash).
+        #[arg(long)]
+        batch: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Per merchant: count, gross, fees, refunds and net of one campus day, tied out to the ledger.
+    Daily {
+        /// YYYY-MM-DD in campus time (CAMPUSPAY_UTC_OFFSET); default today.
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        csv: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum MerchantCommand {
     Add {
         #[arg(long)]
@@ -175,6 +231,41 @@ pub enum TerminalCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum CardCommand {
+    /// Report a card lost (挂失): payments are declined `card_frozen`; unused codes are revoked.
+    Freeze {
+        #[arg(long)]
+        user: UserId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a freeze (解挂). The phone needs a new batch of payment codes.
+    Unfreeze {
+        #[arg(long)]
+        user: UserId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show or override a card's limits (defaults come from its identity).
+    Limits {
+        #[arg(long)]
+        user: UserId,
+        #[arg(long, value_parser = parse_amount)]
+        per_txn: Option<Amount>,
+        #[arg(long, value_parser = parse_amount)]
+        daily: Option<Amount>,
+        /// Above this a forward-scan payment needs the PIN and a reverse scan is declined.
+        #[arg(long, value_parser = parse_amount)]
+        password_free: Option<Amount>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set the card's 6-digit payment PIN (stored only as a keyed hash).
+    Pin {
+        #[arg(long)]
+        user: UserId,
+        #[arg(long, env = "CAMPUSPAY_PIN", hide_env_values = true)]
+        pin: String,
+    },
     Add {
         #[arg(long)]
         user: UserId,
@@ -457,6 +548,10 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
             pipeline.shutdown().await;
             log::info!("stopped");
         }
+        // Broker-only admin commands must work while PostgreSQL is down: no pool.
+        Command::Admin {
+            command: AdminCommand::Broker(c),
+        } => return broker_admin(c, &config).await,
         Command::Admin { command } => return admin(command, config).await,
         Command::Phone {
             command: PhoneCommand::Codes { user, json },
@@ -645,9 +740,19 @@ fn demo_summary(r: &sim::demo::DemoReport, total: Duration) -> String {
     s
 }
 
+async fn broker_admin(
+    command: crate::admin::queues::BrokerAdminCommand,
+    config: &Config,
+) -> Result<ExitCode, CliError> {
+    crate::admin::queues::run(command, config)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))
+}
+
 async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliError> {
     let pool = pool(&config).await?;
     match command {
+        AdminCommand::Broker(c) => return broker_admin(c, &config).await,
         AdminCommand::Token { user, ttl, json } => {
             let u = user.clone();
             db::run(&pool, move |c| admin::card_show(c, &u)).await?;
@@ -753,6 +858,54 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
                     |_| format!("topped up {amount} to {user}; balance {balance}"),
                 );
             }
+            CardCommand::Freeze { user, json } => {
+                let u = user.clone();
+                let out = db::run(&pool, move |c| crate::db::cards::freeze(c, &u)).await?;
+                print(json, &out, |o| {
+                    format!(
+                        "card of {} frozen; {} unused codes revoked",
+                        o.user_id, o.codes_revoked
+                    )
+                });
+            }
+            CardCommand::Unfreeze { user, json } => {
+                let u = user.clone();
+                let out = db::run(&pool, move |c| crate::db::cards::unfreeze(c, &u)).await?;
+                print(json, &out, |o| {
+                    format!("card of {} active again", o.user_id)
+                });
+            }
+            CardCommand::Limits {
+                user,
+                per_txn,
+                daily,
+                password_free,
+                json,
+            } => {
+                let u = user.clone();
+                let l = db::run(&pool, move |c| {
+                    crate::db::cards::set_limits(c, &u, per_txn, daily, password_free)
+                })
+                .await?;
+                print(json, &l, |l| {
+                    format!(
+                        "{user}: per transaction {:.2}, daily {:.2}, password-free up to {:.2}{}",
+                        l.per_txn_limit,
+                        l.daily_limit,
+                        l.password_free_limit,
+                        if l.has_pin { " (PIN set)" } else { " (no PIN)" }
+                    )
+                });
+            }
+            CardCommand::Pin { user, pin } => {
+                if !tsm::valid_pin(&pin) {
+                    return Err(CliError::Failed("a PIN is exactly 6 digits".into()));
+                }
+                let hash = tsm::pin_hash(config.code_key.expose(), &user, &pin);
+                let u = user.clone();
+                db::run(&pool, move |c| crate::db::cards::set_pin_hash(c, &u, &hash)).await?;
+                println!("PIN set for {user}");
+            }
             CardCommand::Show { user, json } => {
                 let u = user.clone();
                 let view = db::run(&pool, move |c| admin::card_show(c, &u)).await?;
@@ -810,6 +963,98 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
                     )
                 },
             );
+        }
+        AdminCommand::Refund {
+            transaction,
+            amount,
+            request_id,
+            reason,
+            json,
+        } => {
+            let id = request_id.unwrap_or_else(uuid::Uuid::new_v4);
+            let out = db::run(&pool, move |c| {
+                crate::db::refunds::refund(c, transaction, amount, id, &reason)
+            })
+            .await?;
+            print(json, &out, |o| {
+                format!(
+                    "refunded {} + fee {} of {} (refund {}); {} remains; card balance {}",
+                    o.amount, o.fee, o.transaction_id, o.refund_id, o.remaining, o.balance_after
+                )
+            });
+        }
+        AdminCommand::Subsidy {
+            command: SubsidyCommand::Import { file, batch, json },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| CliError::Failed(format!("{}: {e}", file.display())))?;
+            let report = db::run(&pool, move |c| {
+                crate::db::subsidy::import(c, &text, batch.as_deref())
+            })
+            .await?;
+            print(json, &report, |r| {
+                let mut s = format!(
+                    "{} rows: {} credited ({} yuan), {} already credited earlier, {} rejected",
+                    r.rows
+                        + r.rejected
+                            .iter()
+                            .filter(|x| !x.why.starts_with("no card"))
+                            .count(),
+                    r.credited,
+                    r.total_credited,
+                    r.already_credited,
+                    r.rejected.len()
+                );
+                for x in &r.rejected {
+                    s.push_str(&format!("\n  line {}: {} ({})", x.line, x.text, x.why));
+                }
+                s
+            });
+            if !report.rejected.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        AdminCommand::Report {
+            command: ReportCommand::Daily { date, csv, json },
+        } => {
+            let offset = config.campus_offset;
+            let date =
+                date.unwrap_or_else(|| chrono::Utc::now().with_timezone(&offset).date_naive());
+            let report = db::run(&pool, move |c| crate::db::report::daily(c, date, offset)).await?;
+            if let Some(path) = csv {
+                std::fs::write(&path, report.to_csv())
+                    .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+                eprintln!("wrote {}", path.display());
+            }
+            print(json, &report, |r| {
+                let mut s = format!("daily report {} (campus time)\n", r.date);
+                s.push_str(&format!(
+                    "{:<12} {:>6} {:>12} {:>10} {:>10} {:>12}\n",
+                    "merchant", "count", "gross", "fees", "refunds", "net"
+                ));
+                for m in r.merchants.iter().chain(std::iter::once(&r.total)) {
+                    s.push_str(&format!(
+                        "{:<12} {:>6} {:>12} {:>10} {:>10} {:>12}\n",
+                        m.merchant_id, m.count, m.gross, m.fees, m.refunds, m.net
+                    ));
+                }
+                s.push_str(&format!(
+                    "fee income {} (ledger {})\n",
+                    r.fee_income, r.ledger_fee_income
+                ));
+                if r.ties_out {
+                    s.push_str("ties out to the ledger");
+                } else {
+                    s.push_str("DOES NOT TIE OUT:");
+                    for m in &r.mismatches {
+                        s.push_str(&format!("\n  {m}"));
+                    }
+                }
+                s
+            });
+            if !report.ties_out {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         AdminCommand::Verify { stuck_after, json } => {
             let report = db::run(&pool, move |c| db::ledger::verify(c, stuck_after)).await?;

@@ -55,6 +55,8 @@ pub struct Config {
     pub code_ttl: Duration,
     /// How long a dynamic merchant QR code stays payable.
     pub dynamic_qr_ttl: Duration,
+    /// The campus time zone as a UTC offset: where a "day" starts for daily limits and reports.
+    pub campus_offset: chrono::FixedOffset,
     /// Where `campuspay run` serves the payment platform's HTTP API.
     pub http_addr: String,
     /// Messages larger than this are dead-lettered unread (a POS message is < 1 KiB).
@@ -88,6 +90,39 @@ where
     }
 }
 
+/// "+08:00" → UTC+8.
+fn parse_offset(s: &str) -> Result<chrono::FixedOffset, ConfigError> {
+    let bad = || ConfigError::Invalid {
+        name: "CAMPUSPAY_UTC_OFFSET",
+        value: s.to_owned(),
+        why: "expected +HH:MM or -HH:MM",
+    };
+    let (sign, rest) = match s.as_bytes().first() {
+        Some(b'+') => (1, &s[1..]),
+        Some(b'-') => (-1, &s[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+        return Err(bad());
+    }
+    chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(bad)
+}
+
+/// The UTC instant the campus day containing `now` began.
+pub fn campus_day_start(
+    offset: chrono::FixedOffset,
+    now: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    let local = now.with_timezone(&offset);
+    let midnight = local
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_else(|| local.naive_local());
+    chrono::DateTime::<chrono::Utc>::from_naive_utc_and_offset(midnight - offset, chrono::Utc)
+}
+
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
         let production = env("CAMPUSPAY_ENV").as_deref() == Some("production");
@@ -119,6 +154,9 @@ impl Config {
                 86_400,
             )?),
             http_addr: env("CAMPUSPAY_HTTP_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            campus_offset: parse_offset(
+                env("CAMPUSPAY_UTC_OFFSET").as_deref().unwrap_or("+08:00"),
+            )?,
             max_message_bytes: parse_num("CAMPUSPAY_MAX_MESSAGE_BYTES", 16 * 1024, 256, 1 << 20)?,
             prefetch: parse_num("CAMPUSPAY_PREFETCH", 100, 1, 1000)?,
             db_pool_size: parse_num("CAMPUSPAY_DB_POOL", 8, 1, 100)?,
@@ -144,11 +182,50 @@ impl Config {
             code_ttl: Duration::from_secs(600),
             dynamic_qr_ttl: Duration::from_secs(300),
             http_addr: "127.0.0.1:0".into(),
+            campus_offset: chrono::FixedOffset::east_opt(8 * 3600)
+                .unwrap_or_else(|| chrono::Offset::fix(&chrono::Utc)),
             max_message_bytes: 16 * 1024,
             prefetch: 100,
             db_pool_size: 8,
             confirm_timeout: Duration::from_secs(10),
             production: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn offsets_and_campus_days() {
+        assert_eq!(parse_offset("+08:00").unwrap().local_minus_utc(), 8 * 3600);
+        assert_eq!(
+            parse_offset("-05:30").unwrap().local_minus_utc(),
+            -(5 * 3600 + 1800)
+        );
+        for bad in ["8", "+8", "+24:00", "+08:60", "", "Z"] {
+            assert!(parse_offset(bad).is_err(), "{bad}");
+        }
+        let cst = parse_offset("+08:00").unwrap();
+        // 2026-11-26 01:00 UTC is 09:00 in Beijing: the day began at 2026-11-25 16:00 UTC.
+        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 26, 1, 0, 0).unwrap();
+        assert_eq!(
+            campus_day_start(cst, now),
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, 25, 16, 0, 0)
+                .unwrap()
+        );
+        // 17:00 UTC is already the next campus day.
+        let late = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 26, 17, 0, 0)
+            .unwrap();
+        assert_eq!(
+            campus_day_start(cst, late),
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, 26, 16, 0, 0)
+                .unwrap()
+        );
     }
 }

@@ -61,3 +61,23 @@ pub async fn issue(
         expires_at,
     })
 }
+
+/// The keyed hash under which a card's payment PIN is stored (never the PIN itself). The user
+/// id is mixed in so two cards with the same PIN do not share a hash.
+pub fn pin_hash(key: &[u8], user: &UserId, pin: &str) -> Vec<u8> {
+    match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(b"pin:");
+            mac.update(user.as_str().as_bytes());
+            mac.update(b":");
+            mac.update(pin.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A PIN is 6 ASCII digits.
+pub fn valid_pin(pin: &str) -> bool {
+    pin.len() == 6 && pin.bytes().all(|b| b.is_ascii_digit())
+}

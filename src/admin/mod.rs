@@ -1,3 +1,4 @@
 //! Operating the system: the RabbitMQ management API (vhosts, definitions, queues).
 
 pub mod management;
+pub mod queues;

@@ -93,6 +93,27 @@ pub async fn run(spec: ConsumerSpec, handler: Handler, mut shutdown: watch::Rece
     }
 }
 
+/// How many times `campuspay admin dead replay` has re-published a message.
+pub const REPLAYED_HEADER: &str = "x-campuspay-replayed";
+
+/// The replay count of a delivery (a string or an integer header), if it has one.
+pub fn replayed_count(d: &Delivery) -> Option<u32> {
+    match d
+        .properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get(REPLAYED_HEADER)?
+    {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.trim().parse().ok(),
+        AMQPValue::ShortString(s) => s.as_str().trim().parse().ok(),
+        AMQPValue::LongLongInt(n) => u32::try_from(*n).ok(),
+        AMQPValue::LongInt(n) => u32::try_from(*n).ok(),
+        AMQPValue::LongUInt(n) => Some(*n),
+        _ => None,
+    }
+}
+
 fn incoming(d: &Delivery) -> Incoming {
     let authorization = d
         .properties
@@ -225,7 +246,7 @@ async fn settle_batch(
                     spec.stage,
                     inputs[i].routing_key
                 );
-                let msg = Outgoing {
+                let mut msg = Outgoing {
                     exchange: DEAD.into(),
                     routing_key: spec.stage.into(),
                     body: inputs[i].body.clone(),
@@ -236,7 +257,18 @@ async fn settle_batch(
                 .with_header("x-campuspay-reason", reason)
                 .with_header("x-campuspay-queue", &spec.queue)
                 .with_header("x-original-exchange", &inputs[i].exchange)
-                .with_header("x-original-routing-key", &inputs[i].routing_key);
+                .with_header("x-original-routing-key", &inputs[i].routing_key)
+                // The broker stamps nothing on enqueue (3.10), so `admin dead list` could not
+                // tell the age of a dead letter without this.
+                .with_header(
+                    "x-campuspay-dead-lettered-at",
+                    &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                );
+                // A replayed dead letter that fails again keeps its replay count, so the
+                // operator sees it is not its first failure (`admin dead replay`).
+                if let Some(n) = replayed_count(d) {
+                    msg = msg.with_header(REPLAYED_HEADER, &n.to_string());
+                }
                 publisher.publish(msg).await?;
             }
         }

@@ -85,21 +85,7 @@ impl Publisher {
         }
         let mut first_err = None;
         for (m, confirm) in pending {
-            let res = match tokio::time::timeout(self.timeout, confirm).await {
-                Err(_) => Err(BrokerError::ConfirmTimeout(self.timeout)),
-                Ok(Err(e)) => Err(BrokerError::Amqp(e)),
-                Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-                Ok(Ok(Confirmation::Ack(Some(ret)))) => Err(BrokerError::Returned {
-                    exchange: m.exchange.clone(),
-                    routing_key: m.routing_key.clone(),
-                    reply: ret.reply_text.to_string(),
-                }),
-                Ok(Ok(Confirmation::Nack(_))) => Err(BrokerError::Nacked {
-                    exchange: m.exchange.clone(),
-                    routing_key: m.routing_key.clone(),
-                }),
-                Ok(Ok(Confirmation::NotRequested)) => Err(BrokerError::NotConfirmed),
-            };
+            let res = self.settle(confirm, &m.exchange, &m.routing_key).await;
             if let Err(e) = res {
                 first_err.get_or_insert(e);
             }
@@ -108,6 +94,56 @@ impl Publisher {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Waits for one confirm; only a plain ack is success.
+    async fn settle(
+        &self,
+        confirm: lapin::PublisherConfirm,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<(), BrokerError> {
+        match tokio::time::timeout(self.timeout, confirm).await {
+            Err(_) => Err(BrokerError::ConfirmTimeout(self.timeout)),
+            Ok(Err(e)) => Err(BrokerError::Amqp(e)),
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(Some(ret)))) => Err(BrokerError::Returned {
+                exchange: exchange.to_owned(),
+                routing_key: routing_key.to_owned(),
+                reply: ret.reply_text.to_string(),
+            }),
+            Ok(Ok(Confirmation::Nack(_))) => Err(BrokerError::Nacked {
+                exchange: exchange.to_owned(),
+                routing_key: routing_key.to_owned(),
+            }),
+            Ok(Ok(Confirmation::NotRequested)) => Err(BrokerError::NotConfirmed),
+        }
+    }
+
+    /// Re-publishes a message with the properties it already has (headers of any AMQP type,
+    /// message id, content type), persistent, `mandatory` and confirmed like every other
+    /// publish. Used to replay dead letters, whose `x-death` header is not a string.
+    pub async fn publish_with_properties(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), BrokerError> {
+        let confirm = self
+            .channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                properties.with_delivery_mode(2),
+            )
+            .await?;
+        self.settle(confirm, exchange, routing_key).await
     }
 
     pub async fn publish(&self, message: Outgoing) -> Result<(), BrokerError> {

@@ -144,6 +144,19 @@ pub fn topup(
     entry_id: Uuid,
     memo: &str,
 ) -> Result<Money, DbError> {
+    credit(conn, user, amount, entry_id, "topup", memo)
+}
+
+/// Credits a card from the school's clearing account as a `kind` entry (`topup`, `subsidy`).
+/// Idempotent on `entry_id`. Returns the balance after.
+pub fn credit(
+    conn: &mut PgConnection,
+    user: &UserId,
+    amount: Amount,
+    entry_id: Uuid,
+    kind: &str,
+    memo: &str,
+) -> Result<Money, DbError> {
     conn.transaction(|conn| {
         let card_account = account_of(conn, "card", user.as_str())
             .map_err(|_| DbError::NotFound(format!("card of {user}")))?;
@@ -151,7 +164,7 @@ pub fn topup(
         let inserted = diesel::insert_into(journal_entries::table)
             .values(&NewEntry {
                 id: entry_id,
-                kind: "topup",
+                kind,
                 transaction_id: None,
                 memo,
             })
@@ -313,4 +326,15 @@ pub fn card_show(conn: &mut PgConnection, user: &UserId) -> Result<CardView, DbE
         balance: money(balance),
         recent,
     })
+}
+
+pub fn is_cardholder(conn: &mut PgConnection, user: &UserId) -> Result<bool, DbError> {
+    Ok(diesel::select(diesel::dsl::exists(
+        cards::table.filter(cards::user_id.eq(user.as_str())),
+    ))
+    .get_result(conn)?)
+}
+
+pub fn entry_exists(conn: &mut PgConnection, id: Uuid) -> Result<bool, DbError> {
+    Ok(diesel::select(diesel::dsl::exists(journal_entries::table.find(id))).get_result(conn)?)
 }

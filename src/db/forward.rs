@@ -37,6 +37,10 @@ pub enum OrderProblem {
     CardFrozen,
     #[error("no card for this cardholder")]
     NoCard,
+    #[error("this amount is above the card's password-free limit: confirm with the card's PIN")]
+    PinRequired,
+    #[error("wrong PIN")]
+    PinInvalid,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -354,6 +358,15 @@ pub struct Submitted {
     pub order: OrderRow,
     pub amount: Amount,
     pub card: CardRef,
+    /// The cardholder gave the right PIN (needed above the password-free amount).
+    pub pin_verified: bool,
+}
+
+/// A PIN as the platform received it, and how to check it.
+pub struct PinCheck<'a> {
+    pub pin: Option<&'a str>,
+    /// The keyed hash the stored one must equal.
+    pub hash: Option<Vec<u8>>,
 }
 
 /// The cardholder confirms: fixes the amount (given for a static code, checked for a dynamic
@@ -364,6 +377,7 @@ pub fn submit_order(
     user: &UserId,
     id: Uuid,
     amount: Option<Amount>,
+    pin: PinCheck,
 ) -> Result<Result<Submitted, OrderProblem>, DbError> {
     conn.transaction(|conn| {
         let row: Option<OrderRow> = orders::table
@@ -401,6 +415,23 @@ pub fn submit_order(
             return Ok(Err(OrderProblem::NoCard));
         };
         let card = load_card_ref(conn, card_id)?;
+        let limits = super::cards::limits_of_cards(conn, &[card_id])?;
+        let needs_pin = limits
+            .first()
+            .is_some_and(|l| amount.value() > l.password_free_limit);
+        let pin_verified = match (pin.pin, pin.hash) {
+            (Some(_), Some(given)) => {
+                let stored = super::cards::pin_hash_of(conn, user)?;
+                if stored.as_deref() != Some(given.as_slice()) {
+                    return Ok(Err(OrderProblem::PinInvalid));
+                }
+                true
+            }
+            _ => false,
+        };
+        if needs_pin && !pin_verified {
+            return Ok(Err(OrderProblem::PinRequired));
+        }
         if row.state == "open" {
             diesel::update(orders::table.find(id))
                 .set((
@@ -418,6 +449,7 @@ pub fn submit_order(
             order,
             amount,
             card,
+            pin_verified,
         }))
     })
 }

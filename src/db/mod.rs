@@ -2,13 +2,17 @@
 //! on tokio's blocking pool (`run`), never on the arbiter that drives AMQP.
 
 pub mod admin;
+pub mod cards;
 pub mod codes;
 pub mod forward;
 pub mod ledger;
 pub mod models;
 pub mod payments;
+pub mod refunds;
+pub mod report;
 pub mod requests;
 pub mod schema;
+pub mod subsidy;
 
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool as R2d2Pool, PooledConnection};

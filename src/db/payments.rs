@@ -376,9 +376,39 @@ pub fn apply_fees(
 /// balance covers it, credit the merchant (amount) and the school's fee income (fee), as one
 /// balanced journal entry keyed by the transaction id. The whole batch is one database
 /// transaction; card rows are touched in account-id order, then merchants, then the school.
+/// Approved amounts per card since `day_start`, across both scan directions.
+fn spent_since(
+    conn: &mut PgConnection,
+    card_ids: &[i64],
+    day_start: DateTime<Utc>,
+) -> Result<HashMap<i64, Decimal>, DbError> {
+    if card_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(Option<i64>, Option<Decimal>)> = transactions::table
+        .filter(transactions::card_id.eq_any(card_ids))
+        .filter(transactions::state.eq("approved"))
+        .filter(transactions::processed_at.ge(day_start))
+        .group_by(transactions::card_id)
+        .select((
+            transactions::card_id,
+            diesel::dsl::sum(transactions::amount),
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(c, s)| Some((c?, s.unwrap_or_default())))
+        .collect())
+}
+
+/// Limits are checked here, where a card's payments are serialised: the per-transaction limit,
+/// the daily limit (approved amounts since `day_start`, both scan directions), and the
+/// password-free amount (above it a reverse scan is declined `pin_required`; a forward scan
+/// must carry a verified PIN).
 pub fn settle(
     conn: &mut PgConnection,
     mut items: Vec<PaymentItem>,
+    day_start: DateTime<Utc>,
 ) -> Result<Vec<PaymentItem>, DbError> {
     conn.transaction(|conn| {
         let fee_account = account_of(conn, "fee_income", "school")?;
@@ -403,6 +433,18 @@ pub fn settle(
             .load::<(String, i64)>(conn)?
             .into_iter()
             .collect();
+
+        let card_ids: Vec<i64> = items
+            .iter()
+            .filter(|i| i.is_pending())
+            .filter_map(|i| i.card.as_ref().map(|c| c.card_id))
+            .collect();
+        let limits: HashMap<i64, super::cards::Limits> =
+            super::cards::limits_of_cards(conn, &card_ids)?
+                .into_iter()
+                .map(|l| (l.card_id, l))
+                .collect();
+        let mut spent_today = spent_since(conn, &card_ids, day_start)?;
 
         let mut order: Vec<usize> = (0..items.len())
             .filter(|&i| items[i].is_pending())
@@ -454,6 +496,30 @@ pub fn settle(
                 .or(item.fee.map(Money::value))
                 .unwrap_or(Decimal::ZERO);
             let total = amount + fee;
+            let over_limit = match limits.get(&card.card_id) {
+                None => None,
+                Some(l) => {
+                    let spent = spent_today.get(&card.card_id).copied().unwrap_or_default();
+                    if amount > l.per_txn_limit || spent + amount > l.daily_limit {
+                        Some(DeclineReason::LimitExceeded)
+                    } else if amount > l.password_free_limit
+                        && !(item.mode == PaymentMode::ForwardScan && item.pin_verified)
+                    {
+                        Some(DeclineReason::PinRequired)
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some(reason) = over_limit {
+                decline_row(conn, row.id, reason, at)?;
+                row.state = "declined".into();
+                row.reason = Some(reason.as_str().into());
+                row.processed_at = Some(at);
+                item.decline(reason, at);
+                item.fee = Some(money(fee));
+                continue;
+            }
             let balance_after: Option<Decimal> = diesel::update(
                 accounts::table
                     .find(card.account_id)
@@ -489,6 +555,7 @@ pub fn settle(
                         legs.push((row.id, "fee", fee_account, fee));
                     }
                     *merchant_credit.entry(merchant_account).or_default() += amount;
+                    *spent_today.entry(card.card_id).or_default() += amount;
                     fee_total += fee;
                     item.outcome = Outcome::Done(FinalResult {
                         status: TxState::Approved,
@@ -559,6 +626,7 @@ pub fn item_from_row(row: &TransactionRow, card: Option<CardRef>) -> Option<Paym
         transaction_id: Some(TransactionId(row.id)),
         fee: row.fee.map(money),
         fee_rule_id: row.fee_rule_id,
+        pin_verified: false,
         outcome,
     })
 }

@@ -131,7 +131,13 @@ fn compensate(
             row.id
         )));
     };
-    let fee = row.fee.unwrap_or(Decimal::ZERO);
+    // Whatever partial refunds already gave back is not given back twice.
+    let done: Vec<(Decimal, Decimal)> = refunds::table
+        .filter(refunds::transaction_id.eq(row.id))
+        .select((refunds::amount, refunds::fee))
+        .load(conn)?;
+    let amount = amount - done.iter().map(|r| r.0).sum::<Decimal>();
+    let fee = row.fee.unwrap_or(Decimal::ZERO) - done.iter().map(|r| r.1).sum::<Decimal>();
     let total = amount + fee;
     let card_account: i64 = cards::table
         .find(card_id)

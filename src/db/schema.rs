@@ -29,6 +29,28 @@ diesel::table! {
         per_txn_limit -> Nullable<Numeric>,
         daily_limit -> Nullable<Numeric>,
         created_at -> Timestamptz,
+        password_free_limit -> Nullable<Numeric>,
+        pin_hash -> Nullable<Bytea>,
+    }
+}
+
+diesel::table! {
+    identity_limits (identity) {
+        identity -> Text,
+        per_txn_limit -> Numeric,
+        daily_limit -> Numeric,
+        password_free_limit -> Numeric,
+    }
+}
+
+diesel::table! {
+    refunds (id) {
+        id -> Uuid,
+        transaction_id -> Uuid,
+        amount -> Numeric,
+        fee -> Numeric,
+        reason -> Text,
+        created_at -> Timestamptz,
     }
 }
 
@@ -178,4 +200,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     dynamic_qr_codes,
     orders,
     terminal_failures,
+    identity_limits,
+    refunds,
 );

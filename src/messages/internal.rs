@@ -10,7 +10,8 @@ use crate::domain::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub const VERSION: u8 = 1;
+/// 2: items carry `pin_verified`.
+pub const VERSION: u8 = 2;
 /// Upper bound on items in one stage message; stages never build larger ones.
 pub const MAX_BATCH_ITEMS: usize = 1000;
 /// Upper bound on an encoded batch (a payment item is ~200 bytes).
@@ -71,6 +72,8 @@ pub struct PaymentItem {
     pub transaction_id: Option<TransactionId>,
     pub fee: Option<Money>,
     pub fee_rule_id: Option<i64>,
+    /// The cardholder proved the PIN (forward scan above the password-free amount).
+    pub pin_verified: bool,
     pub outcome: Outcome,
 }
 
@@ -159,6 +162,7 @@ mod tests {
             transaction_id: Some(TransactionId::new_random()),
             fee: Some(Money::round_half_up(rust_decimal::Decimal::new(125, 2))),
             fee_rule_id: Some(4),
+            pin_verified: false,
             outcome: Outcome::Done(FinalResult {
                 status: TxState::Approved,
                 reason: None,
@@ -185,8 +189,8 @@ mod tests {
         };
         let mut bytes = b.encode().unwrap();
         assert_eq!(StageBatch::decode(&[]), Err(DecodeError::Empty));
-        bytes[0] = 2;
-        assert_eq!(StageBatch::decode(&bytes), Err(DecodeError::Version(2)));
+        bytes[0] = 1;
+        assert_eq!(StageBatch::decode(&bytes), Err(DecodeError::Version(1)));
         assert!(StageBatch::decode(b"\x01{\"json\":true}").is_err());
         bytes[0] = VERSION;
         bytes.truncate(bytes.len() - 3);

@@ -62,6 +62,7 @@ pub struct Deps {
     pub code_key: Secret,
     pub max_message_bytes: usize,
     pub dynamic_qr_ttl: std::time::Duration,
+    pub campus_offset: chrono::FixedOffset,
 }
 
 impl Deps {
@@ -72,6 +73,7 @@ impl Deps {
             code_key: config.code_key.clone(),
             max_message_bytes: config.max_message_bytes,
             dynamic_qr_ttl: config.dynamic_qr_ttl,
+            campus_offset: config.campus_offset,
         }
     }
 }

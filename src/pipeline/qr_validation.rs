@@ -149,6 +149,7 @@ pub fn classify(inc: &Incoming, deps: &Deps) -> Result<Request, DeadReason> {
         transaction_id: None,
         fee: None,
         fee_rule_id: None,
+        pin_verified: false,
         outcome: Outcome::Pending,
     };
     let now = now_micros();

@@ -22,9 +22,14 @@ impl Stage for Settlement {
 
     fn handle(&self, batch: Vec<Incoming>) -> StageFuture {
         let pool = self.deps.pool.clone();
+        let offset = self.deps.campus_offset;
         Box::pin(async move {
             let (items, dispositions) = decode_batches(&batch);
-            let items = with_db(&pool, items, payments::settle).await?;
+            let day_start = crate::config::campus_day_start(offset, crate::messages::now_micros());
+            let items = with_db(&pool, items, move |c, items| {
+                payments::settle(c, items, day_start)
+            })
+            .await?;
             let publish = if items.is_empty() {
                 Vec::new()
             } else {

@@ -83,6 +83,8 @@ impl From<OrderProblem> for ApiError {
             OrderProblem::AlreadySubmitted => (409, "already_submitted"),
             OrderProblem::CardFrozen => (403, "card_frozen"),
             OrderProblem::NoCard => (404, "no_card"),
+            OrderProblem::PinRequired => (403, "pin_required"),
+            OrderProblem::PinInvalid => (403, "pin_invalid"),
         };
         ApiError::new(status, code, p.to_string())
     }

@@ -139,6 +139,9 @@ pub struct PayOrder {
     /// Required for a static code; optional for a dynamic one (then it must match).
     #[serde(default)]
     pub amount: Option<String>,
+    /// The card's 6-digit PIN, needed above its password-free amount.
+    #[serde(default)]
+    pub pin: Option<String>,
 }
 
 pub async fn pay_order(
@@ -150,7 +153,10 @@ pub async fn pay_order(
     let id = order_id(&path)?;
     // An empty body means "no amount" (a dynamic code); anything else must be a valid PayOrder.
     let body: PayOrder = if body.iter().all(u8::is_ascii_whitespace) {
-        PayOrder { amount: None }
+        PayOrder {
+            amount: None,
+            pin: None,
+        }
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?
@@ -162,9 +168,25 @@ pub async fn pay_order(
         ),
         None => None,
     };
+    let pin = body.pin.clone();
+    if pin.as_deref().is_some_and(|p| !tsm::valid_pin(p)) {
+        return Err(ApiError::new(403, "pin_invalid", "a PIN is 6 digits"));
+    }
+    let hash = pin
+        .as_deref()
+        .map(|p| tsm::pin_hash(state.config.code_key.expose(), &who.0, p));
     let user = who.0.clone();
     let submitted = db::run(&state.pool, move |c| {
-        forward::submit_order(c, &user, id, amount)
+        forward::submit_order(
+            c,
+            &user,
+            id,
+            amount,
+            forward::PinCheck {
+                pin: pin.as_deref(),
+                hash,
+            },
+        )
     })
     .await??;
     let view_before = {
@@ -187,6 +209,7 @@ pub async fn pay_order(
             transaction_id: Some(TransactionId(order.id)),
             fee: None,
             fee_rule_id: None,
+            pin_verified: submitted.pin_verified,
             outcome: Outcome::Pending,
         };
         let messages = to_stage("order", vec![item])

@@ -10,6 +10,7 @@ mod helpers;
 mod hostile;
 mod idempotency;
 mod openapi;
+mod operations;
 mod restart;
 mod reversals;
 mod schemas;
