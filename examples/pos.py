@@ -1,23 +1,32 @@
 #!/usr/bin/env python3
-"""A minimal campuspay POS terminal (reverse scan) in Python, using pika.
+"""A minimal campuspay POS terminal in Python, using pika.
 
-It does what a real till does when the cashier presses "charge":
+It does what a real till does when the cashier presses "charge" (reverse scan, the default):
   1. checks the scanned payment code offline (18 digits, prefix 28, Luhn check digit);
   2. declares the terminal's durable result queue pos.<merchant>.<terminal> (with exactly the
      arguments campuspay uses) and binds it to the pay.results exchange;
   3. publishes a scan.v1 message to pay.requests with routing key
      pos.<merchant>.<terminal>.scan: persistent, mandatory, publisher-confirmed, with the
      terminal's JWT in the "authorization" header;
-  4. waits for the result.v1 whose request_id matches, prints it as JSON on stdout.
+  4. waits for the answer whose request_id matches, prints it as JSON on stdout.
 
 Retrying after a timeout or a lost connection: run it again with the SAME --request-id (it is
 printed on stderr). The same request never moves money twice and always gets the same result.
+When a retry does not help either, ask (--query) or cancel (--reverse) that request:
 
     pip install pika
     python3 examples/pos.py --merchant cafe --terminal py1 --token "$TOKEN" \
         --code 281590846294231087 --amount 12.50
+    python3 examples/pos.py --merchant cafe --terminal py1 --token "$TOKEN" --query --request-id ID
+    python3 examples/pos.py --merchant cafe --terminal py1 --token "$TOKEN" --reverse --request-id ID
+    python3 examples/pos.py --merchant cafe --terminal py1 --token "$TOKEN" --dynamic-qr --amount 8.50
 
-Exit status: 0 approved, 1 declined, 2 no result in time or an error.
+Exit status:
+  scan, --query   0 approved, 1 declined (or reversed), 3 no final result (query_status.v1:
+                  unknown / processing / rejected), 2 no answer in time or an error;
+  --reverse       0 the customer is not charged (reversed, voided, or it was declined anyway),
+                  3 the reversal was refused (query_status.v1 rejected), 2 no answer / error;
+  --dynamic-qr    0 issued (the EMV payload is in the JSON), 1 declined, 2 no answer / error.
 """
 
 import argparse
@@ -73,8 +82,35 @@ def rfc3339_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def exit_status(verb: str, answer: dict) -> int:
+    """See the module docstring."""
+    kind, status = answer.get("type"), answer.get("status")
+    if kind == "query_status.v1":
+        return 3
+    if verb == "reversal":
+        return 0
+    if verb == "dynamic_qr":
+        return 0 if status == "issued" else 1
+    return 0 if status == "approved" else 1
+
+
 def main() -> int:
-    p = argparse.ArgumentParser(description="Charge a campus card by scanning its payment code.")
+    p = argparse.ArgumentParser(
+        description="A campus-card POS: charge a payment code (scan.v1), ask about (query.v1) or "
+        "cancel (reversal.v1) an earlier request, or get a dynamic merchant QR (dynamic_qr.v1)."
+    )
+    action = p.add_mutually_exclusive_group()
+    action.add_argument(
+        "--query", action="store_true", help="ask what became of --request-id (query.v1)"
+    )
+    action.add_argument(
+        "--reverse", action="store_true", help="cancel --request-id (reversal.v1)"
+    )
+    action.add_argument(
+        "--dynamic-qr",
+        action="store_true",
+        help="ask for a one-time merchant QR code for --amount (dynamic_qr.v1)",
+    )
     p.add_argument("--merchant", required=True)
     p.add_argument("--terminal", required=True)
     p.add_argument(
@@ -82,9 +118,13 @@ def main() -> int:
         default=os.environ.get("CAMPUSPAY_TERMINAL_TOKEN"),
         help="terminal JWT from `campuspay admin terminal add` (or $CAMPUSPAY_TERMINAL_TOKEN)",
     )
-    p.add_argument("--code", required=True, help="the 18-digit payment code shown by the phone")
-    p.add_argument("--amount", required=True, help='yuan, a decimal string such as "12.50"')
-    p.add_argument("--request-id", help="reuse the request id of an earlier attempt to retry it")
+    p.add_argument("--code", help="the 18-digit payment code shown by the phone (scan)")
+    p.add_argument("--amount", help='yuan, a decimal string such as "12.50" (scan, --dynamic-qr)')
+    p.add_argument(
+        "--request-id",
+        help="reuse the request id of an earlier attempt to retry it; "
+        "for --query/--reverse, the request asked about",
+    )
     p.add_argument(
         "--amqp-url",
         default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
@@ -97,12 +137,24 @@ def main() -> int:
     for name in ("merchant", "terminal"):
         if not ID_RE.match(getattr(args, name)):
             p.error(f"--{name} must be 1-32 characters of A-Z a-z 0-9 _ -")
+    verb = (
+        "query" if args.query else
+        "reversal" if args.reverse else
+        "dynamic_qr" if args.dynamic_qr else
+        "scan"
+    )
     # Offline checks a till should make before bothering the gateway. The gateway checks again
     # (and declines with invalid_amount / unknown_code), so skipping them is safe, only slower.
-    if not code_ok(args.code):
-        p.error("not a payment code (18 digits starting with 28, Luhn check digit): rescan it")
-    if not AMOUNT_RE.match(args.amount) or float(args.amount) <= 0 or float(args.amount) > 100000:
-        p.error('amount must look like "12.50": > 0, at most 100000, at most 2 decimals')
+    if verb == "scan" and not (args.code and code_ok(args.code)):
+        p.error("--code: not a payment code (18 digits starting with 28, Luhn check digit): rescan it")
+    if verb in ("scan", "dynamic_qr") and not (
+        args.amount
+        and AMOUNT_RE.match(args.amount)
+        and 0 < float(args.amount) <= 100000
+    ):
+        p.error('--amount must look like "12.50": > 0, at most 100000, at most 2 decimals')
+    if verb in ("query", "reversal") and not args.request_id:
+        p.error(f"--{'query' if args.query else 'reverse'} needs the --request-id of the earlier request")
 
     request_id = args.request_id or str(uuid.uuid4())
     try:
@@ -112,15 +164,26 @@ def main() -> int:
     print(f"request_id {request_id}", file=sys.stderr)
 
     result_queue = f"pos.{args.merchant}.{args.terminal}"
-    scan = {
-        "type": "scan.v1",
+    # Exactly the fields of the schema (schemas/<type>.json): any other field is an error.
+    message = {
+        "type": f"{verb}.v1",
         "request_id": request_id,
         "merchant_id": args.merchant,
         "terminal_id": args.terminal,
-        "payment_code": args.code,
-        "amount": args.amount,  # a string, never a float
-        "sent_at": rfc3339_now(),
     }
+    if verb == "scan":
+        message["payment_code"] = args.code
+    if verb in ("scan", "dynamic_qr"):
+        message["amount"] = args.amount  # a string, never a float
+    message["sent_at"] = rfc3339_now()
+    # What answers us: result.v1 (scan, query, reversal), query_status.v1 (query, refused
+    # reversal), dynamic_qr_issued.v1 (dynamic_qr).
+    answers = {
+        "scan": ("result.v1",),
+        "query": ("result.v1", "query_status.v1"),
+        "reversal": ("result.v1", "query_status.v1"),
+        "dynamic_qr": ("dynamic_qr_issued.v1",),
+    }[verb]
 
     conn = pika.BlockingConnection(pika.URLParameters(args.amqp_url))
     try:
@@ -135,8 +198,8 @@ def main() -> int:
         try:
             ch.basic_publish(
                 exchange=REQUESTS_EXCHANGE,
-                routing_key=f"{result_queue}.scan",
-                body=json.dumps(scan).encode(),
+                routing_key=f"{result_queue}.{verb}",
+                body=json.dumps(message).encode(),
                 properties=pika.BasicProperties(
                     content_type="application/json",
                     delivery_mode=pika.DeliveryMode.Persistent,  # 2
@@ -151,7 +214,7 @@ def main() -> int:
             print(f"broker refused the request; retry with --request-id {request_id}", file=sys.stderr)
             return 2
 
-        # Wait for our result. Anything else on the queue is a late result of an earlier
+        # Wait for our answer. Anything else on the queue is a late answer to an earlier
         # request (e.g. one that timed out): a real till would reconcile it; here we log it.
         for method, _props, body in ch.consume(result_queue, inactivity_timeout=args.timeout):
             if method is None:
@@ -165,17 +228,31 @@ def main() -> int:
             except ValueError:
                 result = None
             ch.basic_ack(method.delivery_tag)
-            if not isinstance(result, dict) or result.get("request_id") != request_id:
-                print(f"(other result on {result_queue}: {body.decode(errors='replace')})", file=sys.stderr)
+            if (
+                not isinstance(result, dict)
+                or result.get("request_id") != request_id
+                or result.get("type") not in answers
+            ):
+                print(f"(other message on {result_queue}: {body.decode(errors='replace')})", file=sys.stderr)
                 continue
             print(json.dumps(result, indent=2, ensure_ascii=False))
-            status, reason = result["status"], result.get("reason")
-            print(
-                f"{status.upper()}{f' ({reason})' if reason else ''}: amount {result.get('amount')}"
-                f" + fee {result['fee']} = total {result.get('total')}",
-                file=sys.stderr,
-            )
-            return 0 if status == "approved" else 1
+            reason = result.get("reason")
+            why = f" ({reason})" if reason else ""
+            if result["type"] == "result.v1":
+                print(
+                    f"{result['status'].upper()}{why}: amount {result.get('amount')}"
+                    f" + fee {result['fee']} = total {result.get('total')}",
+                    file=sys.stderr,
+                )
+            elif result["type"] == "query_status.v1":
+                print(f"no final result: {result['state'].upper()}{why}", file=sys.stderr)
+            else:
+                print(
+                    f"{result['status'].upper()}{why}: show the payload as a QR code"
+                    f" until {result.get('expires_at')}",
+                    file=sys.stderr,
+                )
+            return exit_status(verb, result)
         return 2
     finally:
         conn.close()

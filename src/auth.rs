@@ -92,6 +92,20 @@ impl JwtKeys {
         })
     }
 
+    /// An operator's token for `/admin/v1`.
+    pub fn issue_admin(&self, name: &str, ttl_secs: i64) -> Result<String, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        self.sign(&Claims {
+            sub: format!("admin:{name}"),
+            role: Role::Admin,
+            merchant_id: None,
+            terminal_id: None,
+            user_id: None,
+            iat: now,
+            exp: now + ttl_secs,
+        })
+    }
+
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|d| d.claims)

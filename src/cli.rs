@@ -141,9 +141,13 @@ pub enum AdminCommand {
         command: AdminQrCommand,
     },
     /// Issue a cardholder token for the phone API.
+    /// Issue a token: a cardholder's for the phone API (`--user`), or an operator's for
+    /// `/admin/v1` (`--admin NAME`).
     Token {
+        #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
+        user: Option<UserId>,
         #[arg(long)]
-        user: UserId,
+        admin: Option<String>,
         /// Validity in seconds.
         #[arg(long, default_value_t = 86_400)]
         ttl: i64,
@@ -753,14 +757,32 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
     let pool = pool(&config).await?;
     match command {
         AdminCommand::Broker(c) => return broker_admin(c, &config).await,
-        AdminCommand::Token { user, ttl, json } => {
-            let u = user.clone();
-            db::run(&pool, move |c| admin::card_show(c, &u)).await?;
-            let token = JwtKeys::new(config.jwt_secret.expose())
-                .issue_cardholder(&user, ttl.clamp(60, 30 * 86_400))?;
+        AdminCommand::Token {
+            user,
+            admin: operator,
+            ttl,
+            json,
+        } => {
+            let keys = JwtKeys::new(config.jwt_secret.expose());
+            let ttl = ttl.clamp(60, 30 * 86_400);
+            let (token, who) = match (user, operator) {
+                (Some(user), _) => {
+                    let u = user.clone();
+                    db::run(&pool, move |c| admin::card_show(c, &u)).await?;
+                    (
+                        keys.issue_cardholder(&user, ttl)?,
+                        serde_json::json!({"user_id": user}),
+                    )
+                }
+                (None, Some(name)) => (
+                    keys.issue_admin(&name, ttl)?,
+                    serde_json::json!({"admin": name}),
+                ),
+                (None, None) => return Err(CliError::Failed("give --user or --admin".into())),
+            };
             print(
                 json,
-                &serde_json::json!({"user_id": user, "token": token}),
+                &serde_json::json!({"for": who, "token": token}),
                 |_| token.clone(),
             );
         }

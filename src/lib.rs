@@ -35,6 +35,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod messages;
+pub mod metrics;
 pub mod pipeline;
 pub mod platform;
 pub mod qr;

@@ -15,9 +15,7 @@
 use crate::admin::management::{Management, ManagementError};
 use crate::broker::connection::connect_retrying;
 use crate::broker::consumer::{replayed_count, REPLAYED_HEADER};
-use crate::broker::topology::{
-    self, Arg, StageName, DEAD, DEAD_QUEUE, RESULTS, UNROUTED_QUEUE,
-};
+use crate::broker::topology::{self, Arg, StageName, DEAD, DEAD_QUEUE, RESULTS, UNROUTED_QUEUE};
 use crate::broker::{BrokerError, Publisher};
 use crate::config::Config;
 use crate::messages::internal::{self, StageBatch};
@@ -77,7 +75,9 @@ pub enum QueuesError {
     NoSuchQueue { queue: String, vhost: String },
     #[error("--limit {0} is out of range 1..={MAX_DEAD_LIMIT}")]
     BadLimit(usize),
-    #[error("no dead letter with id {id} among the {examined} read from pay.dead (raise --limit?)")]
+    #[error(
+        "no dead letter with id {id} among the {examined} read from pay.dead (raise --limit?)"
+    )]
     NotFound { id: String, examined: usize },
     #[error("nothing selected: give dead-letter ids, or --all")]
     NothingSelected,
@@ -105,7 +105,9 @@ pub fn vhost_of(amqp_url: &str) -> Result<String, QueuesError> {
     let rest = amqp_url
         .strip_prefix("amqp://")
         .or_else(|| amqp_url.strip_prefix("amqps://"))
-        .ok_or(QueuesError::BadAmqpUrl("must start with amqp:// or amqps://"))?;
+        .ok_or(QueuesError::BadAmqpUrl(
+            "must start with amqp:// or amqps://",
+        ))?;
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
     let path = rest.split_once('/').map(|(_, p)| p).unwrap_or_default();
     if path.is_empty() {
@@ -146,7 +148,7 @@ fn money_moving_queues() -> Vec<String> {
 /// Why a queue must not be purged without `--force`, if it must not.
 pub fn purge_protection(queue: &str) -> Option<&'static str> {
     if money_moving_queues().iter().any(|q| q == queue) {
-        Some("it feeds a money-moving stage; its messages are payments already accepted, and purging would lose them (stuck in `created`, no result to the POS or the phone)")
+        Some("it feeds a money-moving stage: purging would lose accepted payments (stuck in `created`, no result to the POS or the phone)")
     } else if queue == DEAD_QUEUE {
         Some("dead letters are kept for replay; `campuspay admin dead drop` removes chosen ones and records why")
     } else {
@@ -184,7 +186,12 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn connect(amqp_url: &str, what: &str) -> Result<Connection, QueuesError> {
-    Ok(connect_retrying(amqp_url, &format!("campuspay admin {what}"), CONNECT_ATTEMPTS).await?)
+    Ok(connect_retrying(
+        amqp_url,
+        &format!("campuspay admin {what}"),
+        CONNECT_ATTEMPTS,
+    )
+    .await?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -698,8 +705,7 @@ pub fn describe(
         )
     };
     let at = at.or_else(|| {
-        (*properties.timestamp())
-            .and_then(|t| DateTime::from_timestamp(i64::try_from(t).ok()?, 0))
+        (*properties.timestamp()).and_then(|t| DateTime::from_timestamp(i64::try_from(t).ok()?, 0))
     });
     DeadLetter {
         id: dead_letter_id(properties, body),
@@ -1001,7 +1007,9 @@ pub async fn dead_show(
 pub enum Selection {
     Ids(Vec<String>),
     /// Every one read (up to the limit), or those of one stage.
-    All { stage: Option<String> },
+    All {
+        stage: Option<String>,
+    },
 }
 
 impl Selection {
@@ -1126,7 +1134,7 @@ pub async fn dead_replay(
             replayed: Vec::new(),
             failed: Vec::new(),
             not_found: selection.not_found(&held),
-            };
+        };
         for h in held {
             let l = &h.letter;
             if !selection.selects(l) {
@@ -1419,7 +1427,8 @@ fn differences(expected: &Value, actual: &Value) -> Vec<String> {
             for key in keys {
                 let (x, y) = (ea.get(key), aa.get(key));
                 if x != y {
-                    let show = |v: Option<&Value>| v.map(|v| v.to_string()).unwrap_or("none".into());
+                    let show =
+                        |v: Option<&Value>| v.map(|v| v.to_string()).unwrap_or("none".into());
                     out.push(format!("{key}: expected {}, found {}", show(x), show(y)));
                 }
             }
@@ -1514,7 +1523,12 @@ pub fn compare(expected: &Value, actual: &Value, source: &str) -> Result<Vec<Dri
                 "a result queue receives only results routed with its own name".into(),
             );
         } else if our_exchanges.contains(src) || ours(src) || ours(dest) {
-            push("extra", "binding", &show(b), "not in the code's topology".into());
+            push(
+                "extra",
+                "binding",
+                &show(b),
+                "not in the code's topology".into(),
+            );
         }
     }
     Ok(drift)
@@ -2036,7 +2050,10 @@ mod tests {
         assert_eq!(vhost_of("amqp://guest:guest@h:5672/%2f").unwrap(), "/");
         assert_eq!(vhost_of("amqp://guest:guest@h:5672/%2F").unwrap(), "/");
         assert_eq!(vhost_of("amqp://guest:guest@h:5672").unwrap(), "/");
-        assert_eq!(vhost_of("amqp://h/cp_test_1?heartbeat=10").unwrap(), "cp_test_1");
+        assert_eq!(
+            vhost_of("amqp://h/cp_test_1?heartbeat=10").unwrap(),
+            "cp_test_1"
+        );
         assert_eq!(vhost_of("amqps://h/a%20b").unwrap(), "a b");
         assert!(vhost_of("http://h/x").is_err());
         assert!(vhost_of("amqp://h/%zz").is_err());
@@ -2188,7 +2205,10 @@ mod tests {
         );
         // Stale headers of an earlier stage dead-lettering, kept by a replay.
         let p = props(&[
-            ("x-death", AMQPValue::FieldArray(vec![AMQPValue::FieldTable(death)].into())),
+            (
+                "x-death",
+                AMQPValue::FieldArray(vec![AMQPValue::FieldTable(death)].into()),
+            ),
             ("x-campuspay-reason", s("not_json")),
             (REPLAYED_HEADER, s("2")),
         ]);
@@ -2201,7 +2221,10 @@ mod tests {
         assert_eq!(l.original_routing_key.as_deref(), Some("settlement.2"));
         assert!(matches!(l.age_secs, Some(9..=11)));
         assert_eq!(l.replayed, 2);
-        assert_eq!(origin(&l).unwrap(), ("pay.stage".into(), "settlement.2".into()));
+        assert_eq!(
+            origin(&l).unwrap(),
+            ("pay.stage".into(), "settlement.2".into())
+        );
     }
 
     #[test]
@@ -2258,7 +2281,10 @@ mod tests {
         ]);
         assert_eq!(compare(&code, &live, "broker").unwrap(), vec![]);
         // Now break things.
-        live["bindings"].as_array_mut().unwrap().retain(|b| b["routing_key"] != "fee");
+        live["bindings"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|b| b["routing_key"] != "fee");
         live["bindings"].as_array_mut().unwrap().push(json!({
             "source": "pay.results", "destination": "pos.m1.t1",
             "destination_type": "queue", "routing_key": "#", "arguments": {}}));
@@ -2274,13 +2300,35 @@ mod tests {
             .iter()
             .map(|d| (d.problem, d.object, d.name.as_str()))
             .collect();
-        assert!(summary.contains(&("missing", "binding", "pay.stage -> queue campuspay.fee key \"fee\"")), "{summary:?}");
-        assert!(summary.contains(&("different", "queue", "campuspay.fanout")), "{summary:?}");
-        assert!(summary.contains(&("extra", "queue", "campuspay.bogus")), "{summary:?}");
-        assert!(summary.contains(&("extra", "binding", "pay.results -> queue pos.m1.t1 key \"#\"")), "{summary:?}");
+        assert!(
+            summary.contains(&(
+                "missing",
+                "binding",
+                "pay.stage -> queue campuspay.fee key \"fee\""
+            )),
+            "{summary:?}"
+        );
+        assert!(
+            summary.contains(&("different", "queue", "campuspay.fanout")),
+            "{summary:?}"
+        );
+        assert!(
+            summary.contains(&("extra", "queue", "campuspay.bogus")),
+            "{summary:?}"
+        );
+        assert!(
+            summary.contains(&(
+                "extra",
+                "binding",
+                "pay.results -> queue pos.m1.t1 key \"#\""
+            )),
+            "{summary:?}"
+        );
         assert_eq!(drift.len(), 4, "{drift:?}");
         let fanout = drift.iter().find(|d| d.name == "campuspay.fanout").unwrap();
-        assert!(fanout.detail.contains("x-queue-type: expected \"quorum\", found \"classic\""));
+        assert!(fanout
+            .detail
+            .contains("x-queue-type: expected \"quorum\", found \"classic\""));
     }
 
     #[test]

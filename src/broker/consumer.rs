@@ -200,6 +200,7 @@ async fn settle_batch(
     publisher: &Publisher,
     batch: Vec<Delivery>,
 ) -> Result<(), BrokerError> {
+    let started = std::time::Instant::now();
     let inputs: Vec<Incoming> = batch.iter().map(incoming).collect();
     let mut retry_backoff = Backoff::new();
     let mut attempt = 0;
@@ -229,6 +230,7 @@ async fn settle_batch(
             return Ok(());
         }
         let delay = retry_backoff.next_delay();
+        crate::metrics::batch_retried(spec.stage);
         log::warn!(
             "{}: batch of {} failed ({failure}); retry in {delay:?}",
             spec.stage,
@@ -274,5 +276,16 @@ async fn settle_batch(
         }
         d.acker.ack(BasicAckOptions::default()).await?;
     }
+    let dead = output
+        .dispositions
+        .iter()
+        .filter(|d| matches!(d, Disposition::DeadLetter { .. }))
+        .count();
+    crate::metrics::batch_done(
+        spec.stage,
+        batch.len(),
+        dead,
+        started.elapsed().as_secs_f64(),
+    );
     Ok(())
 }

@@ -68,6 +68,14 @@ impl Stage for Fanout {
                     );
                     continue;
                 };
+                crate::metrics::result(
+                    match result.status {
+                        TxState::Approved => "approved",
+                        TxState::Reversed => "reversed",
+                        _ => "declined",
+                    },
+                    result.reason.map(|r| r.as_str()),
+                );
                 // Serialising our own plain struct cannot fail.
                 let body = serde_json::to_vec(&result).unwrap_or_default();
                 publish.push(Outgoing::json(

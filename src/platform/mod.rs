@@ -5,6 +5,7 @@
 //! A confirmed order is handed to the pipeline's order stage as a one-item batch; from there
 //! it follows the same stages as a reverse scan.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod events;
@@ -69,7 +70,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/events", web::get().to(events::events))
             .route("/me", web::get().to(phone::me)),
     )
-    .route("/openapi.json", web::get().to(openapi));
+    .route("/openapi.json", web::get().to(openapi))
+    .configure(admin::routes);
 }
 
 pub const OPENAPI: &str = include_str!("../../schemas/openapi.json");

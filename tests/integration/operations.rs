@@ -374,3 +374,58 @@ async fn a_mixed_day_report_ties_out_to_the_ledger() {
         .unwrap();
     assert!(r.ties_out && r.merchants.is_empty());
 }
+
+#[actix_rt::test]
+async fn admin_routes_need_an_admin_token_and_metrics_count_results() {
+    let mut env = TestEnv::start().await;
+    let base = env.start_platform();
+    env.merchant("m1", &["t1"]).await;
+    let user = env.card("s001", Identity::Student, "50.00").await;
+    let codes = env.codes(&user).await;
+    let mut pos = env.pos("m1", "t1").await;
+    let paid = pos
+        .pay(RequestId::new_random(), &codes[0], "5.00", WAIT)
+        .await
+        .unwrap();
+    let declined = pos
+        .pay(RequestId::new_random(), &codes[0], "5.00", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(declined.reason, Some(DeclineReason::CodeUsed));
+    let admin_token = env.jwt.issue_admin("ops", 600).unwrap();
+    let admin = campuspay::sim::phone::Phone::new(&base, &admin_token);
+    let cardholder = env.phone(&base, &user);
+    let tx = paid.transaction_id.unwrap().to_string();
+    let b = base.clone();
+    blocking(move || {
+        // A cardholder's token is not an admin's.
+        let a = cardholder.call("POST", "/admin/v1/cards/s001/freeze", None).unwrap();
+        assert_eq!((a.status, a.code()), (403, "forbidden"));
+        let a = campuspay::sim::phone::Phone::new(&b, "").call("GET", "/admin/v1/verify", None).unwrap();
+        assert_eq!(a.status, 401);
+        let a = admin.call("GET", "/admin/v1/verify", None).unwrap();
+        assert_eq!((a.status, a.body["ok"].as_bool()), (200, Some(true)), "{a:?}");
+        let a = admin
+            .call("POST", "/admin/v1/refunds", Some(serde_json::json!({"transaction_id": tx, "amount": "2.00", "request_id": uuid::Uuid::new_v4()})))
+            .unwrap();
+        assert_eq!((a.status, a.body["remaining"].as_str()), (200, Some("3.00")), "{a:?}");
+        let a = admin
+            .call("POST", "/admin/v1/refunds", Some(serde_json::json!({"transaction_id": tx, "amount": "9.00", "request_id": uuid::Uuid::new_v4()})))
+            .unwrap();
+        assert_eq!(a.status, 422, "{a:?}");
+        let a = admin.call("POST", "/admin/v1/cards/s001/freeze", None).unwrap();
+        assert_eq!((a.status, a.body["status"].as_str()), (200, Some("frozen")));
+        let a = admin.call("GET", "/admin/v1/cards/s001", None).unwrap();
+        assert_eq!((a.body["status"].as_str(), a.body["balance"].as_str()), (Some("frozen"), Some("47.00")));
+        let a = admin.call("GET", "/admin/v1/reports/daily", None).unwrap();
+        assert_eq!(a.body["ties_out"], true, "{a:?}");
+        let a = admin.call("GET", "/admin/v1/queues", None).unwrap();
+        assert_eq!(a.status, 200, "{a:?}");
+        let text = ureq::get(&format!("{b}/metrics")).call().unwrap().into_string().unwrap();
+        assert!(text.contains("campuspay_results_total{status=\"approved\",reason=\"\"}"), "{text}");
+        assert!(text.contains("campuspay_results_total{status=\"declined\",reason=\"code_used\"}"), "{text}");
+        assert!(text.contains("campuspay_stage_batch_seconds_count{stage=\"settlement\"}"), "{text}");
+        assert!(text.contains("campuspay_queue_ready{queue=\"campuspay.order\"}"), "{text}");
+    })
+    .await;
+}

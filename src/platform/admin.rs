@@ -1,0 +1,203 @@
+//! `/admin/v1`: the back-office routes matching `campuspay admin …` (admin JWT), and
+//! `GET /metrics` for Prometheus (unauthenticated: serve it on an internal address).
+
+use super::auth::Admin;
+use super::error::ApiError;
+use super::AppState;
+use crate::admin::management::Management;
+use crate::admin::queues;
+use crate::db::{self, admin, cards, ledger, refunds, report};
+use crate::domain::{Amount, UserId};
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics)).service(
+        web::scope("/admin/v1")
+            .route("/queues", web::get().to(queues_overview))
+            .route("/verify", web::get().to(verify))
+            .route("/cards/{user}", web::get().to(card))
+            .route("/cards/{user}/freeze", web::post().to(freeze))
+            .route("/cards/{user}/unfreeze", web::post().to(unfreeze))
+            .route("/cards/{user}/topup", web::post().to(topup))
+            .route("/cards/{user}/limits", web::put().to(limits))
+            .route("/refunds", web::post().to(refund))
+            .route("/reports/daily", web::get().to(daily)),
+    );
+}
+
+fn user(path: &str) -> Result<UserId, ApiError> {
+    UserId::parse(path).map_err(|_| ApiError::new(404, "not_found", "no such cardholder"))
+}
+
+fn amount(field: &str, s: Option<&str>) -> Result<Option<Amount>, ApiError> {
+    s.map(|s| {
+        Amount::parse(s)
+            .map_err(|e| ApiError::bad_request("invalid_amount", format!("{field}: {e}")))
+    })
+    .transpose()
+}
+
+fn management(state: &AppState) -> Result<(Management, String), ApiError> {
+    let m = Management::new(&state.config.management_url)
+        .map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?;
+    let vhost = queues::vhost_of(&state.config.amqp_url)
+        .map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?;
+    Ok((m, vhost))
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // Backlog is best effort: a scrape still answers when the management API does not.
+    let backlog = match management(&state) {
+        Ok((m, vhost)) => match queues::queue_overview(&m, &vhost, false).await {
+            Ok(o) => o
+                .pipeline
+                .iter()
+                .map(|q| {
+                    let n = |v: Option<u64>| v.map(|x| x as i64).unwrap_or(0);
+                    (q.name.clone(), n(q.ready), n(q.unacked), n(q.consumers))
+                })
+                .collect(),
+            Err(e) => {
+                log::warn!("metrics: no queue backlog: {e}");
+                Vec::new()
+            }
+        },
+        Err(_) => Vec::new(),
+    };
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::metrics::render(&backlog))
+}
+
+async fn queues_overview(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (m, vhost) = management(&state)?;
+    let o = queues::queue_overview(&m, &vhost, false)
+        .await
+        .map_err(|e| ApiError::new(503, "unavailable", e.to_string()))?;
+    Ok(HttpResponse::Ok().json(o))
+}
+
+async fn verify(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let r = db::run(&state.pool, |c| ledger::verify(c, 300)).await?;
+    Ok(HttpResponse::Ok().json(r))
+}
+
+async fn card(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let u = user(&path)?;
+    Ok(HttpResponse::Ok().json(db::run(&state.pool, move |c| admin::card_show(c, &u)).await?))
+}
+
+async fn freeze(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let u = user(&path)?;
+    Ok(HttpResponse::Ok().json(db::run(&state.pool, move |c| cards::freeze(c, &u)).await?))
+}
+
+async fn unfreeze(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let u = user(&path)?;
+    Ok(HttpResponse::Ok().json(db::run(&state.pool, move |c| cards::unfreeze(c, &u)).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopupBody {
+    amount: String,
+    request_id: uuid::Uuid,
+}
+
+async fn topup(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<TopupBody>,
+) -> Result<HttpResponse, ApiError> {
+    let u = user(&path)?;
+    let a = amount("amount", Some(&body.amount))?
+        .ok_or_else(|| ApiError::bad_request("invalid_amount", "amount"))?;
+    let id = body.request_id;
+    let uu = u.clone();
+    let balance = db::run(&state.pool, move |c| {
+        admin::topup(c, &uu, a, id, "top-up (admin API)")
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({"user_id": u, "amount": a, "balance": balance, "entry_id": id})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsBody {
+    per_txn: Option<String>,
+    daily: Option<String>,
+    password_free: Option<String>,
+}
+
+async fn limits(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<LimitsBody>,
+) -> Result<HttpResponse, ApiError> {
+    let u = user(&path)?;
+    let (p, d, f) = (
+        amount("per_txn", body.per_txn.as_deref())?,
+        amount("daily", body.daily.as_deref())?,
+        amount("password_free", body.password_free.as_deref())?,
+    );
+    Ok(HttpResponse::Ok()
+        .json(db::run(&state.pool, move |c| cards::set_limits(c, &u, p, d, f)).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    transaction_id: uuid::Uuid,
+    amount: Option<String>,
+    request_id: uuid::Uuid,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn refund(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<RefundBody>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let a = amount("amount", b.amount.as_deref())?;
+    let out = db::run(&state.pool, move |c| {
+        refunds::refund(c, b.transaction_id, a, b.request_id, &b.reason)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(Deserialize)]
+struct DailyQuery {
+    date: Option<chrono::NaiveDate>,
+}
+
+async fn daily(
+    _: Admin,
+    state: web::Data<AppState>,
+    q: web::Query<DailyQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let offset = state.config.campus_offset;
+    let date = q
+        .date
+        .unwrap_or_else(|| chrono::Utc::now().with_timezone(&offset).date_naive());
+    Ok(HttpResponse::Ok()
+        .json(db::run(&state.pool, move |c| report::daily(c, date, offset)).await?))
+}
