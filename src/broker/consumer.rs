@@ -45,9 +45,15 @@ pub struct HandlerOutput {
     pub dispositions: Vec<Disposition>,
 }
 
-/// A batch could not be handled now (database down, …): retry it.
+/// A batch could not be handled. `transient`: worth retrying as it is (the database or broker
+/// is restarting); otherwise something in the batch itself fails (a poison message), and the
+/// consumer isolates it: each delivery is retried alone, and the ones that still fail are handed
+/// back to the broker, whose delivery limit dead-letters them.
 #[derive(Debug, Clone)]
-pub struct Retry(pub String);
+pub struct Retry {
+    pub why: String,
+    pub transient: bool,
+}
 
 pub type Handler =
     Box<dyn Fn(Vec<Incoming>) -> LocalBoxFuture<'static, Result<HandlerOutput, Retry>>>;
@@ -193,6 +199,40 @@ async fn session(
     }
 }
 
+/// Runs the handler and publishes its output, retrying transient failures in place (bounded,
+/// with back-off). Returns the last failure when it gives up or the failure is not transient.
+async fn handle_with_retries(
+    spec: &ConsumerSpec,
+    handler: &Handler,
+    publisher: &Publisher,
+    inputs: &[Incoming],
+) -> Result<HandlerOutput, String> {
+    let mut backoff = Backoff::new();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (failure, transient) = match handler(inputs.to_vec()).await {
+            Ok(out) => match publisher.publish_all(&out.publish).await {
+                Ok(()) => return Ok(out),
+                // The broker refusing or not confirming is about the broker, not the batch.
+                Err(e) => (e.to_string(), true),
+            },
+            Err(Retry { why, transient }) => (why, transient),
+        };
+        crate::metrics::batch_retried(spec.stage);
+        if !transient || attempt > IN_PLACE_RETRIES {
+            return Err(failure);
+        }
+        let delay = backoff.next_delay();
+        log::warn!(
+            "{}: batch of {} failed ({failure}); retry in {delay:?}",
+            spec.stage,
+            inputs.len()
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
 /// Handles one batch to the end: every delivery is acked, dead-lettered or handed back.
 async fn settle_batch(
     spec: &ConsumerSpec,
@@ -202,22 +242,28 @@ async fn settle_batch(
 ) -> Result<(), BrokerError> {
     let started = std::time::Instant::now();
     let inputs: Vec<Incoming> = batch.iter().map(incoming).collect();
-    let mut retry_backoff = Backoff::new();
-    let mut attempt = 0;
-    let output = loop {
-        attempt += 1;
-        let failure = match handler(inputs.clone()).await {
-            Ok(out) => match publisher.publish_all(&out.publish).await {
-                Ok(()) => break out,
-                Err(e) => e.to_string(),
-            },
-            Err(Retry(why)) => why,
-        };
-        if attempt > IN_PLACE_RETRIES {
-            log::error!(
-                "{}: batch of {} failed {attempt} times ({failure}); handing it back to the broker",
+    let output = match handle_with_retries(spec, handler, publisher, &inputs).await {
+        Ok(out) => out,
+        Err(failure) if batch.len() > 1 => {
+            // Something in the batch fails whatever we do: settle each delivery on its own, so
+            // one poison message cannot hold back the others.
+            log::warn!(
+                "{}: batch of {} keeps failing ({failure}); isolating its messages",
                 spec.stage,
                 batch.len()
+            );
+            for d in batch {
+                Box::pin(settle_batch(spec, handler, publisher, vec![d])).await?;
+            }
+            return Ok(());
+        }
+        Err(failure) => {
+            log::error!(
+                "{}: a message from {} keeps failing ({failure}); handing it back to the broker \
+                 (dead-lettered after {} deliveries)",
+                spec.stage,
+                inputs.first().map(|i| i.routing_key.as_str()).unwrap_or(""),
+                super::topology::DELIVERY_LIMIT
             );
             for d in &batch {
                 d.acker
@@ -229,14 +275,6 @@ async fn settle_batch(
             }
             return Ok(());
         }
-        let delay = retry_backoff.next_delay();
-        crate::metrics::batch_retried(spec.stage);
-        log::warn!(
-            "{}: batch of {} failed ({failure}); retry in {delay:?}",
-            spec.stage,
-            batch.len()
-        );
-        tokio::time::sleep(delay).await;
     };
     debug_assert_eq!(output.dispositions.len(), batch.len());
     for (i, d) in batch.iter().enumerate() {

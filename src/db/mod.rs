@@ -45,6 +45,35 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// Failures of the database or the way to it (restart, killed backend, pool exhausted,
+    /// serialisation conflict): the same work may well succeed in a moment. Everything else
+    /// (a constraint violation, a row that is not there) will fail again.
+    pub fn is_transient(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
+        match self {
+            DbError::Pool(_) | DbError::Connect(_) | DbError::Join(_) => true,
+            DbError::Query(E::DatabaseError(kind, _)) => matches!(
+                kind,
+                K::ClosedConnection
+                    | K::SerializationFailure
+                    | K::UnableToSendCommand
+                    | K::ReadOnlyTransaction
+            ),
+            // A backend killed mid-query (`pg_terminate_backend`, a restart) reports itself in
+            // words only.
+            DbError::Query(E::DatabaseError(K::Unknown, info)) => {
+                let m = info.message();
+                m.contains("terminating connection") || m.contains("server closed the connection")
+            }
+            DbError::Query(E::BrokenTransactionManager) => true,
+            DbError::Query(_) => false,
+            DbError::Migration(_)
+            | DbError::NotFound(_)
+            | DbError::Conflict(_)
+            | DbError::Rejected(_) => false,
+        }
+    }
+
     /// Errors that describe the request (not the database) and will fail again on retry.
     pub fn is_permanent(&self) -> bool {
         matches!(

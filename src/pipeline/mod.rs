@@ -46,10 +46,16 @@ impl StageError {
             // serialisation conflict may have aborted the transaction: all worth retrying.
             // A permanent database error fails again, and after the in-place retries and the
             // queue's delivery limit the batch is dead-lettered by the broker.
-            StageError::Db(e) => Retry(e.to_string()),
+            StageError::Db(e) => Retry {
+                transient: e.is_transient(),
+                why: e.to_string(),
+            },
             // Encoding our own types cannot fail short of a bug; retrying bounds the damage and
             // the delivery limit dead-letters it.
-            StageError::Encode(e) => Retry(e.to_string()),
+            StageError::Encode(e) => Retry {
+                why: e.to_string(),
+                transient: false,
+            },
         }
     }
 }
@@ -142,7 +148,10 @@ pub fn start_stage<S: Stage>(
                     match addr.send(ProcessBatch(batch)).await {
                         Ok(Ok(out)) => Ok(out),
                         Ok(Err(e)) => Err(e.retry()),
-                        Err(mailbox) => Err(Retry(format!("stage actor: {mailbox}"))),
+                        Err(mailbox) => Err(Retry {
+                            why: format!("stage actor: {mailbox}"),
+                            transient: true,
+                        }),
                     }
                 })
             });

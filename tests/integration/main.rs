@@ -11,6 +11,7 @@ mod hostile;
 mod idempotency;
 mod openapi;
 mod operations;
+mod poison;
 mod queues;
 mod restart;
 mod reversals;

@@ -39,6 +39,23 @@ async fn depth(env: &TestEnv, queue: &str) -> u32 {
     q.message_count()
 }
 
+/// Waits until a queue holds `expected` ready messages. Messages nacked back to a quorum queue
+/// are counted again only once the queue has applied the return, a moment after the nack.
+async fn depth_becomes(env: &TestEnv, queue: &str, expected: u32) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let n = depth(env, queue).await;
+        if n == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{queue} holds {n} ready messages, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn publisher(env: &TestEnv) -> Publisher {
     Publisher::new(&env.conn, Duration::from_secs(10))
         .await
@@ -228,7 +245,7 @@ async fn dead_list_shows_stage_reason_origin_and_age_and_keeps_every_dead_letter
         assert_eq!(again.letters[0].id, l.id);
         assert!(!again.more);
     }
-    assert_eq!(depth(&env, DEAD_QUEUE).await, 1);
+    depth_becomes(&env, DEAD_QUEUE, 1).await;
     // The limit bounds what is read.
     assert!(matches!(
         dead_list(&env.config.amqp_url, 0).await,
@@ -245,7 +262,7 @@ async fn dead_list_shows_stage_reason_origin_and_age_and_keeps_every_dead_letter
         other => panic!("{other:?}"),
     }
     assert_eq!(shown[0].headers["x-campuspay-reason"], "not_json");
-    assert_eq!(depth(&env, DEAD_QUEUE).await, 1);
+    depth_becomes(&env, DEAD_QUEUE, 1).await;
     assert!(matches!(
         queues::dead_show(&env.config.amqp_url, "000000000000", LIMIT).await,
         Err(QueuesError::NotFound { .. })
@@ -305,8 +322,8 @@ async fn broker_dead_letters_are_read_from_x_death_and_replay_to_their_queue() {
     assert_eq!(report.replayed.len(), 1);
     assert_eq!(report.replayed[0].exchange, STAGE);
     assert_eq!(report.replayed[0].routing_key, "fee");
-    assert_eq!(depth(&env, "campuspay.fee").await, 1);
-    assert_eq!(depth(&env, DEAD_QUEUE).await, 0);
+    depth_becomes(&env, "campuspay.fee", 1).await;
+    depth_becomes(&env, DEAD_QUEUE, 0).await;
 
     // Dead again: the broker's history and the replay count both show.
     reject(channel).await;
@@ -404,7 +421,7 @@ async fn a_replayed_stage_batch_reaches_fanout_and_the_pos_gets_exactly_one_resu
     assert_eq!(r.status, TxState::Declined);
     assert_eq!(r.reason, Some(DeclineReason::UnknownCode));
     assert_quiet(pos.results()).await;
-    assert_eq!(depth(&env, DEAD_QUEUE).await, 0);
+    depth_becomes(&env, DEAD_QUEUE, 0).await;
 
     // Asking for an id that is not there replays nothing and says so.
     let report = dead_replay(
@@ -457,8 +474,7 @@ async fn a_replay_that_fails_again_is_dead_again_not_lost_and_marked_replayed() 
         assert_eq!(again[0].original_routing_key.as_deref(), Some(key.as_str()));
         assert_eq!(again[0].body_bytes, first[0].body_bytes);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(depth(&env, DEAD_QUEUE).await, 1);
+    depth_becomes(&env, DEAD_QUEUE, 1).await;
 }
 
 #[actix_rt::test]
@@ -489,7 +505,7 @@ async fn drop_removes_exactly_the_selected_dead_letter_and_records_it() {
         .unwrap();
     assert!(r.dropped.is_empty());
     assert_eq!(r.not_found, ["000000000000"]);
-    assert_eq!(depth(&env, DEAD_QUEUE).await, 2);
+    depth_becomes(&env, DEAD_QUEUE, 2).await;
     assert!(!record.exists());
 
     let r = dead_drop(
@@ -505,7 +521,7 @@ async fn drop_removes_exactly_the_selected_dead_letter_and_records_it() {
     let left = dead_list(&amqp, LIMIT).await.unwrap().letters;
     assert_eq!(left.len(), 1);
     assert_ne!(left[0].id, victim.id);
-    assert_eq!(depth(&env, DEAD_QUEUE).await, 1);
+    depth_becomes(&env, DEAD_QUEUE, 1).await;
 
     let text = std::fs::read_to_string(&record).unwrap();
     let lines: Vec<&str> = text.lines().collect();

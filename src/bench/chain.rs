@@ -1,0 +1,184 @@
+//! The baseline: a raw chain of five confirmed hops, one message per payment, with the same
+//! client library (lapin) and the same external contract as the pipeline, minus the database
+//! and minus batching.
+//!
+//! ```text
+//! POS ─▶ pay.requests ─▶ chain.1 ─▶ hop 1 ─▶ chain.2 ─▶ … ─▶ chain.5 ─▶ hop 5 ─▶ pay.results ─▶ pos.<m>.<t>
+//! ```
+//! `chain.1`…`chain.5` are durable quorum queues, like the pipeline's stage queues; each hop
+//! consumes one with the pipeline's prefetch, publishes every message on (persistent,
+//! `mandatory`, confirmed) and acks it once the broker has confirmed the copy. Hops pipeline
+//! their messages (many publishes awaiting confirms at once), which is the best a per-message
+//! design can do. The last hop echoes the request to the terminal's result queue, so the very
+//! same load generator drives the chain and the pipeline.
+
+use crate::broker::connection::connect;
+use crate::broker::topology::{REQUESTS, RESULTS};
+use crate::broker::BrokerError;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
+use tokio::sync::watch;
+
+pub const HOPS: usize = 5;
+
+pub fn queue(hop: usize) -> String {
+    format!("chain.{hop}")
+}
+
+/// Declares the chain's exchanges, queues and the binding of `chain.1` to POS scans.
+pub async fn declare(channel: &Channel) -> Result<(), BrokerError> {
+    for exchange in [REQUESTS, RESULTS] {
+        channel
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    for hop in 1..=HOPS {
+        channel
+            .queue_declare(
+                queue(hop).as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                args.clone(),
+            )
+            .await?;
+    }
+    channel
+        .queue_bind(
+            queue(1).as_str().into(),
+            REQUESTS.into(),
+            "pos.*.*.scan".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Where hop `hop` sends a message that arrived with `routing_key`.
+fn next(hop: usize, routing_key: &str) -> (String, String) {
+    if hop < HOPS {
+        (String::new(), queue(hop + 1))
+    } else {
+        let key = routing_key
+            .strip_suffix(".scan")
+            .unwrap_or(routing_key)
+            .to_owned();
+        (RESULTS.to_owned(), key)
+    }
+}
+
+/// One hop until `shutdown` turns true or the connection fails.
+async fn hop(
+    amqp_url: String,
+    hop: usize,
+    prefetch: u16,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), BrokerError> {
+    let conn = connect(&amqp_url, &format!("campuspay bench chain hop {hop}")).await?;
+    let consume = conn.create_channel().await?;
+    consume
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    let publish = conn.create_channel().await?;
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let mut consumer = consume
+        .basic_consume(
+            queue(hop).as_str().into(),
+            format!("chain-hop-{hop}").as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into());
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            d = consumer.next() => {
+                let d = match d {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(BrokerError::ConsumerClosed),
+                };
+                let (exchange, key) = next(hop, d.routing_key.as_str());
+                let confirm = publish
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        key.as_str().into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
+                        &d.data,
+                        props.clone(),
+                    )
+                    .await?;
+                in_flight.push(confirm.then(move |c| async move {
+                    match c {
+                        Ok(Confirmation::Ack(None)) => {
+                            d.acker.ack(BasicAckOptions::default()).await
+                        }
+                        other => {
+                            log::warn!("chain hop {hop}: publish not confirmed: {other:?}");
+                            d.acker
+                                .nack(BasicNackOptions {
+                                    requeue: true,
+                                    ..BasicNackOptions::default()
+                                })
+                                .await
+                        }
+                    }
+                }));
+            }
+            Some(acked) = in_flight.next(), if !in_flight.is_empty() => {
+                acked?;
+            }
+            _ = shutdown.changed() => {
+                while let Some(acked) = in_flight.next().await {
+                    acked?;
+                }
+                let _ = conn.close(200, "shutdown".into()).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Runs the five hops (each with its own connection, like the pipeline's stage consumers)
+/// until `shutdown` turns true.
+pub async fn run_hops(amqp_url: &str, prefetch: u16, shutdown: watch::Receiver<bool>) {
+    let tasks: Vec<_> = (1..=HOPS)
+        .map(|h| {
+            let (url, rx) = (amqp_url.to_owned(), shutdown.clone());
+            tokio::spawn(async move {
+                if let Err(e) = hop(url, h, prefetch, rx).await {
+                    log::error!("chain hop {h} stopped: {e}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
