@@ -52,6 +52,12 @@ impl DbError {
         use diesel::result::{DatabaseErrorKind as K, Error as E};
         match self {
             DbError::Pool(_) | DbError::Connect(_) | DbError::Join(_) => true,
+            // A backend killed mid-query (`pg_terminate_backend`, a restart) reports itself in
+            // words only.
+            DbError::Query(E::DatabaseError(K::Unknown, info)) => {
+                let m = info.message();
+                m.contains("terminating connection") || m.contains("server closed the connection")
+            }
             DbError::Query(E::DatabaseError(kind, _)) => matches!(
                 kind,
                 K::ClosedConnection
@@ -59,12 +65,6 @@ impl DbError {
                     | K::UnableToSendCommand
                     | K::ReadOnlyTransaction
             ),
-            // A backend killed mid-query (`pg_terminate_backend`, a restart) reports itself in
-            // words only.
-            DbError::Query(E::DatabaseError(K::Unknown, info)) => {
-                let m = info.message();
-                m.contains("terminating connection") || m.contains("server closed the connection")
-            }
             DbError::Query(E::BrokenTransactionManager) => true,
             DbError::Query(_) => false,
             DbError::Migration(_)
