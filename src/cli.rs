@@ -76,6 +76,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure throughput and latency on a fresh database and vhost (docs/PERFORMANCE.md).
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -347,6 +349,7 @@ pub enum PhoneCommand {
 #[derive(Debug, Subcommand)]
 pub enum PosCommand {
     /// Scan a payment code: publish scan.v1, wait for the result on the terminal's queue.
+    /// Exit status: 0 approved, 2 declined, 1 error (e.g. no result in time).
     Pay(PayArgs),
     /// Ask the gateway for a dynamic QR code with an amount in it (dynamic_qr.v1).
     Qr {
@@ -679,7 +682,13 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
                         .unwrap_or_else(|| "none".into()),
                 )
             });
+            // Scripts can tell a decline from an approval (and from an error, exit 1 too but
+            // with a message on stderr).
+            if result.status != crate::domain::TxState::Approved {
+                return Ok(ExitCode::from(2));
+            }
         }
+        Command::Bench(args) => return crate::bench::run(*args, config).await,
         Command::Demo { payments, json } => {
             let started = std::time::Instant::now();
             let report = sim::demo::run(&config, &sim::demo::DemoOptions { payments }).await?;
@@ -816,6 +825,11 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
                 &name,
             )
             .map_err(|e| CliError::Failed(e.to_string()))?;
+            let (m, t, p) = (merchant.clone(), terminal.clone(), payload.clone());
+            db::run(&pool, move |c| {
+                crate::db::forward::record_static(c, &m, t.as_ref(), &p)
+            })
+            .await?;
             write_images(&payload, png.as_deref(), svg.as_deref())?;
             print(
                 json,

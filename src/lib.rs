@@ -29,6 +29,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;

@@ -57,7 +57,7 @@ fn proc_stat(pid: u32) -> Option<(String, u64)> {
 fn component(pid: u32, comm: &str, workers: &[u32]) -> &'static str {
     if workers.contains(&pid) {
         "worker"
-    } else if pid == std::process::id() {
+    } else if pid == std::process::id() || comm == "pgbench" {
         "bench"
     } else if comm.starts_with("beam") || comm == "erl_child_setup" || comm == "epmd" {
         "rabbitmq"

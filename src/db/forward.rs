@@ -467,3 +467,27 @@ pub fn merchant_name(conn: &mut PgConnection, m: &MerchantId) -> Result<Option<S
         .first(conn)
         .optional()?)
 }
+
+/// Records a printed static code (the latest print of a merchant's or terminal's code wins).
+pub fn record_static(
+    conn: &mut PgConnection,
+    m: &MerchantId,
+    t: Option<&TerminalId>,
+    payload: &str,
+) -> Result<(), DbError> {
+    let t = t.map(|t| t.as_str()).unwrap_or("");
+    diesel::insert_into(static_qr_codes::table)
+        .values((
+            static_qr_codes::merchant_id.eq(m.as_str()),
+            static_qr_codes::terminal_id.eq(t),
+            static_qr_codes::payload.eq(payload),
+        ))
+        .on_conflict((static_qr_codes::merchant_id, static_qr_codes::terminal_id))
+        .do_update()
+        .set((
+            static_qr_codes::payload.eq(payload),
+            static_qr_codes::printed_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

@@ -186,6 +186,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    static_qr_codes (merchant_id, terminal_id) {
+        merchant_id -> Text,
+        terminal_id -> Text,
+        payload -> Text,
+        printed_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     cardholders,
@@ -202,4 +211,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     terminal_failures,
     identity_limits,
     refunds,
+    static_qr_codes,
 );
