@@ -312,7 +312,11 @@ async fn settle_batch(
                 publisher.publish(msg).await?;
             }
         }
-        d.acker.ack(BasicAckOptions::default()).await?;
+    }
+    // One ack for the whole batch: this channel's deliveries are settled strictly batch after
+    // batch, so everything up to the last tag of this batch is ours to ack.
+    if let Some(last) = batch.last() {
+        last.acker.ack(BasicAckOptions { multiple: true }).await?;
     }
     let dead = output
         .dispositions
