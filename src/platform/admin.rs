@@ -22,6 +22,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/cards/{user}/topup", web::post().to(topup))
             .route("/cards/{user}/limits", web::put().to(limits))
             .route("/refunds", web::post().to(refund))
+            .route("/dead", web::get().to(dead_letters))
+            .service(
+                web::resource("/subsidies")
+                    // A campus-wide subsidy file is a few hundred kilobytes.
+                    .app_data(web::PayloadConfig::new(8 << 20))
+                    .route(web::post().to(subsidy_import)),
+            )
             .route("/reports/daily", web::get().to(daily)),
     );
 }
@@ -200,4 +207,45 @@ async fn daily(
         .unwrap_or_else(|| chrono::Utc::now().with_timezone(&offset).date_naive());
     Ok(HttpResponse::Ok()
         .json(db::run(&state.pool, move |c| report::daily(c, date, offset)).await?))
+}
+
+#[derive(Deserialize)]
+struct DeadQuery {
+    limit: Option<usize>,
+}
+
+/// The dead letters in `pay.dead` (read and given back, none lost).
+async fn dead_letters(
+    _: Admin,
+    state: web::Data<AppState>,
+    q: web::Query<DeadQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let listing = queues::dead_list(&state.config.amqp_url, limit)
+        .await
+        .map_err(|e| ApiError::new(503, "unavailable", e.to_string()))?;
+    Ok(HttpResponse::Ok().json(listing))
+}
+
+#[derive(Deserialize)]
+struct SubsidyQuery {
+    batch: Option<String>,
+}
+
+/// A subsidy file as the body (`text/csv`, `user_id,amount[,memo]` lines), like
+/// `campuspay admin subsidy import`.
+async fn subsidy_import(
+    _: Admin,
+    state: web::Data<AppState>,
+    q: web::Query<SubsidyQuery>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("invalid_body", "the file must be UTF-8 text"))?;
+    let batch = q.into_inner().batch;
+    let report = db::run(&state.pool, move |c| {
+        crate::db::subsidy::import(c, &text, batch.as_deref())
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(report))
 }

@@ -394,6 +394,7 @@ async fn admin_routes_need_an_admin_token_and_metrics_count_results() {
     assert_eq!(declined.reason, Some(DeclineReason::CodeUsed));
     let admin_token = env.jwt.issue_admin("ops", 600).unwrap();
     let admin = campuspay::sim::phone::Phone::new(&base, &admin_token);
+    let admin_token = admin_token.clone();
     let cardholder = env.phone(&base, &user);
     let tx = paid.transaction_id.unwrap().to_string();
     let b = base.clone();
@@ -421,6 +422,16 @@ async fn admin_routes_need_an_admin_token_and_metrics_count_results() {
         assert_eq!(a.body["ties_out"], true, "{a:?}");
         let a = admin.call("GET", "/admin/v1/queues", None).unwrap();
         assert_eq!(a.status, 200, "{a:?}");
+        let a = admin.call("GET", "/admin/v1/dead?limit=10", None).unwrap();
+        assert_eq!((a.status, a.body["letters"].as_array().map(Vec::len)), (200, Some(0)), "{a:?}");
+        let csv = "user_id,amount\ns001,10.00\nnobody,1.00\n";
+        let r = ureq::post(&format!("{b}/admin/v1/subsidies?batch=api-test"))
+            .set("authorization", &format!("Bearer {admin_token}"))
+            .set("content-type", "text/csv")
+            .send_string(csv)
+            .unwrap();
+        let report: serde_json::Value = r.into_json().unwrap();
+        assert_eq!((report["credited"].as_u64(), report["rejected"][0]["line"].as_u64()), (Some(1), Some(3)), "{report}");
         let text = ureq::get(&format!("{b}/metrics")).call().unwrap().into_string().unwrap();
         assert!(text.contains("campuspay_results_total{status=\"approved\",reason=\"\"}"), "{text}");
         assert!(text.contains("campuspay_results_total{status=\"declined\",reason=\"code_used\"}"), "{text}");
