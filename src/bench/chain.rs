@@ -47,7 +47,10 @@ pub async fn declare(channel: &Channel) -> Result<(), BrokerError> {
             .await?;
     }
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     for hop in 1..=HOPS {
         channel
             .queue_declare(
@@ -72,16 +75,28 @@ pub async fn declare(channel: &Channel) -> Result<(), BrokerError> {
     Ok(())
 }
 
-/// Where hop `hop` sends a message that arrived with `routing_key`.
-fn next(hop: usize, routing_key: &str) -> (String, String) {
-    if hop < HOPS {
-        (String::new(), queue(hop + 1))
+/// Where hop `hop` sends a message, and with which properties. Hop 1 remembers the terminal's
+/// result key (from the POS routing key `pos.<m>.<t>.scan`) in `reply_to`; the others pass the
+/// properties on; the last hop publishes to `pay.results` under that key.
+fn next(hop: usize, d: &lapin::message::Delivery) -> (String, String, BasicProperties) {
+    if hop == 1 {
+        let rk = d.routing_key.as_str();
+        let result_key = rk.strip_suffix(".scan").unwrap_or(rk);
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_reply_to(result_key.into());
+        (String::new(), queue(2), props)
+    } else if hop < HOPS {
+        (String::new(), queue(hop + 1), d.properties.clone())
     } else {
-        let key = routing_key
-            .strip_suffix(".scan")
-            .unwrap_or(routing_key)
-            .to_owned();
-        (RESULTS.to_owned(), key)
+        let key = d
+            .properties
+            .reply_to()
+            .as_ref()
+            .map(|k| k.to_string())
+            .unwrap_or_default();
+        (RESULTS.to_owned(), key, d.properties.clone())
     }
 }
 
@@ -109,9 +124,6 @@ async fn hop(
             FieldTable::default(),
         )
         .await?;
-    let props = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into());
     let mut in_flight = FuturesUnordered::new();
     loop {
         tokio::select! {
@@ -121,7 +133,7 @@ async fn hop(
                     Some(Err(e)) => return Err(e.into()),
                     None => return Err(BrokerError::ConsumerClosed),
                 };
-                let (exchange, key) = next(hop, d.routing_key.as_str());
+                let (exchange, key, props) = next(hop, &d);
                 let confirm = publish
                     .basic_publish(
                         exchange.as_str().into(),
@@ -131,7 +143,7 @@ async fn hop(
                             ..BasicPublishOptions::default()
                         },
                         &d.data,
-                        props.clone(),
+                        props,
                     )
                     .await?;
                 in_flight.push(confirm.then(move |c| async move {
@@ -140,7 +152,14 @@ async fn hop(
                             d.acker.ack(BasicAckOptions::default()).await
                         }
                         other => {
-                            log::warn!("chain hop {hop}: publish not confirmed: {other:?}");
+                            let why = match other {
+                                Ok(Confirmation::Ack(Some(r))) => format!("returned: {}", r.reply_text),
+                                Ok(Confirmation::Nack(_)) => "nacked".to_owned(),
+                                Ok(Confirmation::NotRequested) => "not in confirm mode".to_owned(),
+                                Ok(Confirmation::Ack(None)) => "acked".to_owned(),
+                                Err(e) => e.to_string(),
+                            };
+                            log::warn!("chain hop {hop}: publish not confirmed ({why}); requeueing");
                             d.acker
                                 .nack(BasicNackOptions {
                                     requeue: true,

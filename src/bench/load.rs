@@ -391,8 +391,7 @@ async fn scheduler(
                 if left.is_zero() {
                     break;
                 }
-                let permit = match tokio::time::timeout(left, slots.clone().acquire_owned()).await
-                {
+                let permit = match tokio::time::timeout(left, slots.clone().acquire_owned()).await {
                     Ok(Ok(p)) => p,
                     _ => break,
                 };
@@ -639,7 +638,7 @@ pub async fn run(
                             }
                         }
                     }
-                    if depth_task.is_none() && t % 2 == 0 && now < send_end && now >= warm_end {
+                    if depth_task.is_none() && t.is_multiple_of(2) && now < send_end && now >= warm_end {
                         let (m, v) = (mgmt.clone(), vhost.clone());
                         depth_task = Some(tokio::task::spawn_blocking(move || {
                             m.queues(&v)
@@ -686,7 +685,10 @@ pub async fn run(
         samples.push(sample(s));
     }
     if let (Some(a), Some(b)) = (&cpu_start, &cpu_end) {
-        let (lo, hi) = (opts.warmup.as_secs_f64(), (opts.warmup + opts.duration).as_secs_f64());
+        let (lo, hi) = (
+            opts.warmup.as_secs_f64(),
+            (opts.warmup + opts.duration).as_secs_f64(),
+        );
         let done = samples
             .iter()
             .filter(|s| {

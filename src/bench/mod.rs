@@ -101,6 +101,10 @@ pub struct BenchArgs {
     /// Skip `admin verify` on the bench database after the run.
     #[arg(long)]
     pub no_verify: bool,
+    /// Do not sample queue depths from the management API during the run (it costs the
+    /// broker a little CPU).
+    #[arg(long)]
+    pub no_queue_stats: bool,
     #[arg(long, default_value_t = 8)]
     pub pgbench_clients: u32,
     #[arg(long, default_value_t = 2)]
@@ -142,10 +146,17 @@ struct BenchEnv {
     mgmt: Management,
     has_vhost: bool,
     keep: bool,
+    /// Dropped (or kept) already.
+    done: bool,
 }
 
 impl BenchEnv {
-    async fn create(config: &Config, with_db: bool, with_vhost: bool, keep: bool) -> Result<BenchEnv, CliError> {
+    async fn create(
+        config: &Config,
+        with_db: bool,
+        with_vhost: bool,
+        keep: bool,
+    ) -> Result<BenchEnv, CliError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("cp_bench_{}", &id[..12]);
         let mgmt = Management::new(&config.management_url).map_err(fail)?;
@@ -157,6 +168,7 @@ impl BenchEnv {
             mgmt,
             has_vhost: false,
             keep,
+            done: false,
         };
         if with_db {
             let (admin, name) = (env.admin_db_url.clone(), env.name.clone());
@@ -191,18 +203,18 @@ impl BenchEnv {
     }
 
     fn cleanup(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
         if self.keep {
-            eprintln!(
-                "[bench] keeping database and vhost {} (--keep)",
-                self.name
-            );
+            eprintln!("[bench] keeping database and vhost {} (--keep)", self.name);
             return;
         }
         if self.has_vhost {
             let _ = self.mgmt.delete_vhost(&self.name);
-            self.has_vhost = false;
         }
-        if self.db_url.take().is_some() {
+        if self.db_url.is_some() {
             if let Ok(mut c) = PgConnection::establish(&self.admin_db_url) {
                 let _ = diesel::sql_query(format!(
                     "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -212,7 +224,6 @@ impl BenchEnv {
             }
         }
         eprintln!("[bench] environment {} dropped", self.name);
-        self.keep = true; // nothing left to drop
     }
 }
 
@@ -232,6 +243,58 @@ fn url_user(url: &str) -> String {
         .to_owned()
 }
 
+/// Message counts of the bench vhost from the management API, totals since it was created:
+/// per queue (messages routed into it) and for the vhost (publishes, deliveries, acks,
+/// confirms). Statistics are collected every few seconds, so call this a while after the run.
+fn broker_counts(management_url: &str, vhost: &str) -> Option<BTreeMap<String, u64>> {
+    let rest = management_url.strip_prefix("http://")?;
+    let (creds, host) = rest.split_once('@')?;
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, creds)
+    );
+    let get = |path: &str| -> Option<serde_json::Value> {
+        ureq::get(&format!("http://{}{path}", host.trim_end_matches('/')))
+            .set("authorization", &auth)
+            .timeout(Duration::from_secs(15))
+            .call()
+            .ok()?
+            .into_json()
+            .ok()
+    };
+    let mut out = BTreeMap::new();
+    let v = get(&format!("/api/vhosts/{vhost}"))?;
+    for k in [
+        "publish",
+        "deliver_get",
+        "ack",
+        "confirm",
+        "redeliver",
+        "return_unroutable",
+    ] {
+        if let Some(n) = v["message_stats"][k].as_u64() {
+            out.insert(format!("vhost.{k}"), n);
+        }
+    }
+    if let Some(Some(queues)) = get(&format!("/api/queues/{vhost}")).map(|q| q.as_array().cloned())
+    {
+        let mut pos = 0;
+        for q in queues {
+            let (Some(name), n) = (q["name"].as_str(), q["message_stats"]["publish"].as_u64())
+            else {
+                continue;
+            };
+            if name.starts_with("pos.") {
+                pos += n.unwrap_or(0);
+            } else {
+                out.insert(format!("queue.{name}"), n.unwrap_or(0));
+            }
+        }
+        out.insert("queue.pos.*".into(), pos);
+    }
+    Some(out)
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, CliError> + Send + 'static,
 ) -> Result<T, CliError> {
@@ -244,7 +307,12 @@ struct Children {
 }
 
 impl Children {
-    fn spawn(args: &[&str], envs: &[(&str, &str)], n: u32, log: &Path) -> Result<Children, CliError> {
+    fn spawn(
+        args: &[&str],
+        envs: &[(&str, &str)],
+        n: u32,
+        log: &Path,
+    ) -> Result<Children, CliError> {
         let exe = std::env::current_exe().map_err(fail)?;
         let mut procs = Vec::new();
         for i in 0..n {
@@ -253,7 +321,8 @@ impl Children {
             } else {
                 log.with_extension(format!("{i}.log"))
             };
-            let file = std::fs::File::create(&path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            let file = std::fs::File::create(&path)
+                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
             let mut cmd = Command::new(&exe);
             cmd.args(args).stdout(Stdio::null()).stderr(file);
             for (k, v) in envs {
@@ -263,7 +332,12 @@ impl Children {
                 cmd.env("RUST_LOG", "warn");
             }
             procs.push(cmd.spawn().map_err(fail)?);
-            eprintln!("[bench] started {} {} (log {})", exe.display(), args.join(" "), path.display());
+            eprintln!(
+                "[bench] started {} {} (log {})",
+                exe.display(),
+                args.join(" "),
+                path.display()
+            );
         }
         Ok(Children { procs })
     }
@@ -323,11 +397,11 @@ async fn wait_consumers(
     interrupted: &watch::Receiver<bool>,
 ) -> Result<(), CliError> {
     let conn = connect_retrying(amqp_url, "campuspay bench probe", 5).await?;
+    let ch = conn.create_channel().await?;
     let started = Instant::now();
     loop {
         let mut missing = Vec::new();
         for q in queues {
-            let ch = conn.create_channel().await?;
             let declared = ch
                 .queue_declare(
                     q.as_str().into(),
@@ -342,7 +416,6 @@ async fn wait_consumers(
             if declared.consumer_count() == 0 {
                 missing.push(q.clone());
             }
-            let _ = ch.close(200, "probe".into()).await;
         }
         if missing.is_empty() {
             let _ = conn.close(200, "probe done".into()).await;
@@ -461,6 +534,21 @@ fn fill_from_load(r: &mut Report, res: &LoadResult) {
     if res.timeouts > 0 {
         r.notes
             .push(format!("{} payments got no result in time", res.timeouts));
+    }
+}
+
+/// Reads the broker's message totals (after the statistics interval) into the report.
+async fn fill_broker_counts(r: &mut Report, config: &Config, vhost: &str, answered: usize) {
+    // The management plugin refreshes its statistics every 5 s.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    let (url, v) = (config.management_url.clone(), vhost.to_owned());
+    let counts = tokio::task::spawn_blocking(move || broker_counts(&url, &v))
+        .await
+        .ok()
+        .flatten();
+    if let Some(counts) = counts {
+        let n = answered.max(1) as f64;
+        r.broker_per_payment = counts.into_iter().map(|(k, v)| (k, v as f64 / n)).collect();
     }
 }
 
@@ -624,7 +712,12 @@ async fn bench_chain(
     chain::declare(&conn.create_channel().await?).await?;
     let _ = conn.close(200, "setup done".into()).await;
     let terminals: Vec<(String, String)> = (0..args.terminals)
-        .map(|i| (seed::merchant_id(i % args.merchants.max(1)), seed::terminal_id(i)))
+        .map(|i| {
+            (
+                seed::merchant_id(i % args.merchants.max(1)),
+                seed::terminal_id(i),
+            )
+        })
         .collect();
     let jwt = JwtKeys::new(config.jwt_secret.expose());
     let specs = terminal_specs(&terminals, &jwt)?;
@@ -663,7 +756,7 @@ async fn bench_chain(
                 connections: args.pos_connections.unwrap_or(args.terminals),
                 max_in_flight: 200_000,
                 worker_pids: children.pids(),
-                management: Some((env.mgmt.clone(), env.name.clone())),
+                management: (!args.no_queue_stats).then(|| (env.mgmt.clone(), env.name.clone())),
                 label: "chain".into(),
             },
             interrupted(stop.clone()),
@@ -671,6 +764,9 @@ async fn bench_chain(
         .await
         .map_err(fail)?;
         fill_from_load(&mut report, &res);
+        if !res.interrupted {
+            fill_broker_counts(&mut report, config, &env.name, res.samples.len()).await;
+        }
         report.notes.push(
             "raw chain: 5 durable quorum queues, each hop publishes every message on (persistent, mandatory, confirmed) and acks after the confirm; no database, no batching".into(),
         );
@@ -703,11 +799,19 @@ async fn bench_pgbench(
     };
     env.cleanup();
     let res = res?;
-    let mut report = base_report(args, "pgbench", Mode::Closed { in_flight: args.pgbench_clients as usize });
-    report.label = args
-        .label
-        .clone()
-        .unwrap_or_else(|| format!("pgbench tpcb-like -c {} -s {}", args.pgbench_clients, args.pgbench_scale));
+    let mut report = base_report(
+        args,
+        "pgbench",
+        Mode::Closed {
+            in_flight: args.pgbench_clients as usize,
+        },
+    );
+    report.label = args.label.clone().unwrap_or_else(|| {
+        format!(
+            "pgbench tpcb-like -c {} -s {}",
+            args.pgbench_clients, args.pgbench_scale
+        )
+    });
     report.warmup_secs = 0.0;
     report.command = res.command.clone();
     report.completed = res.transactions;
@@ -761,7 +865,9 @@ async fn pipeline_inner(
         let url = db_url.clone();
         blocking(move || {
             let pool = db::pool(&url, 4)?;
-            db::migrate(&mut pool.get().map_err(db::DbError::from)?)?;
+            let mut conn = pool.get().map_err(db::DbError::from)?;
+            db::migrate(&mut conn)?;
+            drop(conn);
             Ok(pool)
         })
         .await?
@@ -792,12 +898,17 @@ async fn pipeline_inner(
             let mut c = pool.get().map_err(db::DbError::from)?;
             let campus = seed::seed(&mut c, &opts, key.expose())?;
             // Fresh statistics, so the planner knows the tables are no longer empty.
-            diesel::sql_query("ANALYZE").execute(&mut c).map_err(db::DbError::from)?;
+            diesel::sql_query("ANALYZE")
+                .execute(&mut c)
+                .map_err(db::DbError::from)?;
             Ok(campus)
         })
         .await?
     };
-    eprintln!("[bench] seeded in {:.1} s", seeded_at.elapsed().as_secs_f64());
+    eprintln!(
+        "[bench] seeded in {:.1} s",
+        seeded_at.elapsed().as_secs_f64()
+    );
     check(stop)?;
 
     let jwt = JwtKeys::new(config.jwt_secret.expose());
@@ -818,7 +929,11 @@ async fn pipeline_inner(
         let mut c = config.clone();
         c.database_url = db_url.clone();
         c.amqp_url = env.amqp_url.clone();
-        in_process = Some(crate::pipeline::Pipeline::start(&c, pool.clone(), &StageName::ALL));
+        in_process = Some(crate::pipeline::Pipeline::start(
+            &c,
+            pool.clone(),
+            &StageName::ALL,
+        ));
     } else {
         children = Children::spawn(
             &["run", "--no-http"],
@@ -849,7 +964,7 @@ async fn pipeline_inner(
                 } else {
                     children.pids()
                 },
-                management: Some((env.mgmt.clone(), env.name.clone())),
+                management: (!args.no_queue_stats).then(|| (env.mgmt.clone(), env.name.clone())),
                 label: "pipeline".into(),
             },
             interrupted(stop.clone()),
@@ -866,7 +981,9 @@ async fn pipeline_inner(
     let res = res?;
     fill_from_load(&mut report, &res);
     if let Some(why) = worker_exited {
-        report.notes.push(format!("a worker exited during the run: {why}"));
+        report
+            .notes
+            .push(format!("a worker exited during the run: {why}"));
     }
     if args.workers == 0 {
         report
@@ -874,7 +991,14 @@ async fn pipeline_inner(
             .push("stages ran inside the bench process (--workers 0): 'worker' CPU includes the load generator".into());
     }
     if !*stop.borrow() {
-        report.stages = stage_segments(&pool, &res, report.warmup_secs, report.warmup_secs + report.duration_secs).await;
+        fill_broker_counts(&mut report, config, &env.name, res.samples.len()).await;
+        report.stages = stage_segments(
+            &pool,
+            &res,
+            report.warmup_secs,
+            report.warmup_secs + report.duration_secs,
+        )
+        .await;
         if !args.no_verify {
             let ledger = db::run(&pool, |c| db::ledger::verify(c, 300)).await;
             match ledger {
@@ -884,7 +1008,9 @@ async fn pipeline_inner(
                         report.notes.push(format!("ledger verify failed: {l:?}"));
                     }
                 }
-                Err(e) => report.notes.push(format!("ledger verify could not run: {e}")),
+                Err(e) => report
+                    .notes
+                    .push(format!("ledger verify could not run: {e}")),
             }
         }
     }
@@ -893,12 +1019,7 @@ async fn pipeline_inner(
 
 /// Where the time goes, from timestamps: POS publish → order stage (PostgreSQL `created_at`,
 /// the order stage's transaction start) → settlement (`processed_at`) → result at the POS.
-async fn stage_segments(
-    pool: &db::Pool,
-    res: &LoadResult,
-    lo: f64,
-    hi: f64,
-) -> Vec<Segment> {
+async fn stage_segments(pool: &db::Pool, res: &LoadResult, lo: f64, hi: f64) -> Vec<Segment> {
     #[derive(diesel::QueryableByName)]
     struct Row {
         #[diesel(sql_type = diesel::sql_types::Uuid)]
@@ -921,13 +1042,23 @@ async fn stage_segments(
     let Ok(rows) = rows else {
         return Vec::new();
     };
-    let by_id: HashMap<uuid::Uuid, (chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>)> =
-        rows.into_iter().map(|r| (r.request_id, (r.created_at, r.processed_at))).collect();
+    let by_id: HashMap<
+        uuid::Uuid,
+        (
+            chrono::DateTime<chrono::Utc>,
+            Option<chrono::DateTime<chrono::Utc>>,
+        ),
+    > = rows
+        .into_iter()
+        .map(|r| (r.request_id, (r.created_at, r.processed_at)))
+        .collect();
     let start: chrono::DateTime<chrono::Utc> = wall.into();
     let mut a = Vec::new();
     let mut b = Vec::new();
     let mut c = Vec::new();
-    let us = |d: chrono::TimeDelta| u32::try_from(d.num_microseconds().unwrap_or(0).max(0)).unwrap_or(u32::MAX);
+    let us = |d: chrono::TimeDelta| {
+        u32::try_from(d.num_microseconds().unwrap_or(0).max(0)).unwrap_or(u32::MAX)
+    };
     for s in res.samples.iter().filter(|s| s.sent >= lo && s.sent < hi) {
         let Some((created, Some(processed))) = by_id.get(&s.request_id) else {
             continue;
@@ -939,7 +1070,10 @@ async fn stage_segments(
         c.push(us(recv - *processed));
     }
     [
-        ("POS publish → order stage starts (qr_validation + 2 queues)", a),
+        (
+            "POS publish → order stage starts (qr_validation + 2 queues)",
+            a,
+        ),
         ("order → settlement decides (order, fee + 2 queues)", b),
         ("settlement → result at POS (commit, fanout + 2 queues)", c),
     ]

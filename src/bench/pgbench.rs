@@ -90,7 +90,6 @@ pub fn run(db_url: &str, opts: &PgbenchOptions) -> Result<PgbenchResult, String>
             .join(" ")
     );
     eprintln!("[pgbench] {command}");
-    let cpu_a = sys::snapshot(&[]);
     let started = Instant::now();
     let mut child = Command::new("pgbench")
         .args(&args)
@@ -98,15 +97,25 @@ pub fn run(db_url: &str, opts: &PgbenchOptions) -> Result<PgbenchResult, String>
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("pgbench: {e}"))?;
+    // CPU is sampled between the first and the last progress line: pgbench's connections
+    // (and their PostgreSQL backends) exist only while it runs.
+    let (mut cpu_a, mut cpu_b) = (None, None);
     if let Some(err) = child.stderr.take() {
         for line in BufReader::new(err).lines().map_while(Result::ok) {
             eprintln!("[pgbench] {line}");
+            if line.starts_with("progress:") {
+                let snap = sys::snapshot(&[]);
+                if cpu_a.is_none() {
+                    cpu_a = Some(snap);
+                } else {
+                    cpu_b = Some(snap);
+                }
+            }
         }
     }
     let out = child
         .wait_with_output()
         .map_err(|e| format!("pgbench: {e}"))?;
-    let cpu_b = sys::snapshot(&[]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         let _ = std::fs::remove_dir_all(&logs);
@@ -150,7 +159,18 @@ pub fn run(db_url: &str, opts: &PgbenchOptions) -> Result<PgbenchResult, String>
         transactions,
         latency_avg_ms,
         samples,
-        cpu: Some(sys::cpu_between(&cpu_a, &cpu_b, transactions)),
+        cpu: match (&cpu_a, &cpu_b) {
+            (Some(a), Some(b)) => {
+                let mut c = sys::cpu_between(a, b, 0);
+                // Transactions in the window, at the run's average rate.
+                let n = (tps * c.window_secs).max(1.0);
+                for (k, v) in c.us_per_payment.iter_mut() {
+                    *v = c.cpu_secs.get(k).copied().unwrap_or(0.0) * 1e6 / n;
+                }
+                Some(c)
+            }
+            _ => None,
+        },
         version,
         command,
     })

@@ -115,6 +115,10 @@ pub struct Report {
     pub worker_rss_mb: Option<RssReport>,
     /// Messages in each queue (ready + unacked), sampled from the management API.
     pub queues: BTreeMap<String, QueueDepth>,
+    /// Broker work per answered payment (management API totals over the whole run): `vhost.*`
+    /// publishes, deliveries, acks, confirms; `queue.<name>` messages routed into each queue.
+    /// For a stage queue, 1 / value is the average number of payments per message (batch).
+    pub broker_per_payment: BTreeMap<String, f64>,
     pub ledger_ok: Option<bool>,
     pub per_second: Vec<Second>,
     /// (latency ms, share of payments at or below it).
@@ -134,9 +138,7 @@ pub fn series(
     let mut done: BTreeMap<u32, u64> = BTreeMap::new();
     for &(sent, us) in samples {
         by_sent.entry(sent as u32).or_default().push(us);
-        *done
-            .entry((sent + f64::from(us) / 1e6) as u32)
-            .or_default() += 1;
+        *done.entry((sent + f64::from(us) / 1e6) as u32).or_default() += 1;
     }
     let last = by_sent
         .keys()
@@ -340,9 +342,7 @@ pub fn svg(r: &Report) -> String {
         let pts: Vec<(f64, f64)> = r
             .per_second
             .iter()
-            .filter_map(|s| {
-                f(s).map(|v| (tx(&p2, f64::from(s.t)), p2.py(log_frac(v, lo, hi))))
-            })
+            .filter_map(|s| f(s).map(|v| (tx(&p2, f64::from(s.t)), p2.py(log_frac(v, lo, hi)))))
             .collect();
         polyline(&mut o, &pts, color, 1.5);
     }
@@ -383,7 +383,14 @@ pub fn svg(r: &Report) -> String {
                 p3.y,
                 p3.y + p3.h
             );
-            text(&mut o, x + 4.0, p3.y + 14.0, "start", 11, &format!("{name} {v:.1} ms"));
+            text(
+                &mut o,
+                x + 4.0,
+                p3.y + 14.0,
+                "start",
+                11,
+                &format!("{name} {v:.1} ms"),
+            );
         }
     }
     o.push_str("</svg>\n");
@@ -550,14 +557,41 @@ pub fn human(r: &Report) -> String {
             m.after_warmup, m.end, m.max
         );
     }
-    let deep: Vec<String> = r
-        .queues
+    // Result queues of terminals are many and shallow: one line for all of them.
+    let (pos, other): (Vec<_>, Vec<_>) = r.queues.iter().partition(|(q, _)| q.starts_with("pos."));
+    let mut deep: Vec<String> = other
         .iter()
         .filter(|(_, d)| d.max > 0)
         .map(|(q, d)| format!("{q} max {} mean {:.0}", d.max, d.mean))
         .collect();
+    if let Some(max) = pos.iter().map(|(_, d)| d.max).max() {
+        deep.push(format!("pos.* ({} queues) max {max}", pos.len()));
+    }
     if !deep.is_empty() {
         let _ = writeln!(s, "queue depth     {}", deep.join("; "));
+    }
+    if !r.broker_per_payment.is_empty() {
+        let v: Vec<String> = r
+            .broker_per_payment
+            .iter()
+            .filter(|(k, _)| k.starts_with("vhost."))
+            .map(|(k, v)| format!("{} {v:.2}", &k[6..]))
+            .collect();
+        let _ = writeln!(s, "broker/payment  {}", v.join(", "));
+        let q: Vec<String> = r
+            .broker_per_payment
+            .iter()
+            .filter(|(k, v)| k.starts_with("queue.") && **v > 0.0)
+            .map(|(k, v)| {
+                let name = k[6..].trim_start_matches("campuspay.");
+                if *v < 0.9 {
+                    format!("{name} {v:.3} (batch {:.1})", 1.0 / v)
+                } else {
+                    format!("{name} {v:.2}")
+                }
+            })
+            .collect();
+        let _ = writeln!(s, "msgs/payment    {}", q.join(", "));
     }
     if let Some(ok) = r.ledger_ok {
         let _ = writeln!(
@@ -664,9 +698,9 @@ pub fn summarize(dir: &Path) -> Result<(Summary, String), String> {
     let ratio_pipeline_chain = ratio(pipeline_max, chain_max);
     let ratio_pipeline_pgbench = ratio(pipeline_max, pgbench_tps);
     let open_at = |rate: f64| {
-        reports.iter().find(|(_, r)| {
-            r.kind == "pipeline" && r.mode == "open" && r.offered_rate == Some(rate)
-        })
+        reports
+            .iter()
+            .find(|(_, r)| r.kind == "pipeline" && r.mode == "open" && r.offered_rate == Some(rate))
     };
     let p99_at_1000 = open_at(1000.0).and_then(|(_, r)| r.latency.as_ref().map(|l| l.p99_ms));
     let target = |name: &str, goal: &str, measured: Option<f64>, ok: &dyn Fn(f64) -> bool| Target {
@@ -682,24 +716,18 @@ pub fn summarize(dir: &Path) -> Result<(Summary, String), String> {
             pipeline_max,
             &|v| v >= 3000.0,
         ),
-        target(
-            "pipeline / chain",
-            ">= 1.5",
-            ratio_pipeline_chain,
-            &|v| v >= 1.5,
-        ),
+        target("pipeline / chain", ">= 1.5", ratio_pipeline_chain, &|v| {
+            v >= 1.5
+        }),
         target(
             "pipeline / pgbench",
             ">= 1.3",
             ratio_pipeline_pgbench,
             &|v| v >= 1.3,
         ),
-        target(
-            "p99 at 1000/s offered (ms)",
-            "<= 50",
-            p99_at_1000,
-            &|v| v <= 50.0,
-        ),
+        target("p99 at 1000/s offered (ms)", "<= 50", p99_at_1000, &|v| {
+            v <= 50.0
+        }),
     ];
     let runs: Vec<SummaryRow> = reports
         .iter()
@@ -716,7 +744,10 @@ pub fn summarize(dir: &Path) -> Result<(Summary, String), String> {
         })
         .collect();
     let mut t = String::new();
-    let _ = writeln!(t, "| run | mode | offered/s | throughput/s | p50 ms | p99 ms | timeouts |");
+    let _ = writeln!(
+        t,
+        "| run | mode | offered/s | throughput/s | p50 ms | p99 ms | timeouts |"
+    );
     let _ = writeln!(t, "|---|---|---:|---:|---:|---:|---:|");
     let opt = |v: Option<f64>, prec: usize| {
         v.map(|x| format!("{x:.prec$}"))
@@ -781,7 +812,9 @@ mod tests {
 
     #[test]
     fn svg_is_well_formed_enough() {
-        let samples: Vec<(f64, u32)> = (0..1000).map(|i| (f64::from(i) / 100.0, 1000 + i)).collect();
+        let samples: Vec<(f64, u32)> = (0..1000)
+            .map(|i| (f64::from(i) / 100.0, 1000 + i))
+            .collect();
         let (per_second, cdf) = series(&samples, 2.0, &[100; 10], &[5; 10]);
         assert_eq!(per_second.len(), 10);
         let r = Report {

@@ -72,7 +72,11 @@ pub fn snapshot(workers: &[u32]) -> CpuSnapshot {
     let mut ticks: BTreeMap<String, u64> = BTreeMap::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             if let Some((comm, t)) = proc_stat(pid) {

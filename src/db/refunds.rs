@@ -2,8 +2,6 @@
 //! (the last refund takes whatever fee is left, so the fee is refunded exactly); the total never
 //! exceeds what was paid; the caller's id makes a refund idempotent.
 
-use super::admin::account_of;
-use super::models::{NewEntry, NewPosting};
 use super::schema::*;
 use super::DbError;
 use crate::domain::{Amount, Money};
@@ -98,9 +96,7 @@ pub fn refund(
         } else {
             Money::round_half_up(fee_paid * amount / paid).value().min(fee_paid - fee_refunded)
         };
-        let total = amount + fee;
         let merchant_account: i64 = merchants::table.find(&merchant).select(merchants::account_id).first(conn)?;
-        let fee_account = account_of(conn, "fee_income", "school")?;
         let at = crate::messages::now_micros();
         diesel::insert_into(refunds::table)
             .values((
@@ -112,35 +108,19 @@ pub fn refund(
                 refunds::created_at.eq(at),
             ))
             .execute(conn)?;
-        diesel::insert_into(journal_entries::table)
-            .values(&NewEntry {
-                id: refund_id,
+        let balance = super::requests::post_compensation(
+            conn,
+            super::requests::Compensation {
+                entry: refund_id,
                 kind: "refund",
-                transaction_id: Some(tx),
+                transaction: tx,
                 memo: reason,
-            })
-            .execute(conn)?;
-        let mut legs = vec![
-            NewPosting { entry_id: refund_id, leg: "card", account_id: card_account, amount: total },
-            NewPosting { entry_id: refund_id, leg: "merchant", account_id: merchant_account, amount: -amount },
-        ];
-        if !fee.is_zero() {
-            legs.push(NewPosting { entry_id: refund_id, leg: "fee", account_id: fee_account, amount: -fee });
-        }
-        diesel::insert_into(postings::table).values(&legs).execute(conn)?;
-        // Lock order as in settlement: card, merchant, school.
-        let balance: Decimal = diesel::update(accounts::table.find(card_account))
-            .set(accounts::balance.eq(accounts::balance + total))
-            .returning(accounts::balance)
-            .get_result(conn)?;
-        diesel::update(accounts::table.find(merchant_account))
-            .set(accounts::balance.eq(accounts::balance - amount))
-            .execute(conn)?;
-        if !fee.is_zero() {
-            diesel::update(accounts::table.find(fee_account))
-                .set(accounts::balance.eq(accounts::balance - fee))
-                .execute(conn)?;
-        }
+                card_account,
+                merchant_account,
+                amount,
+                fee,
+            },
+        )?;
         let left = remaining - amount;
         let new_state = if left.is_zero() {
             diesel::update(transactions::table.find(tx))

@@ -138,7 +138,6 @@ fn compensate(
         .load(conn)?;
     let amount = amount - done.iter().map(|r| r.0).sum::<Decimal>();
     let fee = row.fee.unwrap_or(Decimal::ZERO) - done.iter().map(|r| r.1).sum::<Decimal>();
-    let total = amount + fee;
     let card_account: i64 = cards::table
         .find(card_id)
         .select(cards::account_id)
@@ -147,54 +146,19 @@ fn compensate(
         .find(&row.merchant_id)
         .select(merchants::account_id)
         .first(conn)?;
-    let fee_account = account_of(conn, "fee_income", "school")?;
-    let entry = reversal_entry_id(row.id);
-    diesel::insert_into(journal_entries::table)
-        .values(&NewEntry {
-            id: entry,
+    let balance = post_compensation(
+        conn,
+        Compensation {
+            entry: reversal_entry_id(row.id),
             kind: "reversal",
-            transaction_id: Some(row.id),
+            transaction: row.id,
             memo: "POS reversal",
-        })
-        .execute(conn)?;
-    let mut legs = vec![
-        NewPosting {
-            entry_id: entry,
-            leg: "card",
-            account_id: card_account,
-            amount: total,
+            card_account,
+            merchant_account,
+            amount,
+            fee,
         },
-        NewPosting {
-            entry_id: entry,
-            leg: "merchant",
-            account_id: merchant_account,
-            amount: -amount,
-        },
-    ];
-    if !fee.is_zero() {
-        legs.push(NewPosting {
-            entry_id: entry,
-            leg: "fee",
-            account_id: fee_account,
-            amount: -fee,
-        });
-    }
-    diesel::insert_into(postings::table)
-        .values(&legs)
-        .execute(conn)?;
-    // Same lock order as settlement: the card, then the merchant, then the school.
-    let balance: Decimal = diesel::update(accounts::table.find(card_account))
-        .set(accounts::balance.eq(accounts::balance + total))
-        .returning(accounts::balance)
-        .get_result(conn)?;
-    diesel::update(accounts::table.find(merchant_account))
-        .set(accounts::balance.eq(accounts::balance - amount))
-        .execute(conn)?;
-    if !fee.is_zero() {
-        diesel::update(accounts::table.find(fee_account))
-            .set(accounts::balance.eq(accounts::balance - fee))
-            .execute(conn)?;
-    }
+    )?;
     diesel::update(transactions::table.find(row.id))
         .set((
             transactions::state.eq("reversed"),
@@ -204,4 +168,75 @@ fn compensate(
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// Money going back to a card: `amount` from the merchant and `fee` from the school's fee
+/// income, as one journal entry.
+pub(super) struct Compensation<'a> {
+    pub entry: Uuid,
+    pub kind: &'a str,
+    pub transaction: Uuid,
+    pub memo: &'a str,
+    pub card_account: i64,
+    pub merchant_account: i64,
+    pub amount: Decimal,
+    pub fee: Decimal,
+}
+
+/// Posts a compensation (reversal or refund) and returns the card's balance after. Accounts are
+/// locked in settlement's order: the card, then the merchant, then the school.
+pub(super) fn post_compensation(
+    conn: &mut PgConnection,
+    c: Compensation,
+) -> Result<Decimal, DbError> {
+    let fee_account = account_of(conn, "fee_income", "school")?;
+    let total = c.amount + c.fee;
+    diesel::insert_into(journal_entries::table)
+        .values(&NewEntry {
+            id: c.entry,
+            kind: c.kind,
+            transaction_id: Some(c.transaction),
+            memo: c.memo,
+        })
+        .execute(conn)?;
+    let mut legs = vec![NewPosting {
+        entry_id: c.entry,
+        leg: "card",
+        account_id: c.card_account,
+        amount: total,
+    }];
+    if !c.amount.is_zero() {
+        legs.push(NewPosting {
+            entry_id: c.entry,
+            leg: "merchant",
+            account_id: c.merchant_account,
+            amount: -c.amount,
+        });
+    }
+    if !c.fee.is_zero() {
+        legs.push(NewPosting {
+            entry_id: c.entry,
+            leg: "fee",
+            account_id: fee_account,
+            amount: -c.fee,
+        });
+    }
+    diesel::insert_into(postings::table)
+        .values(&legs)
+        .execute(conn)?;
+    let balance: Decimal = diesel::update(accounts::table.find(c.card_account))
+        .set(accounts::balance.eq(accounts::balance + total))
+        .returning(accounts::balance)
+        .get_result(conn)?;
+    if !c.amount.is_zero() {
+        diesel::update(accounts::table.find(c.merchant_account))
+            .set(accounts::balance.eq(accounts::balance - c.amount))
+            .execute(conn)?;
+    }
+    if !c.fee.is_zero() {
+        diesel::update(accounts::table.find(fee_account))
+            .set(accounts::balance.eq(accounts::balance - c.fee))
+            .execute(conn)?;
+    }
+    Ok(balance)
 }

@@ -60,21 +60,7 @@ fn bearer(req: &HttpRequest) -> Result<crate::auth::Claims, ApiError> {
 }
 
 fn cardholder(req: &HttpRequest) -> Result<Cardholder, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::new(500, "internal_error", "application state missing"))?;
-    let header = req
-        .headers()
-        .get("authorization")
-        .and_then(|h| h.to_str().ok())
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token>"))?;
-    let token = header
-        .strip_prefix("Bearer ")
-        .ok_or_else(|| ApiError::unauthorized("Authorization must be a Bearer token"))?;
-    let claims = state
-        .jwt
-        .verify(token.trim())
-        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let claims = bearer(req)?;
     if claims.role != Role::Cardholder {
         return Err(ApiError::unauthorized(
             "this route needs a cardholder token",

@@ -2,12 +2,8 @@
 //! changes no balance; unparseable input is dead-lettered and the pipeline goes on.
 
 use crate::helpers::*;
-use campuspay::broker::topology::DEAD_QUEUE;
 use campuspay::domain::{DeclineReason, Identity, PaymentCode, RequestId, TxState};
 use campuspay::sim::pos::Pos;
-use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions};
-use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 
 async fn expect_decline(pos: &mut Pos, rid: RequestId, reason: DeclineReason) {
@@ -205,32 +201,14 @@ async fn unparseable_messages_are_dead_lettered_with_a_reason_and_the_pipeline_g
         .await
         .unwrap();
 
-    let channel = env.conn.create_channel().await.unwrap();
-    let mut dead = channel
-        .basic_consume(
-            DEAD_QUEUE.into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
     let mut reasons = Vec::new();
-    for _ in 0..4 {
-        let d = tokio::time::timeout(WAIT, dead.next())
-            .await
-            .expect("a dead letter")
-            .unwrap()
-            .unwrap();
-        let headers = d.properties.headers().clone().unwrap_or_default();
-        let h = |k: &str| match headers.inner().get(k) {
-            Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-            other => panic!("header {k}: {other:?}"),
-        };
-        assert_eq!(h("x-campuspay-stage"), "qr_validation");
-        assert_eq!(h("x-original-routing-key"), key);
-        reasons.push(h("x-campuspay-reason"));
-        d.ack(BasicAckOptions::default()).await.unwrap();
+    for d in take_dead_letters(&env, 4, WAIT).await {
+        assert_eq!(
+            header(&d, "x-campuspay-stage").as_deref(),
+            Some("qr_validation")
+        );
+        assert_eq!(header(&d, "x-original-routing-key"), Some(key.clone()));
+        reasons.push(header(&d, "x-campuspay-reason").unwrap());
     }
     reasons.sort();
     assert_eq!(

@@ -294,3 +294,46 @@ impl Drop for TestEnv {
         }
     }
 }
+
+/// Takes (and acks) the next `n` dead letters from `pay.dead`, waiting up to `wait` for each.
+pub async fn take_dead_letters(
+    env: &TestEnv,
+    n: usize,
+    wait: Duration,
+) -> Vec<lapin::message::Delivery> {
+    use futures_util::StreamExt;
+    let channel = env.conn.create_channel().await.unwrap();
+    let mut dead = channel
+        .basic_consume(
+            campuspay::broker::topology::DEAD_QUEUE.into(),
+            "".into(),
+            lapin::options::BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let d = tokio::time::timeout(wait, dead.next())
+            .await
+            .expect("a dead letter")
+            .unwrap()
+            .unwrap();
+        d.ack(lapin::options::BasicAckOptions::default())
+            .await
+            .unwrap();
+        out.push(d);
+    }
+    out
+}
+
+/// A string header of a delivery.
+pub fn header(d: &lapin::message::Delivery, key: &str) -> Option<String> {
+    match d.properties.headers().as_ref()?.inner().get(key)? {
+        lapin::types::AMQPValue::LongString(s) => {
+            Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+        }
+        lapin::types::AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}

@@ -4,12 +4,8 @@
 
 use crate::helpers::*;
 use campuspay::auth::{Claims, JwtKeys, Role};
-use campuspay::broker::topology::DEAD_QUEUE;
 use campuspay::domain::{DeclineReason, Identity, RequestId, TxState};
 use campuspay::sim::pos::Pos;
-use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions};
-use lapin::types::{AMQPValue, FieldTable};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone)]
@@ -244,36 +240,11 @@ fn table(rid: &str, code: &str) -> Vec<(&'static str, String, Expect)> {
 }
 
 async fn dead_letters(env: &TestEnv, n: usize) -> Vec<String> {
-    let channel = env.conn.create_channel().await.unwrap();
-    let mut dead = channel
-        .basic_consume(
-            DEAD_QUEUE.into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
+    take_dead_letters(env, n, WAIT)
         .await
-        .unwrap();
-    let mut reasons = Vec::new();
-    for _ in 0..n {
-        let d = tokio::time::timeout(WAIT, dead.next())
-            .await
-            .expect("a dead letter")
-            .unwrap()
-            .unwrap();
-        let reason = match d
-            .properties
-            .headers()
-            .as_ref()
-            .and_then(|h| h.inner().get("x-campuspay-reason").cloned())
-        {
-            Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-            other => panic!("no reason header: {other:?}"),
-        };
-        reasons.push(reason);
-        d.ack(BasicAckOptions::default()).await.unwrap();
-    }
-    reasons
+        .iter()
+        .map(|d| header(d, "x-campuspay-reason").expect("a reason header"))
+        .collect()
 }
 
 #[actix_rt::test]

@@ -3,16 +3,13 @@
 //! around it go through.
 
 use crate::helpers::*;
-use campuspay::broker::topology::{DEAD_QUEUE, STAGE};
+use campuspay::broker::topology::STAGE;
 use campuspay::broker::{Outgoing, Publisher};
 use campuspay::db;
 use campuspay::domain::{
     Amount, Identity, MerchantId, PaymentMode, RequestId, TerminalId, TxState,
 };
 use campuspay::messages::internal::{Outcome, PaymentItem, StageBatch};
-use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions};
-use lapin::types::FieldTable;
 use std::time::{Duration, Instant};
 
 #[actix_rt::test]
@@ -69,21 +66,9 @@ async fn a_poison_stage_message_is_dead_lettered_and_the_rest_goes_on() {
             .unwrap();
         assert_eq!(r.status, TxState::Approved);
     }
-    let channel = env.conn.create_channel().await.unwrap();
-    let mut dead = channel
-        .basic_consume(
-            DEAD_QUEUE.into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
+    let d = take_dead_letters(&env, 1, Duration::from_secs(60))
         .await
-        .unwrap();
-    let d = tokio::time::timeout(Duration::from_secs(60), dead.next())
-        .await
-        .expect("the poison message is dead-lettered")
-        .unwrap()
-        .unwrap();
+        .remove(0);
     assert_eq!(d.data, body, "the dead letter is the poison message itself");
     assert_eq!(
         d.routing_key.as_str(),
@@ -95,7 +80,6 @@ async fn a_poison_stage_message_is_dead_lettered_and_the_rest_goes_on() {
         headers.contains("x-death"),
         "the broker's delivery-limit dead-lettering: {headers}"
     );
-    d.ack(BasicAckOptions::default()).await.unwrap();
     eprintln!("poison dead-lettered after {:?}", started.elapsed());
     assert_eq!(env.balance(&user).await, money("44.00"));
     assert!(env.verify().await.ok);
