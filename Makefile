@@ -59,6 +59,7 @@ demo: services build db
 	$(BIN) demo
 
 test: services
+	./scripts/clean-test-leftovers.sh
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)

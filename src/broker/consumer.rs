@@ -199,6 +199,15 @@ async fn session(
     }
 }
 
+/// Why a batch could not be settled.
+enum Failure {
+    /// The channel or connection is gone: end the session and reconnect (the broker redelivers
+    /// everything unacked).
+    Broken(BrokerError),
+    /// The batch failed; the message says why.
+    Failed(String),
+}
+
 /// Runs the handler and publishes its output, retrying transient failures in place (bounded,
 /// with back-off). Returns the last failure when it gives up or the failure is not transient.
 async fn handle_with_retries(
@@ -206,7 +215,7 @@ async fn handle_with_retries(
     handler: &Handler,
     publisher: &Publisher,
     inputs: &[Incoming],
-) -> Result<HandlerOutput, String> {
+) -> Result<HandlerOutput, Failure> {
     let mut backoff = Backoff::new();
     let mut attempt = 0;
     loop {
@@ -214,6 +223,10 @@ async fn handle_with_retries(
         let (failure, transient) = match handler(inputs.to_vec()).await {
             Ok(out) => match publisher.publish_all(&out.publish).await {
                 Ok(()) => return Ok(out),
+                // A dead channel will not come back: reconnect rather than retry on it.
+                Err(e @ BrokerError::Amqp(_)) if !publisher.channel().status().connected() => {
+                    return Err(Failure::Broken(e))
+                }
                 // The broker refusing or not confirming is about the broker, not the batch.
                 Err(e) => (e.to_string(), true),
             },
@@ -221,7 +234,7 @@ async fn handle_with_retries(
         };
         crate::metrics::batch_retried(spec.stage);
         if !transient || attempt > IN_PLACE_RETRIES {
-            return Err(failure);
+            return Err(Failure::Failed(failure));
         }
         let delay = backoff.next_delay();
         log::warn!(
@@ -244,7 +257,8 @@ async fn settle_batch(
     let inputs: Vec<Incoming> = batch.iter().map(incoming).collect();
     let output = match handle_with_retries(spec, handler, publisher, &inputs).await {
         Ok(out) => out,
-        Err(failure) if batch.len() > 1 => {
+        Err(Failure::Broken(e)) => return Err(e),
+        Err(Failure::Failed(failure)) if batch.len() > 1 => {
             // Something in the batch fails whatever we do: settle each delivery on its own, so
             // one poison message cannot hold back the others.
             log::warn!(
@@ -257,7 +271,7 @@ async fn settle_batch(
             }
             return Ok(());
         }
-        Err(failure) => {
+        Err(Failure::Failed(failure)) => {
             log::error!(
                 "{}: a message from {} keeps failing ({failure}); handing it back to the broker \
                  (dead-lettered after {} deliveries)",

@@ -128,9 +128,10 @@ async fn topup(
     _: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<TopupBody>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let u = user(&path)?;
+    let body: TopupBody = super::json_object(&body)?;
     let a = amount("amount", Some(&body.amount))?
         .ok_or_else(|| ApiError::bad_request("invalid_amount", "amount"))?;
     let id = body.request_id;
@@ -155,9 +156,10 @@ async fn limits(
     _: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<LimitsBody>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let u = user(&path)?;
+    let body: LimitsBody = super::json_object(&body)?;
     let (p, d, f) = (
         amount("per_txn", body.per_txn.as_deref())?,
         amount("daily", body.daily.as_deref())?,
@@ -180,9 +182,9 @@ struct RefundBody {
 async fn refund(
     _: Admin,
     state: web::Data<AppState>,
-    body: web::Json<RefundBody>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let b = body.into_inner();
+    let b: RefundBody = super::json_object(&body)?;
     let a = amount("amount", b.amount.as_deref())?;
     let out = db::run(&state.pool, move |c| {
         refunds::refund(c, b.transaction_id, a, b.request_id, &b.reason)

@@ -74,6 +74,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .configure(admin::routes);
 }
 
+/// Parses a request body that must be a JSON object (serde would also take an array for a
+/// struct, which the contract does not allow) no larger than MAX_BODY_BYTES.
+pub fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
+}
+
 pub const OPENAPI: &str = include_str!("../../schemas/openapi.json");
 
 async fn openapi() -> HttpResponse {

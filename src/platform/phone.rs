@@ -38,9 +38,9 @@ pub struct CreateOrder {
 pub async fn create_order(
     who: Cardholder,
     state: web::Data<AppState>,
-    body: web::Json<CreateOrder>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let body: CreateOrder = super::json_object(&body)?;
     let request_id = RequestId::parse(&body.request_id)
         .map_err(|_| ApiError::bad_request("invalid_body", "request_id must be a UUID"))?;
     let scanned = decode_campus(body.qr.trim()).map_err(|e| {
@@ -158,8 +158,7 @@ pub async fn pay_order(
             pin: None,
         }
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?
+        super::json_object(&body)?
     };
     let amount = match body.amount {
         Some(a) => Some(

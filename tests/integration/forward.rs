@@ -245,6 +245,23 @@ async fn bad_forward_scan_input_is_refused_and_moves_nothing() {
         let order = create(&g);
         let id = order.body["order_id"].as_str().unwrap().to_owned();
         expect(p.pay(&id, None).unwrap(), 400, "amount_required");
+        // A JSON array is not an object, even if serde could read a struct from it.
+        let arr = p
+            .call(
+                "POST",
+                &format!("/v1/orders/{id}/pay"),
+                Some(serde_json::json!(["3.00"])),
+            )
+            .unwrap();
+        expect(arr, 400, "invalid_body");
+        let arr = p
+            .call(
+                "POST",
+                "/v1/orders",
+                Some(serde_json::json!([uuid::Uuid::new_v4().to_string(), g])),
+            )
+            .unwrap();
+        expect(arr, 400, "invalid_body");
         expect(p.pay(&id, Some("1e3")).unwrap(), 400, "invalid_amount");
         expect(p.pay(&id, Some("0")).unwrap(), 400, "invalid_amount");
         // Someone else's order does not exist for them.
