@@ -351,6 +351,10 @@ pub enum PosCommand {
     /// Scan a payment code: publish scan.v1, wait for the result on the terminal's queue.
     /// Exit status: 0 approved, 2 declined, 1 error (e.g. no result in time).
     Pay(PayArgs),
+    /// Ask what became of an earlier request (query.v1): prints its result or its status.
+    Query(FollowUpArgs),
+    /// Cancel an earlier request (reversal.v1): voids it, or refunds it if it was approved.
+    Reverse(FollowUpArgs),
     /// Ask the gateway for a dynamic QR code with an amount in it (dynamic_qr.v1).
     Qr {
         #[arg(long)]
@@ -372,6 +376,21 @@ pub enum PosCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct FollowUpArgs {
+    #[arg(long)]
+    merchant: MerchantId,
+    #[arg(long)]
+    terminal: TerminalId,
+    /// The request_id of the earlier scan.
+    #[arg(long)]
+    request_id: RequestId,
+    #[arg(long, env = "CAMPUSPAY_TERMINAL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -641,6 +660,12 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Pos {
+            command: PosCommand::Query(args),
+        } => return follow_up(&config, "query", args).await,
+        Command::Pos {
+            command: PosCommand::Reverse(args),
+        } => return follow_up(&config, "reversal", args).await,
         Command::Pos {
             command: PosCommand::Pay(args),
         } => {
@@ -1223,4 +1248,38 @@ fn qr_decode(payload: &str, json: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `pos query` / `pos reverse`: prints the JSON answer (result.v1 or query_status.v1).
+async fn follow_up(config: &Config, verb: &str, args: FollowUpArgs) -> Result<ExitCode, CliError> {
+    let token = match args.token {
+        Some(t) => t,
+        None => JwtKeys::new(config.jwt_secret.expose())
+            .issue_terminal(&args.merchant, &args.terminal)?,
+    };
+    let conn = connect_retrying(&config.amqp_url, "campuspay pos", 3).await?;
+    let mut pos = Pos::open(&conn, args.merchant, args.terminal, token).await?;
+    pos.send_follow_up(verb, args.request_id).await?;
+    let (kind, raw) = pos
+        .results()
+        .wait_any(
+            &[
+                crate::messages::external::RESULT_V1,
+                crate::messages::external::QUERY_STATUS_V1,
+            ],
+            args.request_id,
+            Duration::from_secs(args.timeout_secs),
+        )
+        .await?;
+    let _ = conn.close(200, "done".into()).await;
+    let value: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    );
+    Ok(if kind == crate::messages::external::RESULT_V1 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }

@@ -114,6 +114,42 @@ impl Subscriber {
         }
     }
 
+    /// Waits for whichever of `kinds` answers `request_id` first; returns its type and raw JSON.
+    pub async fn wait_any(
+        &mut self,
+        kinds: &[&str],
+        request_id: RequestId,
+        timeout: Duration,
+    ) -> Result<(String, Vec<u8>), SimError> {
+        for k in kinds {
+            if let Some(raw) = self.buffered.remove(&((*k).to_owned(), request_id)) {
+                return Ok(((*k).to_owned(), raw));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(data) = self.next_message(left).await? else {
+                return Err(SimError::Timeout {
+                    request_id: request_id.to_string(),
+                    secs: timeout.as_secs(),
+                });
+            };
+            match serde_json::from_slice::<Head>(&data) {
+                Ok(h) if h.request_id == request_id && kinds.contains(&h.kind.as_str()) => {
+                    return Ok((h.kind, data))
+                }
+                Ok(h) => {
+                    if self.buffered.len() >= MAX_BUFFERED {
+                        self.buffered.clear();
+                    }
+                    self.buffered.insert((h.kind, h.request_id), data);
+                }
+                Err(e) => log::warn!("skipping an unreadable message on {}: {e}", self.queue),
+            }
+        }
+    }
+
     /// Waits for the `result.v1` of `request_id`.
     pub async fn wait_for(
         &mut self,
