@@ -23,6 +23,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/cards/{user}/limits", web::put().to(limits))
             .route("/refunds", web::post().to(refund))
             .route("/dead", web::get().to(dead_letters))
+            .route("/dead/replay", web::post().to(dead_replay))
+            .route("/dead/drop", web::post().to(dead_drop))
+            .route("/queues/{name}/purge", web::post().to(purge))
+            .route("/topology/check", web::get().to(topology_check))
+            .route("/merchants", web::post().to(add_merchant))
+            .route("/terminals", web::post().to(add_terminal))
+            .route("/cards", web::post().to(add_card))
+            .route("/fee-rules", web::post().to(set_fee))
             .service(
                 web::resource("/subsidies")
                     // A campus-wide subsidy file is a few hundred kilobytes.
@@ -250,4 +258,237 @@ async fn subsidy_import(
     })
     .await?;
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// Broker-side failures of the queue commands: a refusal is the caller's (409/400/404), the rest
+/// is the broker being unavailable.
+fn queues_error(e: queues::QueuesError) -> ApiError {
+    use queues::QueuesError as Q;
+    match e {
+        Q::NotConfirmed { .. } | Q::Protected { .. } => {
+            ApiError::new(409, "refused", e.to_string())
+        }
+        Q::NoSuchQueue { .. } | Q::NotFound { .. } => {
+            ApiError::new(404, "not_found", e.to_string())
+        }
+        Q::BadLimit(_) | Q::NothingSelected | Q::UnknownStage(_) | Q::NoReason => {
+            ApiError::bad_request("invalid_body", e.to_string())
+        }
+        other => ApiError::new(503, "unavailable", other.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayBody {
+    #[serde(default)]
+    ids: Vec<String>,
+    #[serde(default)]
+    all: bool,
+    stage: Option<String>,
+}
+
+async fn dead_replay(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let b: ReplayBody = super::json_object(&body)?;
+    let selection = if b.all {
+        queues::Selection::All { stage: b.stage }
+    } else {
+        queues::Selection::Ids(b.ids)
+    };
+    let r = queues::dead_replay(
+        &state.config.amqp_url,
+        &selection,
+        10_000,
+        state.config.confirm_timeout,
+    )
+    .await
+    .map_err(queues_error)?;
+    Ok(HttpResponse::Ok().json(r))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DropBody {
+    ids: Vec<String>,
+    reason: String,
+}
+
+async fn dead_drop(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let b: DropBody = super::json_object(&body)?;
+    let record = std::path::PathBuf::from("dead-letters-dropped.jsonl");
+    let r = queues::dead_drop(&state.config.amqp_url, &b.ids, &b.reason, &record, 10_000)
+        .await
+        .map_err(queues_error)?;
+    Ok(HttpResponse::Ok().json(r))
+}
+
+#[derive(Deserialize)]
+struct PurgeQuery {
+    #[serde(default)]
+    yes: bool,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn purge(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<PurgeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let confirm = queues::PurgeConfirm {
+        yes: q.yes,
+        force: q.force,
+    };
+    let r = queues::purge(&state.config.amqp_url, &path, confirm)
+        .await
+        .map_err(queues_error)?;
+    Ok(HttpResponse::Ok().json(r))
+}
+
+async fn topology_check(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (m, vhost) = management(&state)?;
+    let (committed, name) = queues::committed_definitions(None).map_err(queues_error)?;
+    let r = queues::topology_check(&m, &vhost, &committed, &name)
+        .await
+        .map_err(queues_error)?;
+    Ok(HttpResponse::Ok().json(r))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MerchantBody {
+    id: String,
+    name: String,
+}
+
+async fn add_merchant(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let b: MerchantBody = super::json_object(&body)?;
+    let id = crate::domain::MerchantId::parse(&b.id)
+        .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+    let i = id.clone();
+    db::run(&state.pool, move |c| admin::add_merchant(c, &i, &b.name)).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({ "merchant_id": id })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TerminalBody {
+    merchant_id: String,
+    terminal_id: String,
+}
+
+/// Registers a terminal, provisions its result queue and returns its token.
+async fn add_terminal(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let b: TerminalBody = super::json_object(&body)?;
+    let bad = |e: crate::domain::IdError| ApiError::bad_request("invalid_body", e.to_string());
+    let m = crate::domain::MerchantId::parse(&b.merchant_id).map_err(bad)?;
+    let t = crate::domain::TerminalId::parse(&b.terminal_id).map_err(bad)?;
+    let (mm, tt) = (m.clone(), t.clone());
+    db::run(&state.pool, move |c| admin::add_terminal(c, &mm, &tt)).await?;
+    let queue = crate::messages::external::pos_result_key(&m, &t);
+    let provisioned = async {
+        let conn = crate::broker::connect(&state.config.amqp_url, "campuspay admin api").await?;
+        let channel = conn.create_channel().await?;
+        crate::broker::topology::provision_result_queue(&channel, &queue).await?;
+        let _ = conn.close(200, "done".into()).await;
+        Ok::<_, crate::broker::BrokerError>(())
+    }
+    .await;
+    provisioned.map_err(|e| {
+        ApiError::new(
+            503,
+            "unavailable",
+            format!("terminal added, result queue not provisioned: {e}"),
+        )
+    })?;
+    let token = state
+        .jwt
+        .issue_terminal(&m, &t)
+        .map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "merchant_id": m, "terminal_id": t, "result_queue": queue, "token": token,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardBody {
+    user_id: String,
+    name: String,
+    identity: String,
+}
+
+async fn add_card(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let b: CardBody = super::json_object(&body)?;
+    let u = UserId::parse(&b.user_id)
+        .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+    let identity = crate::domain::Identity::parse(&b.identity).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_body",
+            "identity must be student, staff, temporary or external",
+        )
+    })?;
+    let uu = u.clone();
+    let card_id = db::run(&state.pool, move |c| {
+        admin::add_card(c, &uu, &b.name, identity)
+    })
+    .await?;
+    Ok(HttpResponse::Created()
+        .json(serde_json::json!({ "user_id": u, "card_id": card_id, "identity": identity })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeeBody {
+    identity: String,
+    rate: String,
+    merchant_id: Option<String>,
+}
+
+async fn set_fee(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let b: FeeBody = super::json_object(&body)?;
+    let identity = crate::domain::Identity::parse(&b.identity).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_body",
+            "identity must be student, staff, temporary or external",
+        )
+    })?;
+    let rate = crate::domain::FeeRate::parse(&b.rate)
+        .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+    let merchant = b
+        .merchant_id
+        .map(|m| crate::domain::MerchantId::parse(&m))
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
+    let id = db::run(&state.pool, move |c| {
+        admin::set_fee(c, identity, rate, merchant.as_ref())
+    })
+    .await?;
+    Ok(HttpResponse::Created()
+        .json(serde_json::json!({ "rule_id": id, "identity": identity, "rate": rate.to_string() })))
 }

@@ -422,6 +422,25 @@ async fn admin_routes_need_an_admin_token_and_metrics_count_results() {
         assert_eq!(a.body["ties_out"], true, "{a:?}");
         let a = admin.call("GET", "/admin/v1/queues", None).unwrap();
         assert_eq!(a.status, 200, "{a:?}");
+        // Setting up a merchant, a till, a card and a fee rule over HTTP.
+        let a = admin.call("POST", "/admin/v1/merchants", Some(serde_json::json!({"id": "m9", "name": "Noodle Bar"}))).unwrap();
+        assert_eq!(a.status, 201, "{a:?}");
+        let a = admin.call("POST", "/admin/v1/terminals", Some(serde_json::json!({"merchant_id": "m9", "terminal_id": "t1"}))).unwrap();
+        assert_eq!((a.status, a.body["result_queue"].as_str()), (201, Some("pos.m9.t1")), "{a:?}");
+        assert!(a.body["token"].as_str().is_some_and(|t| t.len() > 20));
+        let a = admin.call("POST", "/admin/v1/cards", Some(serde_json::json!({"user_id": "x9", "name": "Visitor", "identity": "external"}))).unwrap();
+        assert_eq!(a.status, 201, "{a:?}");
+        let a = admin.call("POST", "/admin/v1/fee-rules", Some(serde_json::json!({"identity": "external", "rate": "0.15", "merchant_id": "m9"}))).unwrap();
+        assert_eq!(a.status, 201, "{a:?}");
+        let a = admin.call("POST", "/admin/v1/cards", Some(serde_json::json!({"user_id": "x9", "name": "Again", "identity": "external"}))).unwrap();
+        assert_eq!((a.status, a.code()), (409, "conflict"), "{a:?}");
+        // Queue operations refuse what the CLI refuses.
+        let a = admin.call("POST", "/admin/v1/queues/campuspay.fee/purge", None).unwrap();
+        assert_eq!((a.status, a.code()), (409, "refused"), "{a:?}");
+        let a = admin.call("POST", "/admin/v1/queues/campuspay.fee/purge?yes=true", None).unwrap();
+        assert_eq!((a.status, a.code()), (409, "refused"), "money-moving stage: {a:?}");
+        let a = admin.call("GET", "/admin/v1/topology/check", None).unwrap();
+        assert_eq!(a.status, 200, "{a:?}");
         let a = admin.call("GET", "/admin/v1/dead?limit=10", None).unwrap();
         assert_eq!((a.status, a.body["letters"].as_array().map(Vec::len)), (200, Some(0)), "{a:?}");
         let csv = "user_id,amount\ns001,10.00\nnobody,1.00\n";
