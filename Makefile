@@ -9,6 +9,11 @@
 #   make test-broker-restart
 #                   only the fault test that restarts RabbitMQ mid-stream (it
 #                   affects everything on the broker, so it runs alone)
+#   make bench      release build, then the raw 5-hop chain baseline, pgbench
+#                   tpcb-like, the pipeline at max throughput (closed loop) and
+#                   at 200/1000/2000 payments/s offered (open loop); reports and
+#                   summary.md (ratios, targets) in bench-out/ (docs/PERFORMANCE.md).
+#                   About 9 minutes; BENCH_SECS=60 BENCH_LAT_SECS=30 by default.
 #
 # Tests create their own databases and vhosts, so `test` does not need `db`.
 
@@ -32,7 +37,7 @@ export DATABASE_URL AMQP_URL RABBITMQ_MANAGEMENT_URL
 
 export RUST_BACKTRACE = 1
 
-.PHONY: all services build db demo test test-broker-restart fmt clippy clean
+.PHONY: all services build db demo test test-broker-restart bench fmt clippy clean
 
 all: build
 
@@ -67,6 +72,32 @@ test: services
 
 test-broker-restart: services
 	$(CARGO) test --test integration broker_stopped_and_started_mid_stream -- --ignored --test-threads=1 --nocapture
+
+# Benchmarks. Each run makes (and drops) its own database and vhost; nothing else
+# should load the machine meanwhile (docs/PERFORMANCE.md).
+BENCH_SECS ?= 60
+BENCH_LAT_SECS ?= 30
+BENCH_WARMUP ?= 10
+BENCH_RATES ?= 200 1000 2000
+BENCH_OUT ?= bench-out
+BENCH_FLAGS ?=
+RBIN := ./target/release/campuspay
+
+bench: services
+	$(CARGO) build --release --bin campuspay
+	mkdir -p $(BENCH_OUT)
+	rm -f $(BENCH_OUT)/*.json $(BENCH_OUT)/*.svg $(BENCH_OUT)/*.log $(BENCH_OUT)/summary.md
+	$(RBIN) bench --baseline chain --closed --duration $(BENCH_SECS) --warmup $(BENCH_WARMUP) $(BENCH_FLAGS) \
+	    --json $(BENCH_OUT)/chain.json --svg $(BENCH_OUT)/chain.svg
+	$(RBIN) bench --baseline pgbench --duration $(BENCH_SECS) \
+	    --json $(BENCH_OUT)/pgbench.json --svg $(BENCH_OUT)/pgbench.svg
+	$(RBIN) bench --closed --duration $(BENCH_SECS) --warmup $(BENCH_WARMUP) $(BENCH_FLAGS) \
+	    --json $(BENCH_OUT)/pipeline-max.json --svg $(BENCH_OUT)/pipeline-max.svg
+	for rate in $(BENCH_RATES); do \
+	    $(RBIN) bench --rate $$rate --duration $(BENCH_LAT_SECS) --warmup $(BENCH_WARMUP) $(BENCH_FLAGS) \
+	        --json $(BENCH_OUT)/pipeline-open-$$rate.json --svg $(BENCH_OUT)/pipeline-open-$$rate.svg; \
+	done
+	$(RBIN) bench --summarize $(BENCH_OUT)
 
 fmt:
 	$(CARGO) fmt

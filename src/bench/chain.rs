@@ -25,14 +25,15 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
 use tokio::sync::watch;
 
+/// Hops of the standard baseline (the pipeline has five stages).
 pub const HOPS: usize = 5;
 
 pub fn queue(hop: usize) -> String {
     format!("chain.{hop}")
 }
 
-/// Declares the chain's exchanges, queues and the binding of `chain.1` to POS scans.
-pub async fn declare(channel: &Channel) -> Result<(), BrokerError> {
+/// Declares the chain's exchanges, `hops` queues and the binding of `chain.1` to POS scans.
+pub async fn declare(channel: &Channel, hops: usize) -> Result<(), BrokerError> {
     for exchange in [REQUESTS, RESULTS] {
         channel
             .exchange_declare(
@@ -51,7 +52,7 @@ pub async fn declare(channel: &Channel) -> Result<(), BrokerError> {
         "x-queue-type".into(),
         AMQPValue::LongString("quorum".into()),
     );
-    for hop in 1..=HOPS {
+    for hop in 1..=hops {
         channel
             .queue_declare(
                 queue(hop).as_str().into(),
@@ -78,8 +79,12 @@ pub async fn declare(channel: &Channel) -> Result<(), BrokerError> {
 /// Where hop `hop` sends a message, and with which properties. Hop 1 remembers the terminal's
 /// result key (from the POS routing key `pos.<m>.<t>.scan`) in `reply_to`; the others pass the
 /// properties on; the last hop publishes to `pay.results` under that key.
-fn next(hop: usize, d: &lapin::message::Delivery) -> (String, String, BasicProperties) {
-    if hop == 1 {
+fn next(
+    hop: usize,
+    hops: usize,
+    d: &lapin::message::Delivery,
+) -> (String, String, BasicProperties) {
+    if hop == 1 && hops > 1 {
         let rk = d.routing_key.as_str();
         let result_key = rk.strip_suffix(".scan").unwrap_or(rk);
         let props = BasicProperties::default()
@@ -87,8 +92,15 @@ fn next(hop: usize, d: &lapin::message::Delivery) -> (String, String, BasicPrope
             .with_content_type("application/json".into())
             .with_reply_to(result_key.into());
         (String::new(), queue(2), props)
-    } else if hop < HOPS {
+    } else if hop < hops {
         (String::new(), queue(hop + 1), d.properties.clone())
+    } else if hops == 1 {
+        let rk = d.routing_key.as_str();
+        let key = rk.strip_suffix(".scan").unwrap_or(rk).to_owned();
+        let props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into());
+        (RESULTS.to_owned(), key, props)
     } else {
         let key = d
             .properties
@@ -104,6 +116,7 @@ fn next(hop: usize, d: &lapin::message::Delivery) -> (String, String, BasicPrope
 async fn hop(
     amqp_url: String,
     hop: usize,
+    hops: usize,
     prefetch: u16,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), BrokerError> {
@@ -133,7 +146,7 @@ async fn hop(
                     Some(Err(e)) => return Err(e.into()),
                     None => return Err(BrokerError::ConsumerClosed),
                 };
-                let (exchange, key, props) = next(hop, &d);
+                let (exchange, key, props) = next(hop, hops, &d);
                 let confirm = publish
                     .basic_publish(
                         exchange.as_str().into(),
@@ -177,21 +190,21 @@ async fn hop(
                 while let Some(acked) = in_flight.next().await {
                     acked?;
                 }
-                let _ = conn.close(200, "shutdown".into()).await;
+                super::close(conn, &[consume, publish]).await;
                 return Ok(());
             }
         }
     }
 }
 
-/// Runs the five hops (each with its own connection, like the pipeline's stage consumers)
-/// until `shutdown` turns true.
-pub async fn run_hops(amqp_url: &str, prefetch: u16, shutdown: watch::Receiver<bool>) {
-    let tasks: Vec<_> = (1..=HOPS)
+/// Runs the hops (each with its own connection, like the pipeline's stage consumers) until
+/// `shutdown` turns true.
+pub async fn run_hops(amqp_url: &str, hops: usize, prefetch: u16, shutdown: watch::Receiver<bool>) {
+    let tasks: Vec<_> = (1..=hops)
         .map(|h| {
             let (url, rx) = (amqp_url.to_owned(), shutdown.clone());
             tokio::spawn(async move {
-                if let Err(e) = hop(url, h, prefetch, rx).await {
+                if let Err(e) = hop(url, h, hops, prefetch, rx).await {
                     log::error!("chain hop {h} stopped: {e}");
                 }
             })

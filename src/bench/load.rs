@@ -66,6 +66,10 @@ pub struct LoadOptions {
     pub management: Option<(Management, String)>,
     /// Prefix of progress lines.
     pub label: String,
+    /// The workers' `/metrics` URLs, scraped when the warm-up ends and when sending ends.
+    pub metrics_urls: Vec<String>,
+    /// Fired when the warm-up ends.
+    pub warmed_up: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// One answered payment.
@@ -91,6 +95,8 @@ pub struct LoadResult {
     /// Payments handed to a terminal (published or being published).
     pub sent: u64,
     pub timeouts: u64,
+    /// Send offsets (seconds since the start) of the payments that timed out.
+    pub timed_out_sent: Vec<f64>,
     pub publish_errors: u64,
     /// Open loop: scheduled but skipped because too many were in flight.
     pub not_sent: u64,
@@ -108,6 +114,62 @@ pub struct LoadResult {
     pub queues: BTreeMap<String, QueueDepth>,
     /// Wall-clock time of the start (offsets in samples are relative to it).
     pub started_wall: Option<SystemTime>,
+    /// Worker metrics at the end of the warm-up and at the end of sending (summed over workers).
+    pub metrics: Option<(Metrics, Metrics)>,
+}
+
+/// `(metric name, stage label) → value`, from Prometheus text.
+pub type Metrics = BTreeMap<(String, String), f64>;
+
+fn parse_metrics(text: &str, into: &mut Metrics) {
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(v) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = match key.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (key, ""),
+        };
+        // Per-stage series only, and not the histogram buckets.
+        if name.ends_with("_bucket") {
+            continue;
+        }
+        let Some(stage) = labels
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("stage=\""))
+            .map(|s| s.trim_end_matches('"').to_owned())
+        else {
+            continue;
+        };
+        *into.entry((name.to_owned(), stage)).or_default() += v;
+    }
+}
+
+/// Scrapes every worker (blocking HTTP, so on the blocking pool).
+async fn scrape(urls: &[String]) -> Option<Metrics> {
+    if urls.is_empty() {
+        return None;
+    }
+    let urls = urls.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut m = Metrics::new();
+        for u in &urls {
+            let text = ureq::get(u)
+                .timeout(Duration::from_secs(5))
+                .call()
+                .ok()?
+                .into_string()
+                .ok()?;
+            parse_metrics(&text, &mut m);
+        }
+        Some(m)
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 struct Pending {
@@ -364,7 +426,8 @@ async fn scheduler(
                 if now >= send_end {
                     break;
                 }
-                let due = (now.duration_since(start).as_secs_f64() * rate) as u64;
+                // Payment i is due at start + i / rate: all with i <= elapsed * rate.
+                let due = (now.duration_since(start).as_secs_f64() * rate) as u64 + 1;
                 while scheduled < due {
                     let t0 = start + Duration::from_secs_f64(scheduled as f64 / rate);
                     scheduled += 1;
@@ -414,6 +477,7 @@ fn percentile(sorted: &[u32], p: f64) -> Option<f64> {
 
 struct Session {
     conns: Vec<Connection>,
+    channels: Vec<Vec<Channel>>,
     terms: Vec<Arc<Term>>,
     senders: Vec<mpsc::UnboundedSender<Job>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -432,6 +496,7 @@ async fn open_terminals(
             .map_err(|e| format!("POS connection: {e}"))?;
         conns.push(c);
     }
+    let mut channels: Vec<Vec<Channel>> = vec![Vec::new(); n_conn];
     let mut terms = Vec::new();
     let mut senders = Vec::new();
     let mut tasks = Vec::new();
@@ -468,6 +533,8 @@ async fn open_terminals(
             authorization: format!("Bearer {}", spec.token),
             pending: Mutex::new(HashMap::new()),
         });
+        channels[i % n_conn].push(pub_channel.clone());
+        channels[i % n_conn].push(sub_channel.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         tasks.push(tokio::spawn(sender(
             term.clone(),
@@ -487,6 +554,7 @@ async fn open_terminals(
     }
     Ok(Session {
         conns,
+        channels,
         terms,
         senders,
         tasks,
@@ -555,6 +623,9 @@ pub async fn run(
     second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cpu_start = None;
     let mut cpu_end = None;
+    let mut metrics_start = None;
+    let mut warmed_up = opts.warmed_up;
+    let mut metrics_end = None;
     let mut rss = RssReport::default();
     let mut depth_sum: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
     let mut last_sent = 0u64;
@@ -580,9 +651,16 @@ pub async fn run(
                 let mut expired = 0;
                 for term in &session.terms {
                     let mut p = lock(&term.pending);
-                    let before = p.len();
-                    p.retain(|_, v| now.duration_since(v.t0) < opts.timeout);
-                    expired += before - p.len();
+                    p.retain(|_, v| {
+                        let keep = now.duration_since(v.t0) < opts.timeout;
+                        if !keep {
+                            expired += 1;
+                            result
+                                .timed_out_sent
+                                .push(v.t0.saturating_duration_since(start).as_secs_f64());
+                        }
+                        keep
+                    });
                 }
                 if expired > 0 {
                     counters.timeouts.fetch_add(expired as u64, Ordering::Relaxed);
@@ -618,13 +696,20 @@ pub async fn run(
                 last_done = samples.len();
                 let worker_rss: f64 = opts.worker_pids.iter().filter_map(|p| sys::rss_mb(*p)).sum();
                 rss.max = rss.max.max(worker_rss);
+                if now >= warm_end {
+                    if let Some(tx) = warmed_up.take() {
+                        let _ = tx.send(());
+                    }
+                }
                 if cpu_start.is_none() && now >= warm_end {
                     cpu_start = Some(sys::snapshot(&opts.worker_pids));
                     rss.after_warmup = worker_rss;
+                    metrics_start = scrape(&opts.metrics_urls).await;
                 }
                 if cpu_end.is_none() && now >= send_end {
                     cpu_end = Some(sys::snapshot(&opts.worker_pids));
                     rss.end = worker_rss;
+                    metrics_end = scrape(&opts.metrics_urls).await;
                 }
                 // Queue depths: the management API refreshes every few seconds; ask every 2 s.
                 if let Some((mgmt, vhost)) = &opts.management {
@@ -670,17 +755,30 @@ pub async fn run(
         Mode::Closed { .. } => None,
     };
     // Whatever is still pending has no result.
-    let unanswered: usize = session.terms.iter().map(|t| lock(&t.pending).len()).sum();
+    let mut unanswered = 0;
+    for t in &session.terms {
+        for v in lock(&t.pending).values() {
+            unanswered += 1;
+            result
+                .timed_out_sent
+                .push(v.t0.saturating_duration_since(start).as_secs_f64());
+        }
+    }
     counters
         .timeouts
         .fetch_add(unanswered as u64, Ordering::Relaxed);
     drop(session.senders);
-    for c in &session.conns {
-        let _ = c.close(200, "bench done".into()).await;
-    }
     for t in session.tasks {
         t.abort();
     }
+    futures_util::future::join_all(
+        session
+            .conns
+            .into_iter()
+            .zip(session.channels)
+            .map(|(c, chs)| async move { super::close(c, &chs).await }),
+    )
+    .await;
     while let Ok(s) = samples_rx.try_recv() {
         samples.push(sample(s));
     }
@@ -713,6 +811,7 @@ pub async fn run(
             )
         })
         .collect();
+    result.metrics = metrics_start.zip(metrics_end);
     result.samples = samples;
     result.sent = counters.sent.load(Ordering::Relaxed);
     result.timeouts = counters.timeouts.load(Ordering::Relaxed);

@@ -105,6 +105,15 @@ pub struct BenchArgs {
     /// broker a little CPU).
     #[arg(long)]
     pub no_queue_stats: bool,
+    /// Run workers with `--no-http` (no `/metrics`, so no per-stage batch statistics).
+    #[arg(long)]
+    pub no_worker_metrics: bool,
+    /// Do not `ANALYZE` the database when the warm-up ends. The bench starts from empty
+    /// transaction and ledger tables; without fresh statistics the planner keeps planning for
+    /// empty tables (sequential scans of a table that grows by thousands of rows a second),
+    /// which a system that has been running never sees (autovacuum analyzes it).
+    #[arg(long)]
+    pub no_analyze: bool,
     #[arg(long, default_value_t = 8)]
     pub pgbench_clients: u32,
     #[arg(long, default_value_t = 2)]
@@ -115,6 +124,10 @@ pub struct BenchArgs {
     /// DIR/summary.md, and exit.
     #[arg(long, value_name = "DIR")]
     pub summarize: Option<PathBuf>,
+    /// Chain baseline: number of hops (1 measures what the POS contract alone costs the
+    /// broker: request in, result out).
+    #[arg(long, default_value_t = chain::HOPS)]
+    pub chain_hops: usize,
     /// Internal: run the chain baseline's hops (started by `--baseline chain`).
     #[arg(long, hide = true)]
     pub chain_worker: bool,
@@ -307,39 +320,27 @@ struct Children {
 }
 
 impl Children {
-    fn spawn(
-        args: &[&str],
-        envs: &[(&str, &str)],
-        n: u32,
-        log: &Path,
-    ) -> Result<Children, CliError> {
+    /// Starts one more child: this executable with `args` and `envs`, stderr to `log`.
+    fn spawn(&mut self, args: &[&str], envs: &[(&str, &str)], log: &Path) -> Result<(), CliError> {
         let exe = std::env::current_exe().map_err(fail)?;
-        let mut procs = Vec::new();
-        for i in 0..n {
-            let path = if n == 1 {
-                log.to_path_buf()
-            } else {
-                log.with_extension(format!("{i}.log"))
-            };
-            let file = std::fs::File::create(&path)
-                .map_err(|e| fail(format!("{}: {e}", path.display())))?;
-            let mut cmd = Command::new(&exe);
-            cmd.args(args).stdout(Stdio::null()).stderr(file);
-            for (k, v) in envs {
-                cmd.env(k, v);
-            }
-            if std::env::var_os("RUST_LOG").is_none() {
-                cmd.env("RUST_LOG", "warn");
-            }
-            procs.push(cmd.spawn().map_err(fail)?);
-            eprintln!(
-                "[bench] started {} {} (log {})",
-                exe.display(),
-                args.join(" "),
-                path.display()
-            );
+        let file =
+            std::fs::File::create(log).map_err(|e| fail(format!("{}: {e}", log.display())))?;
+        let mut cmd = Command::new(&exe);
+        cmd.args(args).stdout(Stdio::null()).stderr(file);
+        for (k, v) in envs {
+            cmd.env(k, v);
         }
-        Ok(Children { procs })
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "warn");
+        }
+        self.procs.push(cmd.spawn().map_err(fail)?);
+        eprintln!(
+            "[bench] started {} {} (log {})",
+            exe.display(),
+            args.join(" "),
+            log.display()
+        );
+        Ok(())
     }
 
     fn pids(&self) -> Vec<u32> {
@@ -389,6 +390,21 @@ impl Drop for Children {
     }
 }
 
+/// Closes the channels, then the connection (lapin logs an error for a connection closed with
+/// channels still open).
+pub async fn close(conn: lapin::Connection, channels: &[lapin::Channel]) {
+    for ch in channels {
+        let _ = ch.close(200, "done".into()).await;
+    }
+    let _ = conn.close(200, "done".into()).await;
+}
+
+/// A free local TCP address for a worker's HTTP server (bound and released at once).
+fn free_local_addr() -> Result<String, CliError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(fail)?;
+    Ok(l.local_addr().map_err(fail)?.to_string())
+}
+
 /// Waits until every queue has a consumer (the workers are up).
 async fn wait_consumers(
     amqp_url: &str,
@@ -418,7 +434,7 @@ async fn wait_consumers(
             }
         }
         if missing.is_empty() {
-            let _ = conn.close(200, "probe done".into()).await;
+            close(conn, &[ch]).await;
             return Ok(());
         }
         if let Some(why) = children.any_exited() {
@@ -489,7 +505,7 @@ fn base_report(args: &BenchArgs, kind: &str, mode: Mode) -> Report {
 }
 
 /// Fills throughput, latency, outcomes and the series from a load run.
-fn fill_from_load(r: &mut Report, res: &LoadResult) {
+fn fill_from_load(r: &mut Report, res: &LoadResult, timeout: Duration) {
     let (lo, hi) = (r.warmup_secs, r.warmup_secs + r.duration_secs);
     let mut lat = Vec::new();
     let mut completed = 0u64;
@@ -502,6 +518,21 @@ fn fill_from_load(r: &mut Report, res: &LoadResult) {
         if s.sent >= lo && s.sent < hi {
             lat.push(s.latency_us);
         }
+    }
+    // A payment that never got its result counts at the timeout (a lower bound): leaving it out
+    // would make an overloaded run look fast.
+    let timeout_us = u32::try_from(timeout.as_micros()).unwrap_or(u32::MAX);
+    let lost = res
+        .timed_out_sent
+        .iter()
+        .filter(|&&s| s >= lo && s < hi)
+        .count();
+    lat.extend(std::iter::repeat_n(timeout_us, lost));
+    if lost > 0 {
+        r.notes.push(format!(
+            "{lost} payments sent in the window got no result within {:.0} s: they count in the latency percentiles at the timeout",
+            timeout.as_secs_f64()
+        ));
     }
     r.completed = completed;
     r.throughput_per_sec = completed as f64 / r.duration_secs.max(1e-9);
@@ -517,6 +548,34 @@ fn fill_from_load(r: &mut Report, res: &LoadResult) {
     r.cpu = res.cpu.clone();
     r.worker_rss_mb = res.rss.clone();
     r.queues = res.queues.clone();
+    if let Some((a, b)) = &res.metrics {
+        let get = |m: &load::Metrics, name: &str, stage: &str| {
+            m.get(&(name.to_owned(), stage.to_owned()))
+                .copied()
+                .unwrap_or(0.0)
+        };
+        for (name, stage) in b.keys() {
+            if name != "campuspay_stage_batches_total" {
+                continue;
+            }
+            let d = |n: &str| get(b, n, stage) - get(a, n, stage);
+            let batches = d("campuspay_stage_batches_total");
+            let secs = d("campuspay_stage_batch_seconds_sum");
+            r.stage_stats.push(report::StageStat {
+                stage: stage.clone(),
+                batches,
+                messages: d("campuspay_stage_messages_total"),
+                mean_batch_ms: secs * 1000.0 / batches.max(1.0),
+                busy: secs / r.duration_secs.max(1e-9),
+            });
+        }
+        // Pipeline order.
+        r.stage_stats.sort_by_key(|s| {
+            StageName::parse(&s.stage)
+                .and_then(|n| StageName::ALL.iter().position(|x| *x == n))
+                .unwrap_or(usize::MAX)
+        });
+    }
     let pairs: Vec<(f64, u32)> = res.samples.iter().map(|s| (s.sent, s.latency_us)).collect();
     let (per_second, cdf) = report::series(
         &pairs,
@@ -530,10 +589,6 @@ fn fill_from_load(r: &mut Report, res: &LoadResult) {
         r.notes.push(
             "the load generator ran out of payment codes: raise --max-rate (closed loop)".into(),
         );
-    }
-    if res.timeouts > 0 {
-        r.notes
-            .push(format!("{} payments got no result in time", res.timeouts));
     }
 }
 
@@ -609,7 +664,7 @@ fn finish(report: &Report, args: &BenchArgs) -> Result<ExitCode, CliError> {
 /// Entry point of `campuspay bench`.
 pub async fn run(args: BenchArgs, config: Config) -> Result<ExitCode, CliError> {
     if args.chain_worker {
-        return chain_worker(&config).await;
+        return chain_worker(&config, args.chain_hops.max(1)).await;
     }
     if let Some(dir) = &args.summarize {
         return summarize(dir);
@@ -645,12 +700,12 @@ fn summarize(dir: &Path) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn chain_worker(config: &Config) -> Result<ExitCode, CliError> {
+async fn chain_worker(config: &Config, hops: usize) -> Result<ExitCode, CliError> {
     let (tx, rx) = watch::channel(false);
     let hops = actix_rt::spawn({
         let url = config.amqp_url.clone();
         let prefetch = config.prefetch;
-        async move { chain::run_hops(&url, prefetch, rx).await }
+        async move { chain::run_hops(&url, hops, prefetch, rx).await }
     });
     #[cfg(unix)]
     {
@@ -709,8 +764,10 @@ async fn bench_chain(
     let mode = mode_of(args);
     let mut env = BenchEnv::create(config, false, true, args.keep).await?;
     let conn = connect_retrying(&env.amqp_url, "campuspay bench setup", 5).await?;
-    chain::declare(&conn.create_channel().await?).await?;
-    let _ = conn.close(200, "setup done".into()).await;
+    let ch = conn.create_channel().await?;
+    let hops = args.chain_hops.max(1);
+    chain::declare(&ch, hops).await?;
+    close(conn, &[ch]).await;
     let terminals: Vec<(String, String)> = (0..args.terminals)
         .map(|i| {
             (
@@ -728,16 +785,23 @@ async fn bench_chain(
             .map(|_| PaymentCode::generate(&mut rng).expose().to_owned())
             .collect()
     };
-    let mut children = Children::spawn(
-        &["bench", "--chain-worker"],
+    let mut children = Children { procs: Vec::new() };
+    let hops_arg = hops.to_string();
+    children.spawn(
+        &["bench", "--chain-worker", "--chain-hops", &hops_arg],
         &[("AMQP_URL", env.amqp_url.as_str())],
-        1,
         &log_path(args, &env.name, "chain-worker"),
     )?;
-    let queues: Vec<String> = (1..=chain::HOPS).map(chain::queue).collect();
+    let queues: Vec<String> = (1..=hops).map(chain::queue).collect();
     let outcome = async {
         wait_consumers(&env.amqp_url, &queues, &mut children, &stop).await?;
-        let mut report = base_report(args, "chain", mode);
+        // Only the standard five-hop chain is the baseline the targets are stated against.
+        let kind = if hops == chain::HOPS {
+            "chain".to_owned()
+        } else {
+            format!("chain-{hops}-hops")
+        };
+        let mut report = base_report(args, &kind, mode);
         report.terminals = Some(args.terminals);
         report.workers = Some(1);
         report.prefetch = Some(config.prefetch);
@@ -758,18 +822,23 @@ async fn bench_chain(
                 worker_pids: children.pids(),
                 management: (!args.no_queue_stats).then(|| (env.mgmt.clone(), env.name.clone())),
                 label: "chain".into(),
+                metrics_urls: Vec::new(),
+                warmed_up: None,
             },
             interrupted(stop.clone()),
         )
         .await
         .map_err(fail)?;
-        fill_from_load(&mut report, &res);
+        fill_from_load(&mut report, &res, Duration::from_secs(args.timeout));
         if !res.interrupted {
             fill_broker_counts(&mut report, config, &env.name, res.samples.len()).await;
         }
-        report.notes.push(
-            "raw chain: 5 durable quorum queues, each hop publishes every message on (persistent, mandatory, confirmed) and acks after the confirm; no database, no batching".into(),
-        );
+        if hops != chain::HOPS && args.label.is_none() {
+            report.label = format!("chain ({hops} hops) {}", report.label.trim_start_matches("chain "));
+        }
+        report.notes.push(format!(
+            "raw chain: {hops} durable quorum queues, each hop publishes every message on (persistent, mandatory, confirmed) and acks after the confirm; no database, no batching"
+        ));
         Ok::<_, CliError>(report)
     }
     .await;
@@ -873,8 +942,9 @@ async fn pipeline_inner(
         .await?
     };
     let conn = connect_retrying(&env.amqp_url, "campuspay bench setup", 5).await?;
-    topology().declare(&conn.create_channel().await?).await?;
-    let _ = conn.close(200, "setup done".into()).await;
+    let ch = conn.create_channel().await?;
+    topology().declare(&ch).await?;
+    close(conn, &[ch]).await;
     check(stop)?;
 
     let n_codes = codes_needed(args);
@@ -924,6 +994,7 @@ async fn pipeline_inner(
 
     // The worker: child processes, or the stages in this process (`--workers 0`).
     let mut children = Children { procs: Vec::new() };
+    let mut metrics_urls = Vec::new();
     let mut in_process = None;
     if args.workers == 0 {
         let mut c = config.clone();
@@ -935,17 +1006,47 @@ async fn pipeline_inner(
             &StageName::ALL,
         ));
     } else {
-        children = Children::spawn(
-            &["run", "--no-http"],
-            &[
+        for i in 0..args.workers {
+            let log = if args.workers == 1 {
+                log_path(args, &env.name, "worker")
+            } else {
+                log_path(args, &env.name, &format!("worker-{i}"))
+            };
+            let envs = [
                 ("DATABASE_URL", db_url.as_str()),
                 ("AMQP_URL", env.amqp_url.as_str()),
-            ],
-            args.workers,
-            &log_path(args, &env.name, "worker"),
-        )?;
+            ];
+            if args.no_worker_metrics {
+                children.spawn(&["run", "--no-http"], &envs, &log)?;
+            } else {
+                // The platform's HTTP server serves the stage metrics (`/metrics`); nothing
+                // else is asked of it during the run.
+                let addr = free_local_addr()?;
+                metrics_urls.push(format!("http://{addr}/metrics"));
+                let mut envs = envs.to_vec();
+                envs.push(("CAMPUSPAY_HTTP_ADDR", addr.as_str()));
+                children.spawn(&["run"], &envs, &log)?;
+            }
+        }
     }
     let queues: Vec<String> = StageName::ALL.iter().flat_map(|s| s.queues()).collect();
+    let (warmed_tx, warmed_rx) = tokio::sync::oneshot::channel::<()>();
+    if !args.no_analyze {
+        let pool = pool.clone();
+        actix_rt::spawn(async move {
+            if warmed_rx.await.is_ok() {
+                let started = Instant::now();
+                let done = db::run(&pool, |c| Ok(diesel::sql_query("ANALYZE").execute(c)?)).await;
+                match done {
+                    Ok(_) => eprintln!(
+                        "[bench] warm-up over: ANALYZE took {:.2} s",
+                        started.elapsed().as_secs_f64()
+                    ),
+                    Err(e) => eprintln!("[bench] ANALYZE failed: {e}"),
+                }
+            }
+        });
+    }
     let res = async {
         wait_consumers(&env.amqp_url, &queues, &mut children, stop).await?;
         load::run(
@@ -966,6 +1067,8 @@ async fn pipeline_inner(
                 },
                 management: (!args.no_queue_stats).then(|| (env.mgmt.clone(), env.name.clone())),
                 label: "pipeline".into(),
+                metrics_urls: metrics_urls.clone(),
+                warmed_up: Some(warmed_tx),
             },
             interrupted(stop.clone()),
         )
@@ -979,7 +1082,7 @@ async fn pipeline_inner(
     let worker_exited = children.any_exited();
     children.stop(Duration::from_secs(15));
     let res = res?;
-    fill_from_load(&mut report, &res);
+    fill_from_load(&mut report, &res, Duration::from_secs(args.timeout));
     if let Some(why) = worker_exited {
         report
             .notes

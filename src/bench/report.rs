@@ -75,6 +75,20 @@ pub struct Segment {
     pub mean_ms: f64,
 }
 
+/// One stage's consumers over the measured window, from the workers' `/metrics`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StageStat {
+    pub stage: String,
+    pub batches: f64,
+    /// Deliveries (stage messages) settled.
+    pub messages: f64,
+    /// Handle + publish with confirms + ack, per batch.
+    pub mean_batch_ms: f64,
+    /// Seconds spent in batches per second of the window, summed over the stage's consumers
+    /// (settlement has one per shard): near 1.0 per consumer means the stage never waits.
+    pub busy: f64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Report {
     /// `pipeline`, `chain` or `pgbench`.
@@ -111,6 +125,7 @@ pub struct Report {
     pub interrupted: bool,
     pub scheduler_lag_p99_ms: Option<f64>,
     pub stages: Vec<Segment>,
+    pub stage_stats: Vec<StageStat>,
     pub cpu: Option<CpuReport>,
     pub worker_rss_mb: Option<RssReport>,
     /// Messages in each queue (ready + unacked), sampled from the management API.
@@ -529,6 +544,17 @@ pub fn human(r: &Report) -> String {
             s,
             "segment         {:<44} p50 {:>6.1} ms  p90 {:>6.1} ms  p99 {:>6.1} ms",
             seg.name, seg.p50_ms, seg.p90_ms, seg.p99_ms
+        );
+    }
+    for st in &r.stage_stats {
+        let _ = writeln!(
+            s,
+            "stage           {:<14} {:>7.0} batches, {:>5.1} deliveries/batch, {:>6.1} ms/batch, busy {:.2}",
+            st.stage,
+            st.batches,
+            st.messages / st.batches.max(1.0),
+            st.mean_batch_ms,
+            st.busy
         );
     }
     if let Some(c) = &r.cpu {
