@@ -57,8 +57,8 @@ pub struct BenchArgs {
     /// Closed loop (the default): keep `--in-flight` payments outstanding, as fast as answered.
     #[arg(long)]
     pub closed: bool,
-    /// Closed loop: payments in flight at once.
-    #[arg(long, default_value_t = 400)]
+    /// Closed loop: payments in flight at once (200 terminals with 5 customers queueing each).
+    #[arg(long, default_value_t = 1000)]
     pub in_flight: usize,
     /// Measured seconds, after the warm-up (pgbench: its whole run).
     #[arg(long, default_value_t = 60)]
@@ -105,9 +105,12 @@ pub struct BenchArgs {
     /// broker a little CPU).
     #[arg(long)]
     pub no_queue_stats: bool,
-    /// Run workers with `--no-http` (no `/metrics`, so no per-stage batch statistics).
+    /// Run the workers as `campuspay run` with the HTTP platform on a free local port instead of
+    /// `run --no-http`, and scrape their `/metrics` for per-stage batch statistics (batches,
+    /// batch time, how busy each stage is). The platform also starts its result hub, which
+    /// consumes the cardholders' copies of the results (without it they go to `pay.unrouted`).
     #[arg(long)]
-    pub no_worker_metrics: bool,
+    pub worker_metrics: bool,
     /// Do not `ANALYZE` the database when the warm-up ends. The bench starts from empty
     /// transaction and ledger tables; without fresh statistics the planner keeps planning for
     /// empty tables (sequential scans of a table that grows by thousands of rows a second),
@@ -577,8 +580,15 @@ fn fill_from_load(r: &mut Report, res: &LoadResult, timeout: Duration) {
         });
     }
     let pairs: Vec<(f64, u32)> = res.samples.iter().map(|s| (s.sent, s.latency_us)).collect();
+    // Unanswered payments are plotted at the timeout.
+    let lost_pairs: Vec<(f64, u32)> = res
+        .timed_out_sent
+        .iter()
+        .map(|&s| (s, timeout_us))
+        .collect();
     let (per_second, cdf) = report::series(
         &pairs,
+        &lost_pairs,
         r.warmup_secs,
         &res.sent_per_second,
         &res.in_flight_per_second,
@@ -897,7 +907,7 @@ async fn bench_pgbench(
     let sent: Vec<u64> = (0..=per_sec.keys().max().copied().unwrap_or(0))
         .map(|t| per_sec.get(&t).copied().unwrap_or(0))
         .collect();
-    let (per_second, cdf) = report::series(&res.samples, 0.0, &sent, &[]);
+    let (per_second, cdf) = report::series(&res.samples, &[], 0.0, &sent, &[]);
     report.per_second = per_second;
     report.cdf = cdf;
     report.notes.push(format!(
@@ -1016,7 +1026,7 @@ async fn pipeline_inner(
                 ("DATABASE_URL", db_url.as_str()),
                 ("AMQP_URL", env.amqp_url.as_str()),
             ];
-            if args.no_worker_metrics {
+            if !args.worker_metrics {
                 children.spawn(&["run", "--no-http"], &envs, &log)?;
             } else {
                 // The platform's HTTP server serves the stage metrics (`/metrics`); nothing

@@ -143,8 +143,11 @@ pub struct Report {
 }
 
 /// Per-second series and CDF from (sent offset s, latency µs) pairs.
+/// `lost`: payments that got no answer, at the timeout; they count in the latency series and
+/// the CDF (as a lower bound), not as answered.
 pub fn series(
     samples: &[(f64, u32)],
+    lost: &[(f64, u32)],
     warmup: f64,
     sent_per_second: &[u64],
     in_flight_per_second: &[u64],
@@ -154,6 +157,9 @@ pub fn series(
     for &(sent, us) in samples {
         by_sent.entry(sent as u32).or_default().push(us);
         *done.entry((sent + f64::from(us) / 1e6) as u32).or_default() += 1;
+    }
+    for &(sent, us) in lost {
+        by_sent.entry(sent as u32).or_default().push(us);
     }
     let last = by_sent
         .keys()
@@ -184,6 +190,7 @@ pub fn series(
     }
     let mut measured: Vec<u32> = samples
         .iter()
+        .chain(lost)
         .filter(|(s, _)| *s >= warmup)
         .map(|(_, us)| *us)
         .collect();
@@ -679,6 +686,9 @@ pub struct SummaryRow {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub timeouts: u64,
+    /// Cores used by processes that are not part of the benchmark (a shared machine): above
+    /// ~0.1 the run was disturbed.
+    pub other_cores: Option<f64>,
 }
 
 /// Reads every report in `dir` and works out the ratios and targets (DESIGN/issue #6).
@@ -767,14 +777,36 @@ pub fn summarize(dir: &Path) -> Result<(Summary, String), String> {
             p50_ms: r.latency.as_ref().map(|l| l.p50_ms),
             p99_ms: r.latency.as_ref().map(|l| l.p99_ms),
             timeouts: r.timeouts,
+            other_cores: r.cpu.as_ref().and_then(|c| c.cores.get("other").copied()),
         })
         .collect();
+    let mut runs = runs;
+    let rank = |k: &str| match k {
+        "chain" => 0,
+        "pgbench" => 1,
+        "pipeline" => 2,
+        _ => 3,
+    };
+    runs.sort_by(|a, b| {
+        (
+            rank(&a.kind),
+            &a.kind,
+            &a.mode,
+            a.offered_rate.unwrap_or(0.0) as u64,
+        )
+            .cmp(&(
+                rank(&b.kind),
+                &b.kind,
+                &b.mode,
+                b.offered_rate.unwrap_or(0.0) as u64,
+            ))
+    });
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "| run | mode | offered/s | throughput/s | p50 ms | p99 ms | timeouts |"
+        "| run | mode | offered/s | throughput/s | p50 ms | p99 ms | timeouts | other cores |"
     );
-    let _ = writeln!(t, "|---|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(t, "|---|---|---:|---:|---:|---:|---:|---:|");
     let opt = |v: Option<f64>, prec: usize| {
         v.map(|x| format!("{x:.prec$}"))
             .unwrap_or_else(|| "–".into())
@@ -782,14 +814,15 @@ pub fn summarize(dir: &Path) -> Result<(Summary, String), String> {
     for r in &runs {
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} |",
             r.label,
             r.mode,
             opt(r.offered_rate, 0),
             r.throughput_per_sec,
             opt(r.p50_ms, 1),
             opt(r.p99_ms, 1),
-            r.timeouts
+            r.timeouts,
+            opt(r.other_cores, 2)
         );
     }
     let _ = writeln!(t);
@@ -841,7 +874,7 @@ mod tests {
         let samples: Vec<(f64, u32)> = (0..1000)
             .map(|i| (f64::from(i) / 100.0, 1000 + i))
             .collect();
-        let (per_second, cdf) = series(&samples, 2.0, &[100; 10], &[5; 10]);
+        let (per_second, cdf) = series(&samples, &[], 2.0, &[100; 10], &[5; 10]);
         assert_eq!(per_second.len(), 10);
         let r = Report {
             label: "t".into(),

@@ -167,7 +167,6 @@ pub struct Machine {
     pub kernel: String,
     pub postgres: String,
     pub rabbitmq: String,
-    pub erlang: String,
     pub campuspay: String,
     pub build: String,
 }
