@@ -13,7 +13,7 @@
 #                   tpcb-like, the pipeline at max throughput (closed loop) and
 #                   at 200/1000/2000 payments/s offered (open loop); reports and
 #                   summary.md (ratios, targets) in bench-out/ (docs/PERFORMANCE.md).
-#                   About 9 minutes; BENCH_SECS=60 BENCH_LAT_SECS=30 by default.
+#                   About 7-9 minutes; BENCH_SECS=60 BENCH_LAT_SECS=30 by default.
 #
 # Tests create their own databases and vhosts, so `test` does not need `db`.
 

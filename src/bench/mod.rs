@@ -117,10 +117,14 @@ pub struct BenchArgs {
     /// which a system that has been running never sees (autovacuum analyzes it).
     #[arg(long)]
     pub no_analyze: bool,
+    /// pgbench baseline: client connections (`-c`).
     #[arg(long, default_value_t = 8)]
     pub pgbench_clients: u32,
+    /// pgbench baseline: worker threads (`-j`).
     #[arg(long, default_value_t = 2)]
     pub pgbench_jobs: u32,
+    /// pgbench baseline: scale factor of `pgbench -i` (branches; at least the clients' count
+    /// spreads the tpcb-like updates over several rows).
     #[arg(long, default_value_t = 10)]
     pub pgbench_scale: u32,
     /// Print the summary (ratios, targets) of the reports in DIR, write DIR/summary.json and
@@ -227,19 +231,36 @@ impl BenchEnv {
             eprintln!("[bench] keeping database and vhost {} (--keep)", self.name);
             return;
         }
+        let mut left = Vec::new();
         if self.has_vhost {
-            let _ = self.mgmt.delete_vhost(&self.name);
-        }
-        if self.db_url.is_some() {
-            if let Ok(mut c) = PgConnection::establish(&self.admin_db_url) {
-                let _ = diesel::sql_query(format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    self.name
-                ))
-                .execute(&mut c);
+            if let Err(e) = self.mgmt.delete_vhost(&self.name) {
+                left.push(format!("vhost ({e})"));
             }
         }
-        eprintln!("[bench] environment {} dropped", self.name);
+        if self.db_url.is_some() {
+            let dropped = PgConnection::establish(&self.admin_db_url)
+                .map_err(|e| e.to_string())
+                .and_then(|mut c| {
+                    diesel::sql_query(format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        self.name
+                    ))
+                    .execute(&mut c)
+                    .map_err(|e| e.to_string())
+                });
+            if let Err(e) = dropped {
+                left.push(format!("database ({e})"));
+            }
+        }
+        if left.is_empty() {
+            eprintln!("[bench] environment {} dropped", self.name);
+        } else {
+            eprintln!(
+                "[bench] WARNING: could not drop {} of {}: drop them by hand",
+                left.join(" and "),
+                self.name
+            );
+        }
     }
 }
 

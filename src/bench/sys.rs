@@ -123,6 +123,24 @@ pub fn cpu_between(a: &CpuSnapshot, b: &CpuSnapshot, payments: u64) -> CpuReport
         total += secs;
         cpu_secs.insert(k.clone(), secs);
     }
+    // Processes that start and end between the snapshots (a compiler run by someone else on a
+    // shared machine) are in the machine-wide counters only: whatever the machine was busy
+    // with beyond the named components counts as "other".
+    let dt_all = b.total.saturating_sub(a.total) as f64;
+    let busy_secs = b.busy.saturating_sub(a.busy) as f64 / hz;
+    if dt_all > 0.0 {
+        let named: f64 = cpu_secs
+            .iter()
+            .filter(|(k, _)| k.as_str() != "other")
+            .map(|(_, v)| *v)
+            .sum();
+        let residual = (busy_secs - named).max(0.0);
+        let other = cpu_secs.entry("other".into()).or_insert(0.0);
+        if residual > *other {
+            total += residual - *other;
+            *other = residual;
+        }
+    }
     cpu_secs.insert("total".into(), total);
     let cores = cpu_secs
         .iter()
