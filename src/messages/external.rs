@@ -44,6 +44,12 @@ impl PosRoute {
         })
     }
 
+    /// Whether a body's merchant and terminal are this route's: a terminal may act only as the
+    /// terminal its routing key (and so its checked JWT) names.
+    pub fn is_for(&self, merchant: &str, terminal: &str) -> bool {
+        merchant == self.merchant_id.as_str() && terminal == self.terminal_id.as_str()
+    }
+
     pub fn result_key(&self) -> String {
         pos_result_key(&self.merchant_id, &self.terminal_id)
     }
@@ -155,9 +161,7 @@ pub fn parse_scan(body: &[u8], route: &PosRoute) -> Result<ScanRequest, ScanDecl
         return Err(invalid(amount));
     }
     let request_id = RequestId::parse(&wire.request_id).map_err(|_| invalid(amount))?;
-    if wire.merchant_id != route.merchant_id.as_str()
-        || wire.terminal_id != route.terminal_id.as_str()
-    {
+    if !route.is_for(&wire.merchant_id, &wire.terminal_id) {
         return Err(ScanDecline {
             reason: DeclineReason::Unauthorized,
             amount,
@@ -209,9 +213,7 @@ pub fn parse_follow_up(
     if wire.kind != expected || DateTime::parse_from_rfc3339(&wire.sent_at).is_err() {
         return Err(DeclineReason::InvalidMessage);
     }
-    if wire.merchant_id != route.merchant_id.as_str()
-        || wire.terminal_id != route.terminal_id.as_str()
-    {
+    if !route.is_for(&wire.merchant_id, &wire.terminal_id) {
         return Err(DeclineReason::Unauthorized);
     }
     RequestId::parse(&wire.request_id).map_err(|_| DeclineReason::InvalidMessage)
@@ -276,9 +278,7 @@ pub fn parse_dynamic_qr(body: &[u8], route: &PosRoute) -> Result<DynamicQrReques
         return Err(invalid(amount));
     }
     let request_id = RequestId::parse(&wire.request_id).map_err(|_| invalid(amount))?;
-    if wire.merchant_id != route.merchant_id.as_str()
-        || wire.terminal_id != route.terminal_id.as_str()
-    {
+    if !route.is_for(&wire.merchant_id, &wire.terminal_id) {
         return Err(ScanDecline {
             reason: DeclineReason::Unauthorized,
             amount,

@@ -89,29 +89,7 @@ impl Subscriber {
         request_id: RequestId,
         timeout: Duration,
     ) -> Result<Vec<u8>, SimError> {
-        if let Some(raw) = self.buffered.remove(&(kind.to_owned(), request_id)) {
-            return Ok(raw);
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Some(data) = self.next_message(left).await? else {
-                return Err(SimError::Timeout {
-                    request_id: request_id.to_string(),
-                    secs: timeout.as_secs(),
-                });
-            };
-            match serde_json::from_slice::<Head>(&data) {
-                Ok(h) if h.kind == kind && h.request_id == request_id => return Ok(data),
-                Ok(h) => {
-                    if self.buffered.len() >= MAX_BUFFERED {
-                        self.buffered.clear();
-                    }
-                    self.buffered.insert((h.kind, h.request_id), data);
-                }
-                Err(e) => log::warn!("skipping an unreadable message on {}: {e}", self.queue),
-            }
-        }
+        Ok(self.wait_any(&[kind], request_id, timeout).await?.1)
     }
 
     /// Waits for whichever of `kinds` answers `request_id` first; returns its type and raw JSON.

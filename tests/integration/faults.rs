@@ -134,6 +134,28 @@ pub async fn wait_decided(env: &TestEnv, n: i64, timeout: Duration) {
     }
 }
 
+/// Starts the stream of payments in the background.
+pub fn start_stream(
+    env: &TestEnv,
+    tills: Vec<Till>,
+    pace_ms: u64,
+) -> tokio::task::JoinHandle<DriveReport> {
+    let url = env.config.amqp_url.clone();
+    actix_rt::spawn(async move { drive(&url, tills, options(pace_ms)).await })
+}
+
+/// Waits until 1/`part` of the `sent` requests are decided and checks the stream is still far
+/// from its end, so the fault that follows lands mid-stream. Returns how many were decided.
+pub async fn reach_mid_stream(env: &TestEnv, sent: usize, part: usize) -> i64 {
+    wait_decided(env, (sent / part) as i64, WAIT).await;
+    let at_fault = decided(env).await;
+    assert!(
+        (at_fault as usize) < sent * 3 / 4,
+        "the fault must land mid-stream ({at_fault}/{sent})"
+    );
+    at_fault
+}
+
 /// The promise, checked after the stream ends.
 pub async fn assert_promises_kept(env: &TestEnv, report: &DriveReport, sent: usize, fault: &str) {
     assert!(
@@ -210,14 +232,8 @@ async fn worker_killed_with_sigkill_mid_stream() {
     let env = TestEnv::empty().await;
     let (tills, sent) = campus(&env).await;
     let mut worker = Worker::spawn(&env);
-    let url = env.config.amqp_url.clone();
-    let stream = actix_rt::spawn(async move { drive(&url, tills, options(PACE_MS)).await });
-    wait_decided(&env, (sent / 4) as i64, WAIT).await;
-    let at_fault = decided(&env).await;
-    assert!(
-        (at_fault as usize) < sent * 3 / 4,
-        "the fault must land mid-stream ({at_fault}/{sent})"
-    );
+    let stream = start_stream(&env, tills, PACE_MS);
+    let at_fault = reach_mid_stream(&env, sent, 4).await;
     eprintln!("fault injected with {at_fault} of {sent} requests decided");
     worker.kill();
     let in_flight = env
@@ -263,14 +279,8 @@ async fn worker_amqp_connections_force_closed_mid_stream() {
     .unwrap();
     let (m, names) = names;
     assert!(names.len() >= 8, "worker connections visible: {names:?}");
-    let url = env.config.amqp_url.clone();
-    let stream = actix_rt::spawn(async move { drive(&url, tills, options(PACE_MS)).await });
-    wait_decided(&env, (sent / 4) as i64, WAIT).await;
-    let at_fault = decided(&env).await;
-    assert!(
-        (at_fault as usize) < sent * 3 / 4,
-        "the fault must land mid-stream ({at_fault}/{sent})"
-    );
+    let stream = start_stream(&env, tills, PACE_MS);
+    let at_fault = reach_mid_stream(&env, sent, 4).await;
     eprintln!(
         "fault injected with {at_fault} of {sent} requests decided: closing {} connections",
         names.len()
@@ -291,14 +301,8 @@ async fn worker_postgres_backends_terminated_mid_stream() {
     let env = TestEnv::empty().await;
     let (tills, sent) = campus(&env).await;
     let _worker = Worker::spawn(&env);
-    let url = env.config.amqp_url.clone();
-    let stream = actix_rt::spawn(async move { drive(&url, tills, options(PACE_MS)).await });
-    wait_decided(&env, (sent / 4) as i64, WAIT).await;
-    let at_fault = decided(&env).await;
-    assert!(
-        (at_fault as usize) < sent * 3 / 4,
-        "the fault must land mid-stream ({at_fault}/{sent})"
-    );
+    let stream = start_stream(&env, tills, PACE_MS);
+    let at_fault = reach_mid_stream(&env, sent, 4).await;
     eprintln!("fault injected with {at_fault} of {sent} requests decided");
     for _ in 0..3 {
         env.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
@@ -314,14 +318,8 @@ async fn sigterm_finishes_in_flight_work_and_exits_zero() {
     let env = TestEnv::empty().await;
     let (tills, sent) = campus(&env).await;
     let mut worker = Worker::spawn(&env);
-    let url = env.config.amqp_url.clone();
-    let stream = actix_rt::spawn(async move { drive(&url, tills, options(PACE_MS)).await });
-    wait_decided(&env, (sent / 3) as i64, WAIT).await;
-    let at_fault = decided(&env).await;
-    assert!(
-        (at_fault as usize) < sent * 3 / 4,
-        "the fault must land mid-stream ({at_fault}/{sent})"
-    );
+    let stream = start_stream(&env, tills, PACE_MS);
+    let at_fault = reach_mid_stream(&env, sent, 3).await;
     eprintln!("fault injected with {at_fault} of {sent} requests decided");
     let status = worker.terminate();
     assert!(
@@ -345,14 +343,8 @@ async fn broker_stopped_and_started_mid_stream() {
     let env = TestEnv::empty().await;
     let (tills, sent) = campus(&env).await;
     let _worker = Worker::spawn(&env);
-    let url = env.config.amqp_url.clone();
-    let stream = actix_rt::spawn(async move { drive(&url, tills, options(400)).await });
-    wait_decided(&env, (sent / 4) as i64, WAIT).await;
-    let at_fault = decided(&env).await;
-    assert!(
-        (at_fault as usize) < sent * 3 / 4,
-        "the fault must land mid-stream ({at_fault}/{sent})"
-    );
+    let stream = start_stream(&env, tills, 400);
+    let at_fault = reach_mid_stream(&env, sent, 4).await;
     eprintln!("fault injected with {at_fault} of {sent} requests decided");
     let ok = tokio::task::spawn_blocking(|| {
         let run = |args: &[&str]| {

@@ -192,3 +192,38 @@ async fn another_terminal_cannot_reverse_my_payment() {
     );
     assert_eq!(env.balance(&user).await, money("40.00"));
 }
+
+#[actix_rt::test]
+async fn a_reversal_after_a_partial_refund_gives_back_only_the_rest() {
+    let env = TestEnv::start().await;
+    env.merchant("m1", &["t1"]).await;
+    env.fee(Identity::External, "0.10", None).await;
+    let user = env.card("x001", Identity::External, "100.00").await;
+    let mut pos = env.pos("m1", "t1").await;
+    let codes = env.codes(&user).await;
+    let rid = RequestId::new_random();
+    let paid = pos.pay(rid, &codes[0], "20.00", WAIT).await.unwrap();
+    let tx = paid.transaction_id.unwrap().0;
+    campuspay::db::run(&env.pool, move |c| {
+        campuspay::db::refunds::refund(
+            c,
+            tx,
+            Some(campuspay::domain::Amount::parse("5.00").unwrap()),
+            uuid::Uuid::new_v4(),
+            "partial",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(env.balance(&user).await, money("83.50"));
+    pos.send_follow_up("reversal", rid).await.unwrap();
+    assert_eq!(pos.wait(rid, WAIT).await.unwrap().status, TxState::Reversed);
+    // 78.00 after paying 22.00; 5.50 back by the refund; 16.50 back by the reversal — not 22.00.
+    assert_eq!(env.balance(&user).await, money("100.00"));
+    assert_eq!(env.account_balance("merchant", "m1").await, money("0.00"));
+    assert_eq!(
+        env.account_balance("fee_income", "school").await,
+        money("0.00")
+    );
+    assert!(env.verify().await.ok);
+}
