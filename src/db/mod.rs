@@ -2,6 +2,7 @@
 //! on tokio's blocking pool (`run`), never on the arbiter that drives AMQP.
 
 pub mod admin;
+pub mod batch;
 pub mod cards;
 pub mod codes;
 pub mod forward;
@@ -56,7 +57,11 @@ impl DbError {
             // words only.
             DbError::Query(E::DatabaseError(K::Unknown, info)) => {
                 let m = info.message();
-                m.contains("terminating connection") || m.contains("server closed the connection")
+                m.contains("terminating connection")
+                    || m.contains("server closed the connection")
+                    // Two batches locking the same rows in different orders: PostgreSQL
+                    // aborts one, and running it again succeeds.
+                    || m.contains("deadlock detected")
             }
             DbError::Query(E::DatabaseError(kind, _)) => matches!(
                 kind,

@@ -5,7 +5,7 @@
 use super::admin::account_of;
 use super::models::{NewEntry, NewPosting, NewTransaction, TransactionRow};
 use super::schema::*;
-use super::DbError;
+use super::{batch, DbError};
 use crate::domain::{
     Amount, DeclineReason, FeeRate, Identity, Money, PaymentMode, TransactionId, TxState, UserId,
 };
@@ -123,142 +123,170 @@ fn fill_from_row(
     Ok(())
 }
 
-fn decline_row(
-    conn: &mut PgConnection,
-    id: Uuid,
-    reason: DeclineReason,
-    at: DateTime<Utc>,
-) -> Result<(), DbError> {
-    diesel::update(
-        transactions::table
-            .find(id)
-            .filter(transactions::state.eq("created")),
-    )
-    .set((
-        transactions::state.eq("declined"),
-        transactions::reason.eq(reason.as_str()),
-        transactions::processed_at.eq(at),
-    ))
-    .execute(conn)?;
-    Ok(())
-}
-
-fn card_inactive(
-    conn: &mut PgConnection,
-    card: &CardRef,
-) -> Result<Option<DeclineReason>, DbError> {
-    let status: String = cards::table
-        .find(card.card_id)
-        .select(cards::status)
-        .first(conn)?;
-    Ok((status != "active").then_some(DeclineReason::CardFrozen))
-}
-
-/// Consumes a reverse-scan payment code for transaction `tx`, or says why it cannot be used.
-fn consume_code(
-    conn: &mut PgConnection,
-    card: &CardRef,
-    hash: &[u8],
-    tx: Uuid,
-    at: DateTime<Utc>,
-) -> Result<Option<DeclineReason>, DbError> {
-    if let Some(frozen) = card_inactive(conn, card)? {
-        return Ok(Some(frozen));
-    }
-    // The row lock taken by this UPDATE is what makes two simultaneous scans of one code
-    // resolve to exactly one winner; the loser re-checks `state` after the winner commits.
-    let used = diesel::update(
-        payment_codes::table
-            .filter(payment_codes::code_hash.eq(hash))
-            .filter(payment_codes::card_id.eq(card.card_id))
-            .filter(payment_codes::state.eq("unused"))
-            .filter(payment_codes::expires_at.gt(at)),
-    )
-    .set((
-        payment_codes::state.eq("used"),
-        payment_codes::used_at.eq(at),
-        payment_codes::transaction_id.eq(tx),
-    ))
-    .execute(conn)?;
-    if used == 1 {
-        return Ok(None);
-    }
-    let state: Option<String> = payment_codes::table
-        .find(hash)
-        .select(payment_codes::state)
-        .first(conn)
-        .optional()?;
-    Ok(Some(match state.as_deref() {
-        Some("used") => DeclineReason::CodeUsed,
-        Some("superseded") | Some("revoked") => DeclineReason::CodeRevoked,
-        Some("unused") => DeclineReason::CodeExpired,
-        _ => DeclineReason::UnknownCode,
-    }))
-}
-
 /// Order creation: records each request once (idempotent on its scope and `request_id`) and
-/// consumes its payment code. A retry gets the stored transaction back.
+/// consumes its payment code. A retry gets the stored transaction back. The whole batch is a
+/// handful of statements whatever its size: one multi-row insert, one card-status read, one
+/// code update, one decline update, plus one read per request seen before.
 pub fn create_orders(
     conn: &mut PgConnection,
     mut items: Vec<PaymentItem>,
 ) -> Result<Vec<PaymentItem>, DbError> {
     conn.transaction(|conn| {
-        for item in items.iter_mut().filter(|i| i.is_pending()) {
-            let at = now_micros();
-            let (Some(card), Some(amount)) = (item.card.clone(), item.amount) else {
-                item.decline(DeclineReason::InternalError, at);
+        let at = now_micros();
+        let mut todo: Vec<usize> = Vec::new();
+        for (i, item) in items.iter_mut().enumerate() {
+            if !item.is_pending() {
                 continue;
-            };
-            let scope = item.request_scope();
-            // A forward-scan order arrives with its id (the phone's order id); a reverse scan
-            // gets a fresh one.
-            let new_id = item
-                .transaction_id
-                .map(|t| t.0)
-                .unwrap_or_else(Uuid::new_v4);
-            let inserted: Option<Uuid> = diesel::insert_into(transactions::table)
-                .values(&NewTransaction {
-                    id: new_id,
-                    mode: item.mode.as_str(),
-                    request_scope: &scope,
-                    request_id: item.request_id.0,
-                    merchant_id: item.merchant_id.as_str(),
-                    terminal_id: item.terminal_id.as_str(),
-                    card_id: Some(card.card_id),
-                    user_id: Some(card.user_id.as_str()),
-                    amount: Some(amount.value()),
-                    state: "created",
-                })
-                .on_conflict((transactions::request_scope, transactions::request_id))
-                .do_nothing()
-                .returning(transactions::id)
-                .get_result(conn)
-                .optional()?;
-            match inserted {
-                None => {
-                    let row: TransactionRow = transactions::table
-                        .filter(transactions::request_scope.eq(&scope))
-                        .filter(transactions::request_id.eq(item.request_id.0))
-                        .select(TransactionRow::as_select())
-                        .first(conn)?;
-                    fill_from_row(conn, item, &row)?;
-                }
-                Some(id) => {
-                    item.transaction_id = Some(TransactionId(id));
-                    let reason = match (item.mode, item.code_hash.as_deref()) {
-                        (PaymentMode::ReverseScan, Some(hash)) => {
-                            consume_code(conn, &card, hash, id, at)?
-                        }
-                        (PaymentMode::ReverseScan, None) => Some(DeclineReason::UnknownCode),
-                        // The platform validated the QR and claimed a dynamic code already.
-                        (PaymentMode::ForwardScan, _) => card_inactive(conn, &card)?,
-                    };
-                    if let Some(reason) = reason {
-                        decline_row(conn, id, reason, at)?;
-                        item.decline(reason, at);
-                    }
-                }
             }
+            if item.card.is_some() && item.amount.is_some() {
+                todo.push(i);
+            } else {
+                item.decline(DeclineReason::InternalError, at);
+            }
+        }
+        let scopes: Vec<String> = items.iter().map(PaymentItem::request_scope).collect();
+        // One insertion order for every batch, so that two order consumers racing on the same
+        // requests (a POS retry landing on the other process) wait instead of deadlocking.
+        todo.sort_by(|&a, &b| {
+            (&scopes[a], items[a].request_id.0).cmp(&(&scopes[b], items[b].request_id.0))
+        });
+        // A forward-scan order arrives with its id (the phone's order id); a reverse scan gets
+        // a fresh one.
+        let new_ids: Vec<Uuid> = todo
+            .iter()
+            .map(|&i| items[i].transaction_id.map_or_else(Uuid::new_v4, |t| t.0))
+            .collect();
+        let mut inserted: HashSet<Uuid> = HashSet::with_capacity(todo.len());
+        for (chunk, ids) in todo
+            .chunks(batch::ROWS_PER_STATEMENT)
+            .zip(new_ids.chunks(batch::ROWS_PER_STATEMENT))
+        {
+            let rows: Vec<NewTransaction> = chunk
+                .iter()
+                .zip(ids)
+                .filter_map(|(&i, &id)| {
+                    let item = &items[i];
+                    let card = item.card.as_ref()?;
+                    Some(NewTransaction {
+                        id,
+                        mode: item.mode.as_str(),
+                        request_scope: &scopes[i],
+                        request_id: item.request_id.0,
+                        merchant_id: item.merchant_id.as_str(),
+                        terminal_id: item.terminal_id.as_str(),
+                        card_id: Some(card.card_id),
+                        user_id: Some(card.user_id.as_str()),
+                        amount: item.amount.map(Amount::value),
+                        state: "created",
+                    })
+                })
+                .collect();
+            inserted.extend(
+                diesel::insert_into(transactions::table)
+                    .values(&rows)
+                    .on_conflict((transactions::request_scope, transactions::request_id))
+                    .do_nothing()
+                    .returning(transactions::id)
+                    .get_results::<Uuid>(conn)?,
+            );
+        }
+        // (item index, transaction id): new orders, and requests stored before.
+        type Split = (Vec<(usize, Uuid)>, Vec<(usize, Uuid)>);
+        let (fresh, seen): Split = todo
+            .iter()
+            .copied()
+            .zip(new_ids.iter().copied())
+            .partition(|(_, id)| inserted.contains(id));
+
+        let card_ids: Vec<i64> = fresh
+            .iter()
+            .filter_map(|&(i, _)| items[i].card.as_ref().map(|c| c.card_id))
+            .collect();
+        let inactive: HashSet<i64> = if card_ids.is_empty() {
+            HashSet::new()
+        } else {
+            cards::table
+                .filter(cards::id.eq_any(&card_ids))
+                .filter(cards::status.ne("active"))
+                .select(cards::id)
+                .load::<i64>(conn)?
+                .into_iter()
+                .collect()
+        };
+
+        let mut declines: Vec<(usize, Uuid, DeclineReason)> = Vec::new();
+        // Claims and the items they are for, index for index.
+        let mut claims: Vec<batch::CodeClaim> = Vec::new();
+        let mut claimed_by: Vec<usize> = Vec::new();
+        for &(i, id) in &fresh {
+            let item = &items[i];
+            let card_id = item.card.as_ref().map_or(0, |c| c.card_id);
+            if inactive.contains(&card_id) {
+                declines.push((i, id, DeclineReason::CardFrozen));
+                continue;
+            }
+            match (item.mode, item.code_hash.as_deref()) {
+                (PaymentMode::ReverseScan, Some(hash)) => {
+                    claims.push(batch::CodeClaim {
+                        hash,
+                        card_id,
+                        transaction_id: id,
+                    });
+                    claimed_by.push(i);
+                }
+                (PaymentMode::ReverseScan, None) => {
+                    declines.push((i, id, DeclineReason::UnknownCode))
+                }
+                // The platform validated the QR and claimed a dynamic code already.
+                (PaymentMode::ForwardScan, _) => {}
+            }
+        }
+        let won = batch::consume_codes(conn, &claims, at)?;
+        let lost: Vec<(usize, &batch::CodeClaim)> = claimed_by
+            .iter()
+            .copied()
+            .zip(&claims)
+            .filter(|(_, c)| !won.contains(&c.transaction_id))
+            .collect();
+        if !lost.is_empty() {
+            let hashes: Vec<&[u8]> = lost.iter().map(|(_, c)| c.hash).collect();
+            let states: HashMap<Vec<u8>, String> = payment_codes::table
+                .filter(payment_codes::code_hash.eq_any(&hashes))
+                .select((payment_codes::code_hash, payment_codes::state))
+                .load::<(Vec<u8>, String)>(conn)?
+                .into_iter()
+                .collect();
+            for (i, claim) in lost {
+                let reason = match states.get(claim.hash).map(String::as_str) {
+                    Some("used") => DeclineReason::CodeUsed,
+                    Some("superseded") | Some("revoked") => DeclineReason::CodeRevoked,
+                    Some("unused") => DeclineReason::CodeExpired,
+                    _ => DeclineReason::UnknownCode,
+                };
+                declines.push((i, claim.transaction_id, reason));
+            }
+        }
+        let rows: Vec<(Uuid, DeclineReason)> = declines.iter().map(|d| (d.1, d.2)).collect();
+        batch::decline_rows(conn, &rows, at)?;
+
+        for &(i, id) in &fresh {
+            items[i].transaction_id = Some(TransactionId(id));
+        }
+        for (i, _, reason) in declines {
+            items[i].decline(reason, at);
+        }
+        // Requests seen before (a retry, or the same request twice in this batch, which now
+        // finds the row inserted above): they carry their stored transaction on. Rare, so one
+        // read each.
+        for (i, _) in seen {
+            let row: TransactionRow = transactions::table
+                .filter(transactions::request_scope.eq(&scopes[i]))
+                .filter(transactions::request_id.eq(items[i].request_id.0))
+                .select(TransactionRow::as_select())
+                .first(conn)?;
+            fill_from_row(conn, &mut items[i], &row)?;
+        }
+        for item in &mut items {
             item.code_hash = None;
         }
         Ok(items)
@@ -334,7 +362,11 @@ pub fn apply_fees(
     let merchant_ids: Vec<String> = items.iter().map(|i| i.merchant_id.to_string()).collect();
     let rules = load_fee_rules(conn, &identities, &merchant_ids)?;
     conn.transaction(|conn| {
-        for item in items.iter_mut().filter(|i| i.is_pending()) {
+        let mut planned: Vec<(usize, Uuid, Money, Option<i64>)> = Vec::new();
+        for (i, item) in items.iter_mut().enumerate() {
+            if !item.is_pending() {
+                continue;
+            }
             let (Some(card), Some(amount), Some(tx)) =
                 (&item.card, item.amount, item.transaction_id)
             else {
@@ -346,36 +378,52 @@ pub fn apply_fees(
                 Some((id, rate)) => (rate.fee_for(amount), Some(id)),
                 None => (Money::ZERO, None),
             };
-            let updated = diesel::update(
-                transactions::table
-                    .find(tx.0)
-                    .filter(transactions::fee.is_null()),
-            )
-            .set((
-                transactions::fee.eq(fee.value()),
-                transactions::fee_rule_id.eq(rule_id),
-            ))
-            .execute(conn)?;
-            if updated == 1 {
-                item.fee = Some(fee);
-                item.fee_rule_id = rule_id;
-            } else {
-                let (stored_fee, stored_rule): (Option<Decimal>, Option<i64>) = transactions::table
-                    .find(tx.0)
-                    .select((transactions::fee, transactions::fee_rule_id))
-                    .first(conn)?;
-                item.fee = Some(stored_fee.map(money).unwrap_or(fee));
-                item.fee_rule_id = stored_rule;
+            planned.push((i, tx.0, fee, rule_id));
+        }
+        // Transaction-id order: the row locks this update takes are taken in one order.
+        planned.sort_by_key(|p| p.1);
+        let writes: Vec<(Uuid, Decimal, Option<i64>)> =
+            planned.iter().map(|p| (p.1, p.2.value(), p.3)).collect();
+        let stored_now = batch::set_fees(conn, &writes)?;
+        // A retry finds the fee stored the first time and keeps it (a rule may have changed
+        // since).
+        let earlier: Vec<Uuid> = planned
+            .iter()
+            .map(|p| p.1)
+            .filter(|id| !stored_now.contains(id))
+            .collect();
+        let stored: HashMap<Uuid, (Option<Decimal>, Option<i64>)> = if earlier.is_empty() {
+            HashMap::new()
+        } else {
+            transactions::table
+                .filter(transactions::id.eq_any(&earlier))
+                .select((
+                    transactions::id,
+                    transactions::fee,
+                    transactions::fee_rule_id,
+                ))
+                .load::<(Uuid, Option<Decimal>, Option<i64>)>(conn)?
+                .into_iter()
+                .map(|(id, fee, rule)| (id, (fee, rule)))
+                .collect()
+        };
+        for (i, tx, fee, rule_id) in planned {
+            let item = &mut items[i];
+            match stored.get(&tx) {
+                Some(&(stored_fee, stored_rule)) => {
+                    item.fee = Some(stored_fee.map(money).unwrap_or(fee));
+                    item.fee_rule_id = stored_rule;
+                }
+                None => {
+                    item.fee = Some(fee);
+                    item.fee_rule_id = rule_id;
+                }
             }
         }
         Ok(items)
     })
 }
 
-/// Settlement (the card backend): for each payment, debit the card (amount + fee) only if the
-/// balance covers it, credit the merchant (amount) and the school's fee income (fee), as one
-/// balanced journal entry keyed by the transaction id. The whole batch is one database
-/// transaction; card rows are touched in account-id order, then merchants, then the school.
 /// Approved amounts per card since `day_start`, across both scan directions.
 fn spent_since(
     conn: &mut PgConnection,
@@ -401,6 +449,15 @@ fn spent_since(
         .collect())
 }
 
+/// Settlement (the card backend): for each payment, debit the card (amount + fee) only if the
+/// balance covers it, credit the merchant (amount) and the school's fee income (fee), as one
+/// balanced journal entry keyed by the transaction id. The whole batch is one database
+/// transaction of a fixed number of statements: the transactions are locked in id order, the
+/// card accounts in account-id order, and the debits are decided in memory against the locked
+/// balances (several payments of one card in a batch are taken in arrival order), then written
+/// with one statement per kind of change. Merchant and school accounts are locked after the
+/// cards, in id order. The CHECK constraint on balances stands behind the arithmetic.
+///
 /// Limits are checked here, where a card's payments are serialised: the per-transaction limit,
 /// the daily limit (approved amounts since `day_start`, both scan directions), and the
 /// password-free amount (above it a reverse scan is declined `pin_required`; a forward scan
@@ -411,6 +468,7 @@ pub fn settle(
     day_start: DateTime<Utc>,
 ) -> Result<Vec<PaymentItem>, DbError> {
     conn.transaction(|conn| {
+        let at = now_micros();
         let fee_account = account_of(conn, "fee_income", "school")?;
         let tx_ids: Vec<Uuid> = items
             .iter()
@@ -434,18 +492,26 @@ pub fn settle(
             .into_iter()
             .collect();
 
-        let card_ids: Vec<i64> = items
+        let pending_cards: Vec<&CardRef> = items
             .iter()
             .filter(|i| i.is_pending())
-            .filter_map(|i| i.card.as_ref().map(|c| c.card_id))
+            .filter_map(|i| i.card.as_ref())
             .collect();
+        let card_ids: Vec<i64> = pending_cards.iter().map(|c| c.card_id).collect();
+        let mut card_accounts: Vec<i64> = pending_cards.iter().map(|c| c.account_id).collect();
+        card_accounts.sort_unstable();
+        card_accounts.dedup();
         let limits: HashMap<i64, super::cards::Limits> =
             super::cards::limits_of_cards(conn, &card_ids)?
                 .into_iter()
                 .map(|l| (l.card_id, l))
                 .collect();
         let mut spent_today = spent_since(conn, &card_ids, day_start)?;
+        let mut balances: HashMap<i64, Decimal> = batch::lock_accounts(conn, &card_accounts)?
+            .into_iter()
+            .collect();
 
+        // Account order, and arrival order within one card (the sort is stable).
         let mut order: Vec<usize> = (0..items.len())
             .filter(|&i| items[i].is_pending())
             .collect();
@@ -457,14 +523,14 @@ pub fn settle(
                 .unwrap_or(i64::MAX)
         });
 
-        let mut merchant_credit: BTreeMap<i64, Decimal> = BTreeMap::new();
-        let mut fee_total = Decimal::ZERO;
-        let mut entries: Vec<Uuid> = Vec::new();
+        let mut debits: BTreeMap<i64, Decimal> = BTreeMap::new();
+        let mut credits: BTreeMap<i64, Decimal> = BTreeMap::new();
+        let mut declines: Vec<(Uuid, DeclineReason)> = Vec::new();
+        let mut approvals: Vec<(Uuid, Decimal)> = Vec::new();
         let mut legs: Vec<(Uuid, &'static str, i64, Decimal)> = Vec::new();
 
         for i in order {
             let item = &mut items[i];
-            let at = now_micros();
             let row = match item.transaction_id.and_then(|t| rows.get_mut(&t.0)) {
                 Some(r) => r,
                 None => {
@@ -477,101 +543,90 @@ pub fn settle(
                 item.fee = row.fee.map(money);
                 continue;
             }
-            let (Some(card), Some(merchant_account)) = (
-                item.card.clone(),
-                merchant_accounts.get(item.merchant_id.as_str()).copied(),
-            ) else {
-                decline_row(conn, row.id, DeclineReason::InternalError, at)?;
-                item.decline(DeclineReason::InternalError, at);
-                continue;
-            };
-            let Some(amount) = row.amount else {
-                // Only tombstones lack an amount, and they are never `created`.
-                decline_row(conn, row.id, DeclineReason::InternalError, at)?;
-                item.decline(DeclineReason::InternalError, at);
-                continue;
-            };
             let fee = row
                 .fee
                 .or(item.fee.map(Money::value))
                 .unwrap_or(Decimal::ZERO);
+            item.fee = Some(money(fee));
+            // Only tombstones lack an amount, and they are never `created`.
+            let (Some(card), Some(merchant_account), Some(amount)) = (
+                item.card.as_ref(),
+                merchant_accounts.get(item.merchant_id.as_str()).copied(),
+                row.amount,
+            ) else {
+                declines.push((row.id, DeclineReason::InternalError));
+                decline_in_place(row, item, DeclineReason::InternalError, at);
+                continue;
+            };
             let total = amount + fee;
-            let over_limit = match limits.get(&card.card_id) {
-                None => None,
+            let verdict = match limits.get(&card.card_id) {
                 Some(l) => {
                     let spent = spent_today.get(&card.card_id).copied().unwrap_or_default();
                     if amount > l.per_txn_limit || spent + amount > l.daily_limit {
-                        Some(DeclineReason::LimitExceeded)
+                        Err(DeclineReason::LimitExceeded)
                     } else if amount > l.password_free_limit
                         && !(item.mode == PaymentMode::ForwardScan && item.pin_verified)
                     {
-                        Some(DeclineReason::PinRequired)
+                        Err(DeclineReason::PinRequired)
                     } else {
-                        None
+                        Ok(())
                     }
                 }
-            };
-            if let Some(reason) = over_limit {
-                decline_row(conn, row.id, reason, at)?;
-                row.state = "declined".into();
-                row.reason = Some(reason.as_str().into());
-                row.processed_at = Some(at);
-                item.decline(reason, at);
-                item.fee = Some(money(fee));
+                None => Ok(()),
+            }
+            .and_then(|()| match balances.get_mut(&card.account_id) {
+                None => Err(DeclineReason::InternalError),
+                Some(balance) if *balance < total => Err(DeclineReason::InsufficientBalance),
+                Some(balance) => {
+                    *balance -= total;
+                    Ok(())
+                }
+            });
+            if let Err(reason) = verdict {
+                declines.push((row.id, reason));
+                decline_in_place(row, item, reason, at);
                 continue;
             }
-            let balance_after: Option<Decimal> = diesel::update(
-                accounts::table
-                    .find(card.account_id)
-                    .filter(accounts::balance.ge(total)),
-            )
-            .set(accounts::balance.eq(accounts::balance - total))
-            .returning(accounts::balance)
-            .get_result(conn)
-            .optional()?;
-            match balance_after {
-                None => {
-                    decline_row(conn, row.id, DeclineReason::InsufficientBalance, at)?;
-                    row.state = "declined".into();
-                    row.reason = Some(DeclineReason::InsufficientBalance.as_str().into());
-                    row.processed_at = Some(at);
-                    item.decline(DeclineReason::InsufficientBalance, at);
-                }
-                Some(balance) => {
-                    diesel::update(transactions::table.find(row.id))
-                        .set((
-                            transactions::state.eq("approved"),
-                            transactions::balance_after.eq(balance),
-                            transactions::processed_at.eq(at),
-                        ))
-                        .execute(conn)?;
-                    row.state = "approved".into();
-                    row.balance_after = Some(balance);
-                    row.processed_at = Some(at);
-                    entries.push(row.id);
-                    legs.push((row.id, "card", card.account_id, -total));
-                    legs.push((row.id, "merchant", merchant_account, amount));
-                    if !fee.is_zero() {
-                        legs.push((row.id, "fee", fee_account, fee));
-                    }
-                    *merchant_credit.entry(merchant_account).or_default() += amount;
-                    *spent_today.entry(card.card_id).or_default() += amount;
-                    fee_total += fee;
-                    item.outcome = Outcome::Done(FinalResult {
-                        status: TxState::Approved,
-                        reason: None,
-                        processed_at: at,
-                        balance_after: Some(money(balance)),
-                    });
-                }
+            let balance = balances.get(&card.account_id).copied().unwrap_or_default();
+            *debits.entry(card.account_id).or_default() -= total;
+            *credits.entry(merchant_account).or_default() += amount;
+            if !fee.is_zero() {
+                *credits.entry(fee_account).or_default() += fee;
             }
-            item.fee = Some(money(fee));
+            *spent_today.entry(card.card_id).or_default() += amount;
+            approvals.push((row.id, balance));
+            legs.push((row.id, "card", card.account_id, -total));
+            legs.push((row.id, "merchant", merchant_account, amount));
+            if !fee.is_zero() {
+                legs.push((row.id, "fee", fee_account, fee));
+            }
+            row.state = "approved".into();
+            row.balance_after = Some(balance);
+            row.processed_at = Some(at);
+            item.outcome = Outcome::Done(FinalResult {
+                status: TxState::Approved,
+                reason: None,
+                processed_at: at,
+                balance_after: Some(money(balance)),
+            });
         }
 
-        if !entries.is_empty() {
-            let new_entries: Vec<NewEntry> = entries
+        batch::decline_rows(conn, &declines, at)?;
+        if approvals.is_empty() {
+            return Ok(items);
+        }
+        approvals.sort_by_key(|a| a.0);
+        batch::approve_rows(conn, &approvals, at)?;
+        let debits: Vec<(i64, Decimal)> = debits.into_iter().collect();
+        batch::adjust_balances(conn, &debits)?;
+        let credited: Vec<i64> = credits.keys().copied().collect();
+        batch::lock_accounts(conn, &credited)?;
+        let credits: Vec<(i64, Decimal)> = credits.into_iter().collect();
+        batch::adjust_balances(conn, &credits)?;
+        for chunk in approvals.chunks(batch::ROWS_PER_STATEMENT) {
+            let entries: Vec<NewEntry> = chunk
                 .iter()
-                .map(|&id| NewEntry {
+                .map(|&(id, _)| NewEntry {
                     id,
                     kind: "payment",
                     transaction_id: Some(id),
@@ -579,9 +634,11 @@ pub fn settle(
                 })
                 .collect();
             diesel::insert_into(journal_entries::table)
-                .values(&new_entries)
+                .values(&entries)
                 .execute(conn)?;
-            let new_postings: Vec<NewPosting> = legs
+        }
+        for chunk in legs.chunks(batch::ROWS_PER_STATEMENT) {
+            let postings: Vec<NewPosting> = chunk
                 .iter()
                 .map(|&(entry_id, leg, account_id, amount)| NewPosting {
                     entry_id,
@@ -591,21 +648,25 @@ pub fn settle(
                 })
                 .collect();
             diesel::insert_into(postings::table)
-                .values(&new_postings)
+                .values(&postings)
                 .execute(conn)?;
-            for (account, credit) in &merchant_credit {
-                diesel::update(accounts::table.find(*account))
-                    .set(accounts::balance.eq(accounts::balance + *credit))
-                    .execute(conn)?;
-            }
-            if !fee_total.is_zero() {
-                diesel::update(accounts::table.find(fee_account))
-                    .set(accounts::balance.eq(accounts::balance + fee_total))
-                    .execute(conn)?;
-            }
         }
         Ok(items)
     })
+}
+
+/// Records a decline on the locked row (so a second item of the same transaction in this batch
+/// sees it) and on the item.
+fn decline_in_place(
+    row: &mut TransactionRow,
+    item: &mut PaymentItem,
+    reason: DeclineReason,
+    at: DateTime<Utc>,
+) {
+    row.state = "declined".into();
+    row.reason = Some(reason.as_str().into());
+    row.processed_at = Some(at);
+    item.decline(reason, at);
 }
 
 /// The decided item a stored transaction stands for (for re-sending its result), or `None`

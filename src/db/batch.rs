@@ -1,0 +1,185 @@
+//! Set-based statements for the pipeline's repository: each applies one change to many rows in
+//! one round trip, with the rows passed as arrays and joined through `unnest`. One statement per
+//! batch instead of one per payment is what lets a stage keep up (docs/PERFORMANCE.md).
+//!
+//! Every statement here runs inside the caller's transaction. Where it takes row locks, the
+//! caller passes ids in a fixed order (or locks them first with `lock_accounts`), so that two
+//! batches touching the same rows wait for each other instead of deadlocking.
+
+use super::schema::accounts;
+use super::DbError;
+use crate::domain::DeclineReason;
+use chrono::{DateTime, Utc};
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Binary, Nullable, Numeric, Text, Timestamptz};
+use rust_decimal::Decimal;
+use std::collections::HashSet;
+use uuid::Uuid;
+
+/// Rows per statement. PostgreSQL takes at most 65,535 bind parameters per statement, and a
+/// multi-row INSERT binds one per column per row; arrays count as one, but a bounded chunk also
+/// bounds how long one statement holds its locks.
+pub const ROWS_PER_STATEMENT: usize = 1_000;
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+}
+
+/// One payment code a new order wants to consume.
+pub struct CodeClaim<'a> {
+    pub hash: &'a [u8],
+    pub card_id: i64,
+    pub transaction_id: Uuid,
+}
+
+/// Marks the claimed codes used by their transactions, if each is still unused, unexpired and
+/// the card's; returns the transactions that got their code. The row lock this takes is what
+/// makes two scans of one code resolve to exactly one winner: the loser's UPDATE waits, then
+/// finds the code used. Two claims of one code in the same batch also yield one winner.
+pub fn consume_codes(
+    conn: &mut PgConnection,
+    claims: &[CodeClaim<'_>],
+    at: DateTime<Utc>,
+) -> Result<HashSet<Uuid>, DbError> {
+    let mut won = HashSet::with_capacity(claims.len());
+    for chunk in claims.chunks(ROWS_PER_STATEMENT) {
+        let hashes: Vec<&[u8]> = chunk.iter().map(|c| c.hash).collect();
+        let cards: Vec<i64> = chunk.iter().map(|c| c.card_id).collect();
+        let txs: Vec<Uuid> = chunk.iter().map(|c| c.transaction_id).collect();
+        let rows: Vec<IdRow> = diesel::sql_query(
+            "UPDATE payment_codes p \
+             SET state = 'used', used_at = $4, transaction_id = v.tx \
+             FROM unnest($1::bytea[], $2::int8[], $3::uuid[]) AS v(hash, card, tx) \
+             WHERE p.code_hash = v.hash AND p.card_id = v.card \
+               AND p.state = 'unused' AND p.expires_at > $4 \
+             RETURNING p.transaction_id AS id",
+        )
+        .bind::<Array<Binary>, _>(hashes)
+        .bind::<Array<BigInt>, _>(cards)
+        .bind::<Array<diesel::sql_types::Uuid>, _>(txs)
+        .bind::<Timestamptz, _>(at)
+        .load(conn)?;
+        won.extend(rows.into_iter().map(|r| r.id));
+    }
+    Ok(won)
+}
+
+/// Declines the transactions that are still `created`, each with its reason.
+pub fn decline_rows(
+    conn: &mut PgConnection,
+    declines: &[(Uuid, DeclineReason)],
+    at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    for chunk in declines.chunks(ROWS_PER_STATEMENT) {
+        let ids: Vec<Uuid> = chunk.iter().map(|d| d.0).collect();
+        let reasons: Vec<&str> = chunk.iter().map(|d| d.1.as_str()).collect();
+        diesel::sql_query(
+            "UPDATE transactions t \
+             SET state = 'declined', reason = v.reason, processed_at = $3 \
+             FROM unnest($1::uuid[], $2::text[]) AS v(id, reason) \
+             WHERE t.id = v.id AND t.state = 'created'",
+        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+        .bind::<Array<Text>, _>(reasons)
+        .bind::<Timestamptz, _>(at)
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Approves transactions (locked by the caller and still `created`) with the card balance each
+/// left behind.
+pub fn approve_rows(
+    conn: &mut PgConnection,
+    approvals: &[(Uuid, Decimal)],
+    at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    for chunk in approvals.chunks(ROWS_PER_STATEMENT) {
+        let ids: Vec<Uuid> = chunk.iter().map(|a| a.0).collect();
+        let balances: Vec<Decimal> = chunk.iter().map(|a| a.1).collect();
+        let updated = diesel::sql_query(
+            "UPDATE transactions t \
+             SET state = 'approved', balance_after = v.balance, processed_at = $3 \
+             FROM unnest($1::uuid[], $2::numeric[]) AS v(id, balance) \
+             WHERE t.id = v.id AND t.state = 'created'",
+        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+        .bind::<Array<Numeric>, _>(balances)
+        .bind::<Timestamptz, _>(at)
+        .execute(conn)?;
+        // The caller holds these rows locked and saw them `created`: anything else is a bug,
+        // and committing postings for a transaction that is not approved would be worse.
+        if updated != chunk.len() {
+            return Err(DbError::Rejected(format!(
+                "approved {updated} of {} transactions",
+                chunk.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Stores each transaction's fee and rule unless it has one already; returns the transactions
+/// it stored a fee for. A transaction listed twice (a request sent twice within one batch) is
+/// written once.
+pub fn set_fees(
+    conn: &mut PgConnection,
+    fees: &[(Uuid, Decimal, Option<i64>)],
+) -> Result<HashSet<Uuid>, DbError> {
+    let mut stored = HashSet::with_capacity(fees.len());
+    for chunk in fees.chunks(ROWS_PER_STATEMENT) {
+        let ids: Vec<Uuid> = chunk.iter().map(|f| f.0).collect();
+        let amounts: Vec<Decimal> = chunk.iter().map(|f| f.1).collect();
+        let rules: Vec<Option<i64>> = chunk.iter().map(|f| f.2).collect();
+        let rows: Vec<IdRow> = diesel::sql_query(
+            "UPDATE transactions t SET fee = v.fee, fee_rule_id = v.rule \
+             FROM unnest($1::uuid[], $2::numeric[], $3::int8[]) AS v(id, fee, rule) \
+             WHERE t.id = v.id AND t.fee IS NULL \
+             RETURNING t.id",
+        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+        .bind::<Array<Numeric>, _>(amounts)
+        .bind::<Array<Nullable<BigInt>>, _>(rules)
+        .load(conn)?;
+        stored.extend(rows.into_iter().map(|r| r.id));
+    }
+    Ok(stored)
+}
+
+/// Locks the accounts in id order (the order every money path uses) and returns their balances.
+/// `FOR NO KEY UPDATE` rather than `FOR UPDATE`: it is the lock an UPDATE of the balance takes
+/// anyway, and unlike `FOR UPDATE` it does not block the key-share locks that inserting
+/// postings (which reference accounts) takes.
+pub fn lock_accounts(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<(i64, Decimal)>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(accounts::table
+        .filter(accounts::id.eq_any(ids))
+        .order(accounts::id)
+        .for_no_key_update()
+        .select((accounts::id, accounts::balance))
+        .load(conn)?)
+}
+
+/// Adds each delta to its account's balance. The accounts must be locked already (see
+/// `lock_accounts`) and listed once each. The CHECK constraint on card balances still stands
+/// behind the caller's arithmetic: a debit that would go below zero fails the whole batch.
+pub fn adjust_balances(conn: &mut PgConnection, deltas: &[(i64, Decimal)]) -> Result<(), DbError> {
+    for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
+        let ids: Vec<i64> = chunk.iter().map(|d| d.0).collect();
+        let amounts: Vec<Decimal> = chunk.iter().map(|d| d.1).collect();
+        diesel::sql_query(
+            "UPDATE accounts a SET balance = a.balance + v.delta \
+             FROM unnest($1::int8[], $2::numeric[]) AS v(id, delta) \
+             WHERE a.id = v.id",
+        )
+        .bind::<Array<BigInt>, _>(ids)
+        .bind::<Array<Numeric>, _>(amounts)
+        .execute(conn)?;
+    }
+    Ok(())
+}
