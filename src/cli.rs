@@ -47,6 +47,11 @@ pub enum Command {
         /// Do not serve the payment platform's HTTP API (CAMPUSPAY_HTTP_ADDR).
         #[arg(long)]
         no_http: bool,
+        /// Settlement shards this process should be the active consumer of (e.g. `0,1`);
+        /// on the others it stands by and registers after CAMPUSPAY_STANDBY_DELAY_MS, so it
+        /// takes them over only if their process goes away. Default: all shards.
+        #[arg(long, value_delimiter = ',')]
+        prefer_shards: Vec<u32>,
     },
     /// Merchant QR payloads (EMV merchant-presented mode).
     Qr {
@@ -527,7 +532,24 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
         } => {
             return Ok(qr_decode(&payload, json));
         }
-        Command::Run { stages, no_http } => {
+        Command::Run {
+            stages,
+            no_http,
+            prefer_shards,
+        } => {
+            if let Some(bad) = prefer_shards
+                .iter()
+                .find(|s| **s >= crate::broker::topology::SETTLEMENT_SHARDS)
+            {
+                return Err(CliError::Failed(format!(
+                    "--prefer-shards: there is no shard {bad} (shards are 0 to {})",
+                    crate::broker::topology::SETTLEMENT_SHARDS - 1
+                )));
+            }
+            let mut config = config;
+            if !prefer_shards.is_empty() {
+                config.preferred_shards = Some(prefer_shards);
+            }
             let stages: Vec<StageName> = if stages.is_empty() {
                 StageName::ALL.to_vec()
             } else {

@@ -66,6 +66,13 @@ pub struct Config {
     pub db_pool_size: u32,
     /// How long a publisher waits for the broker's confirm before treating it as a failure.
     pub confirm_timeout: Duration,
+    /// Settlement shards this process is meant to be active on (`run --prefer-shards`);
+    /// `None`: all of them.
+    pub preferred_shards: Option<Vec<u32>>,
+    /// How long a process waits before registering as a standby consumer on a shard it does
+    /// not prefer, so that the preferring process (started at about the same time) becomes
+    /// the shard's single active consumer.
+    pub standby_delay: Duration,
     pub production: bool,
 }
 
@@ -166,6 +173,13 @@ impl Config {
                 1,
                 300,
             )?),
+            preferred_shards: None,
+            standby_delay: Duration::from_millis(parse_num(
+                "CAMPUSPAY_STANDBY_DELAY_MS",
+                3_000,
+                0,
+                60_000,
+            )?),
             production,
         })
     }
@@ -188,6 +202,8 @@ impl Config {
             prefetch: 100,
             db_pool_size: 8,
             confirm_timeout: Duration::from_secs(10),
+            preferred_shards: None,
+            standby_delay: Duration::from_secs(3),
             production: false,
         }
     }

@@ -147,6 +147,17 @@ impl Management {
         )
     }
 
+    /// The vhost's consumers, each with its queue, channel details and (for a single-active-
+    /// consumer queue) whether it is the active one.
+    pub fn consumers(&self, vhost: &str) -> Result<Vec<Value>, ManagementError> {
+        Ok(
+            match self.call("GET", &format!("/api/consumers/{}", encode(vhost)), None)? {
+                Some(Value::Array(v)) => v,
+                _ => Vec::new(),
+            },
+        )
+    }
+
     /// Force-closes a client connection (the client sees a connection-forced error).
     pub fn close_connection(&self, name: &str) -> Result<(), ManagementError> {
         self.call(

@@ -65,6 +65,9 @@ pub struct ConsumerSpec {
     pub stage: &'static str,
     pub prefetch: u16,
     pub confirm_timeout: Duration,
+    /// Wait this long before registering (zero: at once). A settlement shard's consumers are
+    /// single-active in registration order, so a process that registers late is its standby.
+    pub standby: Duration,
 }
 
 /// In-place retries of a failing batch before it is handed back to the broker (each hand-back
@@ -73,6 +76,18 @@ const IN_PLACE_RETRIES: u32 = 8;
 
 /// Runs until `shutdown` becomes true. Never returns an error: it reconnects instead.
 pub async fn run(spec: ConsumerSpec, handler: Handler, mut shutdown: watch::Receiver<bool>) {
+    if !spec.standby.is_zero() {
+        log::info!(
+            "{}: standing by on {} (registering in {:?})",
+            spec.stage,
+            spec.queue,
+            spec.standby
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(spec.standby) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
     let mut backoff = Backoff::new();
     loop {
         if *shutdown.borrow() {
@@ -148,7 +163,13 @@ async fn session(
 ) -> Result<(), BrokerError> {
     let conn = connect(
         &spec.amqp_url,
-        &format!("campuspay {} {}", spec.stage, spec.queue),
+        // The pid tells an operator (and the scale-out test) which process holds a shard.
+        &format!(
+            "campuspay {} {} pid {}",
+            spec.stage,
+            spec.queue,
+            std::process::id()
+        ),
     )
     .await?;
     let channel = conn.create_channel().await?;

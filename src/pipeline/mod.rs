@@ -133,13 +133,25 @@ pub fn start_stage<S: Stage>(
     S::NAME
         .queues()
         .into_iter()
-        .map(|queue| {
+        .enumerate()
+        .map(|(index, queue)| {
+            // Settlement queues are listed in shard order.
+            let standby = match &config.preferred_shards {
+                Some(preferred)
+                    if S::NAME == StageName::Settlement
+                        && !preferred.iter().any(|&s| s as usize == index) =>
+                {
+                    config.standby_delay
+                }
+                _ => std::time::Duration::ZERO,
+            };
             let spec = ConsumerSpec {
                 amqp_url: config.amqp_url.clone(),
                 queue,
                 stage: S::NAME.as_str(),
                 prefetch: config.prefetch,
                 confirm_timeout: config.confirm_timeout,
+                standby,
             };
             let addr = addr.clone();
             let handler: consumer::Handler = Box::new(move |batch| {

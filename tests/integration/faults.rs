@@ -23,8 +23,15 @@ pub struct Worker {
 
 impl Worker {
     pub fn spawn(env: &TestEnv) -> Worker {
+        Worker::spawn_with(env, &[])
+    }
+
+    /// A worker with extra `run` arguments.
+    pub fn spawn_with(env: &TestEnv, args: &[&str]) -> Worker {
         let child = Command::new(env!("CARGO_BIN_EXE_campuspay"))
             .args(["run", "--no-http"])
+            .args(args)
+            .env("CAMPUSPAY_STANDBY_DELAY_MS", "1000")
             .env("DATABASE_URL", &env.config.database_url)
             .env("AMQP_URL", &env.config.amqp_url)
             .env("RUST_LOG", "warn")
@@ -32,6 +39,10 @@ impl Worker {
             .spawn()
             .expect("worker starts");
         Worker { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn kill(&mut self) {
@@ -375,4 +386,117 @@ async fn broker_stopped_and_started_mid_stream() {
     );
     let report = stream.await.unwrap();
     assert_promises_kept(&env, &report, sent, "broker restarted").await;
+}
+
+/// Which process each stage queue's consumers belong to, from the management API: queue →
+/// (pid, active) per consumer. The pid is in the worker's connection name.
+async fn consumers_by_queue(env: &TestEnv) -> std::collections::BTreeMap<String, Vec<(u32, bool)>> {
+    let (m, vhost) = (env.mgmt().clone(), env.vhost.clone());
+    tokio::task::spawn_blocking(move || {
+        let pids: std::collections::HashMap<String, u32> = m
+            .connections(&vhost)
+            .unwrap()
+            .iter()
+            .filter_map(|c| {
+                let client = c["client_properties"]["connection_name"].as_str()?;
+                let pid = client.rsplit_once(" pid ")?.1.parse().ok()?;
+                Some((c["name"].as_str()?.to_owned(), pid))
+            })
+            .collect();
+        let mut by_queue: std::collections::BTreeMap<String, Vec<(u32, bool)>> = Default::default();
+        for c in m.consumers(&vhost).unwrap() {
+            let (Some(queue), Some(conn)) = (
+                c["queue"]["name"].as_str(),
+                c["channel_details"]["connection_name"].as_str(),
+            ) else {
+                continue;
+            };
+            if let Some(&pid) = pids.get(conn) {
+                let active = c["active"].as_bool().unwrap_or(true);
+                by_queue
+                    .entry(queue.to_owned())
+                    .or_default()
+                    .push((pid, active));
+            }
+        }
+        by_queue
+    })
+    .await
+    .unwrap()
+}
+
+/// The pid of each settlement shard's active consumer, once `want` holds (or panics after
+/// `timeout`). Returns how long it took.
+async fn wait_for_shards(
+    env: &TestEnv,
+    timeout: Duration,
+    want: impl Fn(&std::collections::BTreeMap<String, Vec<(u32, bool)>>) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let seen = consumers_by_queue(env).await;
+        if want(&seen) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "consumers not as expected after {timeout:?}: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn active_on(seen: &std::collections::BTreeMap<String, Vec<(u32, bool)>>, shard: u32) -> Vec<u32> {
+    seen.get(&format!("campuspay.settlement.{shard}"))
+        .map(|cs| cs.iter().filter(|c| c.1).map(|c| c.0).collect())
+        .unwrap_or_default()
+}
+
+/// Scale-out: two processes run every stage as competing consumers, split the settlement
+/// shards between them (`--prefer-shards`), and when one is killed mid-stream the other takes
+/// over its shards (single active consumer) within seconds, with nothing lost or doubled.
+#[actix_rt::test]
+async fn two_workers_split_the_shards_and_one_takes_over_when_the_other_is_killed() {
+    let env = TestEnv::empty().await;
+    let (tills, sent) = campus(&env).await;
+    let mut a = Worker::spawn_with(&env, &["--prefer-shards", "0,1"]);
+    let b = Worker::spawn_with(&env, &["--prefer-shards", "2,3"]);
+    let (pa, pb) = (a.pid(), b.pid());
+    let stages = [
+        "campuspay.qr_validation",
+        "campuspay.order",
+        "campuspay.fee",
+        "campuspay.fanout",
+    ];
+    // Every stage has a consumer in each process; each shard is active in the process that
+    // prefers it, with the other process standing by.
+    wait_for_shards(&env, Duration::from_secs(30), |seen| {
+        stages.iter().all(|q| {
+            let pids: Vec<u32> = seen
+                .get(*q)
+                .map(|cs| cs.iter().map(|c| c.0).collect())
+                .unwrap_or_default();
+            pids.contains(&pa) && pids.contains(&pb)
+        }) && (0..4).all(|s| {
+            let all = seen
+                .get(&format!("campuspay.settlement.{s}"))
+                .cloned()
+                .unwrap_or_default();
+            let owner = if s < 2 { pa } else { pb };
+            all.len() == 2 && active_on(seen, s) == vec![owner]
+        })
+    })
+    .await;
+    let stream = start_stream(&env, tills, PACE_MS);
+    let at_fault = reach_mid_stream(&env, sent, 4).await;
+    eprintln!("killing worker {pa} (shards 0,1) with {at_fault} of {sent} requests decided");
+    a.kill();
+    let takeover = wait_for_shards(&env, Duration::from_secs(30), |seen| {
+        (0..4).all(|s| active_on(seen, s) == vec![pb])
+    })
+    .await;
+    eprintln!("worker {pb} active on all four shards {takeover:?} after the kill");
+    let report = stream.await.unwrap();
+    assert_promises_kept(&env, &report, sent, "scale-out, one of two killed").await;
+    drop(b);
 }
