@@ -1047,8 +1047,20 @@ async fn pipeline_inner(
                 ("DATABASE_URL", db_url.as_str()),
                 ("AMQP_URL", env.amqp_url.as_str()),
             ];
+            // Several workers split the settlement shards between them, as an operator would
+            // (`run --prefer-shards`); each stands by on the others'.
+            let shards: Vec<String> = (0..crate::broker::topology::SETTLEMENT_SHARDS)
+                .filter(|s| s % args.workers == i)
+                .map(|s| s.to_string())
+                .collect();
+            let shards = shards.join(",");
+            let mut run_args = vec!["run"];
+            if args.workers > 1 && !shards.is_empty() {
+                run_args.extend(["--prefer-shards", shards.as_str()]);
+            }
             if !args.worker_metrics {
-                children.spawn(&["run", "--no-http"], &envs, &log)?;
+                run_args.push("--no-http");
+                children.spawn(&run_args, &envs, &log)?;
             } else {
                 // The platform's HTTP server serves the stage metrics (`/metrics`); nothing
                 // else is asked of it during the run.
@@ -1056,7 +1068,7 @@ async fn pipeline_inner(
                 metrics_urls.push(format!("http://{addr}/metrics"));
                 let mut envs = envs.to_vec();
                 envs.push(("CAMPUSPAY_HTTP_ADDR", addr.as_str()));
-                children.spawn(&["run"], &envs, &log)?;
+                children.spawn(&run_args, &envs, &log)?;
             }
         }
     }

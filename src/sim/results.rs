@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, Consumer};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 /// Unclaimed results kept per subscriber; older ones are dropped from memory (they stay in
@@ -18,8 +18,9 @@ const MAX_BUFFERED: usize = 10_000;
 
 pub struct Subscriber {
     consumer: Consumer,
-    /// Messages read while waiting for another request, by (type, request id).
-    buffered: HashMap<(String, RequestId), Vec<u8>>,
+    /// Messages that arrived while waiting for another, oldest first per request (a request
+    /// sent twice gets two results).
+    buffered: HashMap<(String, RequestId), VecDeque<Vec<u8>>>,
     pub queue: String,
 }
 
@@ -100,8 +101,12 @@ impl Subscriber {
         timeout: Duration,
     ) -> Result<(String, Vec<u8>), SimError> {
         for k in kinds {
-            if let Some(raw) = self.buffered.remove(&((*k).to_owned(), request_id)) {
-                return Ok(((*k).to_owned(), raw));
+            let key = ((*k).to_owned(), request_id);
+            if let Some(raw) = self.buffered.get_mut(&key).and_then(VecDeque::pop_front) {
+                if self.buffered.get(&key).is_some_and(VecDeque::is_empty) {
+                    self.buffered.remove(&key);
+                }
+                return Ok((key.0, raw));
             }
         }
         let deadline = tokio::time::Instant::now() + timeout;
@@ -121,7 +126,10 @@ impl Subscriber {
                     if self.buffered.len() >= MAX_BUFFERED {
                         self.buffered.clear();
                     }
-                    self.buffered.insert((h.kind, h.request_id), data);
+                    self.buffered
+                        .entry((h.kind, h.request_id))
+                        .or_default()
+                        .push_back(data);
                 }
                 Err(e) => log::warn!("skipping an unreadable message on {}: {e}", self.queue),
             }

@@ -77,3 +77,118 @@ async fn one_code_at_two_terminals_at_once_one_wins() {
     assert_eq!(env.balance(&user).await, money("92.00"));
     assert!(env.verify().await.ok);
 }
+
+/// One batch, many outcomes: requests are queued while no stage runs, so the stages meet them
+/// together and handle them as one batch each (set-based SQL). Every payment still gets its
+/// own correct result, and a card's payments are decided in the order they were sent.
+#[actix_rt::test]
+async fn a_batch_with_mixed_outcomes_gives_each_payment_its_own_result() {
+    use campuspay::broker::topology::StageName;
+    let mut env = TestEnv::empty().await;
+    env.merchant("m1", &["t1", "t2"]).await;
+    env.fee(Identity::Temporary, "0.10", None).await;
+    let a = env.card("s001", Identity::Student, "25.00").await;
+    let b = env.card("s002", Identity::Student, "5.00").await;
+    let c = env.card("s003", Identity::Student, "50.00").await;
+    let d = env.card("v001", Identity::Temporary, "50.00").await;
+    let (ca, cb, cc, cd) = (
+        env.codes(&a).await,
+        env.codes(&b).await,
+        env.codes(&c).await,
+        env.codes(&d).await,
+    );
+    let mut t1 = env.pos("m1", "t1").await;
+    let mut t2 = env.pos("m1", "t2").await;
+    let repeated = RequestId::new_random();
+    // (till, request, code, amount, expected status, expected reason)
+    let plan: Vec<(u8, RequestId, String, &str, TxState, Option<DeclineReason>)> = vec![
+        // Card a, in order: 10 fits (15 left), 20 does not, 5 fits (10 left).
+        (
+            1,
+            RequestId::new_random(),
+            ca[0].clone(),
+            "10.00",
+            TxState::Approved,
+            None,
+        ),
+        (
+            1,
+            RequestId::new_random(),
+            ca[1].clone(),
+            "20.00",
+            TxState::Declined,
+            Some(DeclineReason::InsufficientBalance),
+        ),
+        (
+            1,
+            RequestId::new_random(),
+            ca[2].clone(),
+            "5.00",
+            TxState::Approved,
+            None,
+        ),
+        (
+            2,
+            RequestId::new_random(),
+            cb[0].clone(),
+            "8.00",
+            TxState::Declined,
+            Some(DeclineReason::InsufficientBalance),
+        ),
+        // One code at two tills within the batch: the first wins.
+        (
+            1,
+            RequestId::new_random(),
+            cc[0].clone(),
+            "1.00",
+            TxState::Approved,
+            None,
+        ),
+        (
+            2,
+            RequestId::new_random(),
+            cc[0].clone(),
+            "2.00",
+            TxState::Declined,
+            Some(DeclineReason::CodeUsed),
+        ),
+        (
+            2,
+            RequestId::new_random(),
+            "289999999999999999".into(),
+            "1.00",
+            TxState::Declined,
+            Some(DeclineReason::UnknownCode),
+        ),
+        // A fee-paying card, and the same request sent twice within the batch.
+        (2, repeated, cd[0].clone(), "20.00", TxState::Approved, None),
+        (2, repeated, cd[0].clone(), "20.00", TxState::Approved, None),
+    ];
+    for (till, rid, code, amount, _, _) in &plan {
+        let pos = if *till == 1 { &t1 } else { &t2 };
+        pos.send_scan(*rid, code, amount).await.unwrap();
+    }
+    env.start_stages(&StageName::ALL);
+    for (till, rid, _, amount, status, reason) in &plan {
+        let pos = if *till == 1 { &mut t1 } else { &mut t2 };
+        let r = pos.wait(*rid, WAIT).await.unwrap();
+        assert_eq!((r.status, r.reason), (*status, *reason), "{amount} {r:?}");
+    }
+    assert_eq!(env.balance(&a).await, money("10.00"));
+    assert_eq!(env.balance(&b).await, money("5.00"));
+    assert_eq!(env.balance(&c).await, money("49.00"));
+    // 20.00 plus the 10 % temporary-card fee, once.
+    assert_eq!(env.balance(&d).await, money("28.00"));
+    assert_eq!(env.account_balance("merchant", "m1").await, money("36.00"));
+    assert_eq!(
+        env.account_balance("fee_income", "school").await,
+        money("2.00")
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(*) AS n FROM journal_entries WHERE kind = 'payment'")
+            .await,
+        4
+    );
+    let report = env.verify().await;
+    assert!(report.ok, "{report:?}");
+}
