@@ -101,7 +101,15 @@ async fn a_batch_with_mixed_outcomes_gives_each_payment_its_own_result() {
     let mut t2 = env.pos("m1", "t2").await;
     let repeated = RequestId::new_random();
     // (till, request, code, amount, expected status, expected reason)
-    let plan: Vec<(u8, RequestId, String, &str, TxState, Option<DeclineReason>)> = vec![
+    type Step<'a> = (
+        u8,
+        RequestId,
+        String,
+        &'a str,
+        TxState,
+        Option<DeclineReason>,
+    );
+    let plan: Vec<Step> = vec![
         // Card a, in order: 10 fits (15 left), 20 does not, 5 fits (10 left).
         (
             1,
