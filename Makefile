@@ -11,9 +11,10 @@
 #                   affects everything on the broker, so it runs alone)
 #   make bench      release build, then the raw 5-hop chain baseline, pgbench
 #                   tpcb-like, the pipeline at max throughput (closed loop) and
-#                   at 200/1000/2000 payments/s offered (open loop); reports and
-#                   summary.md (ratios, targets) in bench-out/ (docs/PERFORMANCE.md).
-#                   About 7-9 minutes; BENCH_SECS=60 BENCH_LAT_SECS=30 by default.
+#                   at 200/1000/2000 payments/s offered (open loop), then a
+#                   memory soak at 1000/s for BENCH_SOAK_SECS (600; 0 skips it);
+#                   reports and summary.md (ratios, targets) in bench-out/
+#                   (docs/PERFORMANCE.md). About 18 minutes (8 without the soak).
 #
 # Tests create their own databases and vhosts, so `test` does not need `db`.
 
@@ -79,6 +80,7 @@ BENCH_SECS ?= 60
 BENCH_LAT_SECS ?= 30
 BENCH_WARMUP ?= 10
 BENCH_RATES ?= 200 1000 2000
+BENCH_SOAK_SECS ?= 600
 BENCH_OUT ?= bench-out
 BENCH_FLAGS ?=
 RBIN := ./target/release/campuspay
@@ -97,6 +99,10 @@ bench: services
 	    $(RBIN) bench --rate $$rate --duration $(BENCH_LAT_SECS) --warmup $(BENCH_WARMUP) $(BENCH_FLAGS) \
 	        --json $(BENCH_OUT)/pipeline-open-$$rate.json --svg $(BENCH_OUT)/pipeline-open-$$rate.svg; \
 	done
+	if [[ "$(BENCH_SOAK_SECS)" != 0 ]]; then \
+	    $(RBIN) bench --rate 1000 --duration $(BENCH_SOAK_SECS) --warmup $(BENCH_WARMUP) $(BENCH_FLAGS) \
+	        --json $(BENCH_OUT)/pipeline-soak-1000.json --svg $(BENCH_OUT)/pipeline-soak-1000.svg; \
+	fi
 	$(RBIN) bench --summarize $(BENCH_OUT)
 
 fmt:

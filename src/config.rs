@@ -165,7 +165,7 @@ impl Config {
                 env("CAMPUSPAY_UTC_OFFSET").as_deref().unwrap_or("+08:00"),
             )?,
             max_message_bytes: parse_num("CAMPUSPAY_MAX_MESSAGE_BYTES", 16 * 1024, 256, 1 << 20)?,
-            prefetch: parse_num("CAMPUSPAY_PREFETCH", 100, 1, 1000)?,
+            prefetch: parse_num("CAMPUSPAY_PREFETCH", 300, 1, 1000)?,
             db_pool_size: parse_num("CAMPUSPAY_DB_POOL", 8, 1, 100)?,
             confirm_timeout: Duration::from_secs(parse_num(
                 "CAMPUSPAY_CONFIRM_TIMEOUT_SECS",
@@ -199,7 +199,7 @@ impl Config {
             campus_offset: chrono::FixedOffset::east_opt(8 * 3600)
                 .unwrap_or_else(|| chrono::Offset::fix(&chrono::Utc)),
             max_message_bytes: 16 * 1024,
-            prefetch: 100,
+            prefetch: 300,
             db_pool_size: 8,
             confirm_timeout: Duration::from_secs(10),
             preferred_shards: None,

@@ -696,6 +696,9 @@ pub async fn run(
                 last_done = samples.len();
                 let worker_rss: f64 = opts.worker_pids.iter().filter_map(|p| sys::rss_mb(*p)).sum();
                 rss.max = rss.max.max(worker_rss);
+                if t.is_multiple_of(sys::RSS_SAMPLE_SECS) && worker_rss > 0.0 {
+                    rss.samples.push(worker_rss);
+                }
                 if cpu_end.is_none() {
                     // Until the window ends, the latest sample (for interrupted runs).
                     rss.end = worker_rss;

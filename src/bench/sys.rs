@@ -174,6 +174,19 @@ pub struct RssReport {
     pub after_warmup: f64,
     pub end: f64,
     pub max: f64,
+    /// Every RSS_SAMPLE_SECS from the start of the run: a soak shows whether memory is flat.
+    #[serde(default)]
+    pub samples: Vec<f64>,
+}
+
+/// Seconds between the RSS samples kept in the report.
+pub const RSS_SAMPLE_SECS: u64 = 10;
+
+impl RssReport {
+    /// Growth over the measured window, in MiB: the end minus the end of the warm-up.
+    pub fn growth(&self) -> f64 {
+        self.end - self.after_warmup
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -47,20 +47,38 @@ pub fn lookup_for_validation(
         .load::<(String, String)>(conn)?
         .into_iter()
         .collect();
-    let rows: Vec<(Vec<u8>, i64, i64, String, String)> = payment_codes::table
-        .inner_join(cards::table.inner_join(cardholders::table))
+    let rows: Vec<(Vec<u8>, i64, i64, String)> = payment_codes::table
+        .inner_join(cards::table)
         .filter(payment_codes::code_hash.eq_any(code_hashes))
         .select((
             payment_codes::code_hash,
             cards::id,
             cards::account_id,
             cards::user_id,
-            cardholders::identity,
         ))
         .load(conn)?;
+    // Identities in a second query by key: joined in the first, the planner hashed the whole
+    // cardholders table for every batch.
+    let users: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+    let identities: HashMap<String, String> = if users.is_empty() {
+        HashMap::new()
+    } else {
+        cardholders::table
+            .filter(cardholders::user_id.eq_any(&users))
+            .select((cardholders::user_id, cardholders::identity))
+            .load::<(String, String)>(conn)?
+            .into_iter()
+            .collect()
+    };
     let mut cards_by_code = HashMap::with_capacity(rows.len());
-    for (hash, card_id, account_id, user, identity) in rows {
-        cards_by_code.insert(hash, card_ref(card_id, account_id, &user, &identity)?);
+    for (hash, card_id, account_id, user) in &rows {
+        let identity = identities
+            .get(user)
+            .ok_or_else(|| DbError::Rejected(format!("card {card_id} has no cardholder")))?;
+        cards_by_code.insert(
+            hash.clone(),
+            card_ref(*card_id, *account_id, user, identity)?,
+        );
     }
     Ok(ValidationLookup {
         merchants,
