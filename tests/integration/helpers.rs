@@ -6,7 +6,10 @@ use campuspay::auth::JwtKeys;
 use campuspay::broker::topology::{topology, StageName};
 use campuspay::config::{Config, DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL};
 use campuspay::db::{self, admin, ledger::LedgerReport, Pool};
-use campuspay::domain::{Amount, FeeRate, Identity, MerchantId, Money, TerminalId, UserId};
+use campuspay::domain::{
+    Amount, FeeRate, Identity, MerchantId, Money, RequestId, TerminalId, UserId,
+};
+use campuspay::messages::external::ResultV1;
 use campuspay::pipeline::Pipeline;
 use campuspay::sim::pos::Pos;
 use campuspay::sim::results::Subscriber;
@@ -164,6 +167,20 @@ impl TestEnv {
         let (m, t) = (MerchantId::parse(m).unwrap(), TerminalId::parse(t).unwrap());
         let token = self.jwt.issue_terminal(&m, &t).unwrap();
         Pos::open(&self.conn, m, t, token).await.unwrap()
+    }
+
+    /// The set-up of the refund and reversal tests: merchant m1 with till t1, a 10 % fee for
+    /// external cards, and card x001 (100.00) that has just paid 20.00 at t1 through the
+    /// pipeline. Returns the cardholder, the till, the request and its result.
+    pub async fn paid_twenty_with_fee(&self) -> (UserId, Pos, RequestId, ResultV1) {
+        self.merchant("m1", &["t1"]).await;
+        self.fee(Identity::External, "0.10", None).await;
+        let user = self.card("x001", Identity::External, "100.00").await;
+        let mut pos = self.pos("m1", "t1").await;
+        let codes = self.codes(&user).await;
+        let rid = RequestId::new_random();
+        let paid = pos.pay(rid, &codes[0], "20.00", WAIT).await.unwrap();
+        (user, pos, rid, paid)
     }
 
     pub async fn subscribe(&self, queue: &str) -> Subscriber {

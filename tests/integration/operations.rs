@@ -194,15 +194,7 @@ async fn the_daily_limit_counts_both_scan_directions_and_the_pin_guards_big_paym
 #[actix_rt::test]
 async fn refunds_are_partial_proportional_bounded_and_idempotent() {
     let env = TestEnv::start().await;
-    env.merchant("m1", &["t1"]).await;
-    env.fee(Identity::External, "0.10", None).await;
-    let user = env.card("x001", Identity::External, "100.00").await;
-    let mut pos = env.pos("m1", "t1").await;
-    let codes = env.codes(&user).await;
-    let paid = pos
-        .pay(RequestId::new_random(), &codes[0], "20.00", WAIT)
-        .await
-        .unwrap();
+    let (user, _pos, _, paid) = env.paid_twenty_with_fee().await;
     let tx = paid.transaction_id.unwrap().0;
     assert_eq!(env.balance(&user).await, money("78.00"));
 

@@ -16,13 +16,7 @@ const BEFORE_SETTLEMENT: [StageName; 4] = [
 #[actix_rt::test]
 async fn reversal_after_settlement_refunds_with_the_fee_and_only_once() {
     let env = TestEnv::start().await;
-    env.merchant("m1", &["t1"]).await;
-    env.fee(Identity::External, "0.10", None).await;
-    let user = env.card("x001", Identity::External, "100.00").await;
-    let mut pos = env.pos("m1", "t1").await;
-    let codes = env.codes(&user).await;
-    let rid = RequestId::new_random();
-    let paid = pos.pay(rid, &codes[0], "20.00", WAIT).await.unwrap();
+    let (user, mut pos, rid, paid) = env.paid_twenty_with_fee().await;
     assert_eq!(paid.status, TxState::Approved);
     assert_eq!(env.balance(&user).await, money("78.00"));
 
@@ -196,13 +190,7 @@ async fn another_terminal_cannot_reverse_my_payment() {
 #[actix_rt::test]
 async fn a_reversal_after_a_partial_refund_gives_back_only_the_rest() {
     let env = TestEnv::start().await;
-    env.merchant("m1", &["t1"]).await;
-    env.fee(Identity::External, "0.10", None).await;
-    let user = env.card("x001", Identity::External, "100.00").await;
-    let mut pos = env.pos("m1", "t1").await;
-    let codes = env.codes(&user).await;
-    let rid = RequestId::new_random();
-    let paid = pos.pay(rid, &codes[0], "20.00", WAIT).await.unwrap();
+    let (user, mut pos, rid, paid) = env.paid_twenty_with_fee().await;
     let tx = paid.transaction_id.unwrap().0;
     campuspay::db::run(&env.pool, move |c| {
         campuspay::db::refunds::refund(
