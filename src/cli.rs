@@ -3,13 +3,14 @@
 
 use crate::auth::JwtKeys;
 use crate::broker::connection::connect_retrying;
-use crate::broker::topology::{self, provision_result_queue, StageName};
+use crate::broker::topology::{self, StageName};
 use crate::config::Config;
-use crate::db::{self, admin, DbError};
+use crate::db::{self, DbError};
 use crate::domain::{
-    Amount, FeeRate, Identity, MerchantId, PaymentCode, RequestId, TerminalId, UserId,
+    Amount, FeeRate, Identity, MerchantId, PaymentCode, RequestId, TerminalId, TransactionId,
+    UserId,
 };
-use crate::messages::external::{pos_result_key, user_result_key};
+use crate::ops::{self, Operator, Ops};
 use crate::pipeline::Pipeline;
 use crate::sim::{self, pos::Pos};
 use crate::tsm;
@@ -444,6 +445,13 @@ pub enum CliError {
     Auth(#[from] crate::auth::AuthError),
     #[error(transparent)]
     Sim(#[from] sim::SimError),
+    #[error(transparent)]
+    Ops(#[from] crate::ops::OpsError),
+    #[error("{}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Failed(String),
 }
@@ -487,14 +495,6 @@ async fn pool(config: &Config) -> Result<db::Pool, CliError> {
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?
         .map_err(CliError::from)
-}
-
-async fn provision(config: &Config, key: &str) -> Result<(), CliError> {
-    let conn = connect_retrying(&config.amqp_url, "campuspay admin", 3).await?;
-    let channel = conn.create_channel().await?;
-    provision_result_queue(&channel, key).await?;
-    let _ = conn.close(200, "done".into()).await;
-    Ok(())
 }
 
 async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError> {
@@ -605,8 +605,9 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
             command: PhoneCommand::Codes { user, json },
         } => {
             let pool = pool(&config).await?;
-            let issued =
-                tsm::issue(&pool, config.code_key.expose(), &user, config.code_ttl).await?;
+            let issued = tsm::issue(&pool, config.code_key.expose(), &user, config.code_ttl)
+                .await?
+                .map_err(crate::ops::OpsError::from)?;
             print(json, &issued, |i| {
                 let mut s = format!(
                     "10 payment codes for {} (valid until {}):\n",
@@ -811,6 +812,8 @@ async fn broker_admin(
 
 async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliError> {
     let pool = pool(&config).await?;
+    let ops = Ops::new(pool, config.clone());
+    let me = Operator::from_shell();
     match command {
         AdminCommand::Broker(c) => return broker_admin(c, &config).await,
         AdminCommand::Token {
@@ -819,22 +822,17 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
             ttl,
             json,
         } => {
-            let keys = JwtKeys::new(config.jwt_secret.expose());
-            let ttl = ttl.clamp(60, 30 * 86_400);
             let (token, who) = match (user, operator) {
-                (Some(user), _) => {
-                    let u = user.clone();
-                    db::run(&pool, move |c| admin::card_show(c, &u)).await?;
-                    (
-                        keys.issue_cardholder(&user, ttl)?,
-                        serde_json::json!({"user_id": user}),
-                    )
-                }
+                (Some(user), _) => (
+                    ops::tokens::cardholder(&ops, &me, &user, ttl).await?,
+                    serde_json::json!({"user_id": user}),
+                ),
                 (None, Some(name)) => (
-                    keys.issue_admin(&name, ttl)?,
+                    ops::tokens::operator(&ops, &me, &name, ttl).await?,
                     serde_json::json!({"admin": name}),
                 ),
-                (None, None) => return Err(CliError::Failed("give --user or --admin".into())),
+                // clap requires one of them.
+                (None, None) => return Ok(ExitCode::from(2)),
             };
             print(
                 json,
@@ -852,31 +850,9 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
                     json,
                 },
         } => {
-            let (m, t) = (merchant.clone(), terminal.clone());
-            let name = db::run(&pool, move |c| {
-                match crate::db::forward::check_terminal(
-                    c,
-                    m.as_str(),
-                    t.as_ref().map(|t| t.as_str()),
-                )? {
-                    Ok(name) => Ok(name),
-                    Err(p) => Err(DbError::NotFound(p.to_string())),
-                }
-            })
-            .await?;
-            let payload = crate::domain::merchant_qr::encode_campus(
-                &crate::domain::merchant_qr::MerchantQr::Static {
-                    merchant_id: merchant.clone(),
-                    terminal_id: terminal.clone(),
-                },
-                &name,
-            )
-            .map_err(|e| CliError::Failed(e.to_string()))?;
-            let (m, t, p) = (merchant.clone(), terminal.clone(), payload.clone());
-            db::run(&pool, move |c| {
-                crate::db::forward::record_static(c, &m, t.as_ref(), &p)
-            })
-            .await?;
+            let payload = ops::merchants::static_qr(&ops, &me, &merchant, terminal.as_ref())
+                .await?
+                .payload;
             write_images(&payload, png.as_deref(), svg.as_deref())?;
             print(
                 json,
@@ -887,8 +863,7 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
         AdminCommand::Merchant {
             command: MerchantCommand::Add { id, name, json },
         } => {
-            let i = id.clone();
-            db::run(&pool, move |c| admin::add_merchant(c, &i, &name)).await?;
+            ops::merchants::add_merchant(&ops, &me, &id, &name).await?;
             print(json, &serde_json::json!({"merchant_id": id}), |_| {
                 format!("merchant {id} added")
             });
@@ -896,16 +871,12 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
         AdminCommand::Terminal {
             command: TerminalCommand::Add { merchant, id, json },
         } => {
-            let (m, t) = (merchant.clone(), id.clone());
-            db::run(&pool, move |c| admin::add_terminal(c, &m, &t)).await?;
-            let token = JwtKeys::new(config.jwt_secret.expose()).issue_terminal(&merchant, &id)?;
-            let queue = pos_result_key(&merchant, &id);
-            provision(&config, &queue).await?;
-            let out = serde_json::json!({
-                "merchant_id": merchant, "terminal_id": id, "result_queue": queue, "token": token,
-            });
-            print(json, &out, |_| {
-                format!("terminal {merchant}/{id} added; results arrive on queue {queue}\ntoken: {token}")
+            let out = ops::merchants::add_terminal(&ops, &me, &merchant, &id).await?;
+            print(json, &out, |o| {
+                format!(
+                    "terminal {merchant}/{id} added; results arrive on queue {}\ntoken: {}",
+                    o.result_queue, o.token
+                )
             });
         }
         AdminCommand::Card { command } => match command {
@@ -915,10 +886,9 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
                 identity,
                 json,
             } => {
-                let u = user.clone();
-                let card_id =
-                    db::run(&pool, move |c| admin::add_card(c, &u, &name, identity)).await?;
-                provision(&config, &user_result_key(&user)).await?;
+                let card_id = ops::cards::add_card(&ops, &me, &user, &name, identity)
+                    .await?
+                    .0;
                 print(
                     json,
                     &serde_json::json!({"user_id": user, "card_id": card_id, "identity": identity}),
@@ -931,10 +901,8 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
                 request_id,
                 json,
             } => {
-                let u = user.clone();
                 let entry = request_id.unwrap_or_else(uuid::Uuid::new_v4);
-                let balance =
-                    db::run(&pool, move |c| admin::topup(c, &u, amount, entry, "top-up")).await?;
+                let balance = ops::money::topup(&ops, &me, &user, amount, entry, "top-up").await?;
                 print(
                     json,
                     &serde_json::json!({"user_id": user, "amount": amount, "balance": balance, "entry_id": entry}),
@@ -942,8 +910,7 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
                 );
             }
             CardCommand::Freeze { user, json } => {
-                let u = user.clone();
-                let out = db::run(&pool, move |c| crate::db::cards::freeze(c, &u)).await?;
+                let out = ops::cards::freeze(&ops, &me, &user).await?;
                 print(json, &out, |o| {
                     format!(
                         "card of {} frozen; {} unused codes revoked",
@@ -952,8 +919,7 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
                 });
             }
             CardCommand::Unfreeze { user, json } => {
-                let u = user.clone();
-                let out = db::run(&pool, move |c| crate::db::cards::unfreeze(c, &u)).await?;
+                let out = ops::cards::unfreeze(&ops, &me, &user).await?;
                 print(json, &out, |o| {
                     format!("card of {} active again", o.user_id)
                 });
@@ -965,11 +931,12 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
                 password_free,
                 json,
             } => {
-                let u = user.clone();
-                let l = db::run(&pool, move |c| {
-                    crate::db::cards::set_limits(c, &u, per_txn, daily, password_free)
-                })
-                .await?;
+                let change = ops::cards::LimitChange {
+                    per_txn,
+                    daily,
+                    password_free,
+                };
+                let l = ops::cards::limits(&ops, &me, &user, change).await?;
                 print(json, &l, |l| {
                     format!(
                         "{user}: per transaction {:.2}, daily {:.2}, password-free up to {:.2}{}",
@@ -981,17 +948,11 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
                 });
             }
             CardCommand::Pin { user, pin } => {
-                if !tsm::valid_pin(&pin) {
-                    return Err(CliError::Failed("a PIN is exactly 6 digits".into()));
-                }
-                let hash = tsm::pin_hash(config.code_key.expose(), &user, &pin);
-                let u = user.clone();
-                db::run(&pool, move |c| crate::db::cards::set_pin_hash(c, &u, &hash)).await?;
+                ops::cards::set_pin(&ops, &me, &user, &pin).await?;
                 println!("PIN set for {user}");
             }
             CardCommand::Show { user, json } => {
-                let u = user.clone();
-                let view = db::run(&pool, move |c| admin::card_show(c, &u)).await?;
+                let view = ops::cards::show(&ops, &user).await?;
                 print(json, &view, |v| {
                     let mut s = format!(
                         "{} ({}, {}) card {} [{}] balance {}",
@@ -1028,11 +989,9 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
                     json,
                 },
         } => {
-            let m = merchant.clone();
-            let id = db::run(&pool, move |c| {
-                admin::set_fee(c, identity, rate, m.as_ref())
-            })
-            .await?;
+            let id = ops::money::set_fee(&ops, &me, identity, rate, merchant.as_ref())
+                .await?
+                .0;
             print(
                 json,
                 &serde_json::json!({"rule_id": id, "identity": identity, "rate": rate.to_string(), "merchant_id": merchant}),
@@ -1055,10 +1014,9 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
             json,
         } => {
             let id = request_id.unwrap_or_else(uuid::Uuid::new_v4);
-            let out = db::run(&pool, move |c| {
-                crate::db::refunds::refund(c, transaction, amount, id, &reason)
-            })
-            .await?;
+            let out =
+                ops::money::refund(&ops, &me, TransactionId(transaction), amount, id, &reason)
+                    .await?;
             print(json, &out, |o| {
                 format!(
                     "refunded {} + fee {} of {} (refund {}); {} remains; card balance {}",
@@ -1069,12 +1027,11 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
         AdminCommand::Subsidy {
             command: SubsidyCommand::Import { file, batch, json },
         } => {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| CliError::Failed(format!("{}: {e}", file.display())))?;
-            let report = db::run(&pool, move |c| {
-                crate::db::subsidy::import(c, &text, batch.as_deref())
-            })
-            .await?;
+            let text = std::fs::read_to_string(&file).map_err(|e| CliError::File {
+                path: file.clone(),
+                source: e,
+            })?;
+            let report = ops::money::import_subsidies(&ops, &me, text, batch).await?;
             print(json, &report, |r| {
                 let mut s = format!(
                     "{} rows: {} credited ({} yuan), {} already credited earlier, {} rejected",
@@ -1100,13 +1057,12 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
         AdminCommand::Report {
             command: ReportCommand::Daily { date, csv, json },
         } => {
-            let offset = config.campus_offset;
-            let date =
-                date.unwrap_or_else(|| chrono::Utc::now().with_timezone(&offset).date_naive());
-            let report = db::run(&pool, move |c| crate::db::report::daily(c, date, offset)).await?;
+            let report = ops::reports::daily(&ops, date).await?;
             if let Some(path) = csv {
-                std::fs::write(&path, report.to_csv())
-                    .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+                std::fs::write(&path, report.to_csv()).map_err(|e| CliError::File {
+                    path: path.clone(),
+                    source: e,
+                })?;
                 eprintln!("wrote {}", path.display());
             }
             print(json, &report, |r| {
@@ -1140,7 +1096,7 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
             }
         }
         AdminCommand::Verify { stuck_after, json } => {
-            let report = db::run(&pool, move |c| db::ledger::verify(c, stuck_after)).await?;
+            let report = ops::reports::verify(&ops, stuck_after).await?;
             print(json, &report, |r| {
                 format!(
                     "ledger {}: {} postings summing to {}; {} unbalanced entries, {} account mismatches, {} negative cards, {} approved without posting, {} postings without approval, {} stuck requests",

@@ -37,6 +37,7 @@ pub mod db;
 pub mod domain;
 pub mod messages;
 pub mod metrics;
+pub mod ops;
 pub mod pipeline;
 pub mod platform;
 pub mod qr;

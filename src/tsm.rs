@@ -3,7 +3,7 @@
 //! stored, so a database leak does not leak spendable codes.
 
 use crate::db::{self, DbError, Pool};
-use crate::domain::{PaymentCode, UserId};
+use crate::domain::{PaymentCode, Refusal, UserId};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
@@ -34,32 +34,37 @@ pub struct IssuedCodes {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Issues a fresh batch, superseding the card's unused codes. Fails for a frozen or unknown card.
+/// Issues a fresh batch, superseding the card's unused codes. Refused for a frozen or unknown
+/// card.
 pub async fn issue(
     pool: &Pool,
     key: &[u8],
     user: &UserId,
     ttl: Duration,
-) -> Result<IssuedCodes, DbError> {
+) -> Result<Result<IssuedCodes, Refusal>, DbError> {
     let mut rng = rand::rngs::OsRng;
     let codes: Vec<PaymentCode> = (0..BATCH_SIZE)
         .map(|_| PaymentCode::generate(&mut rng))
         .collect();
     let hashes: Vec<Vec<u8>> = codes.iter().map(|c| code_hash(key, c)).collect();
     let batch_id = uuid::Uuid::new_v4();
-    let ttl = chrono::Duration::from_std(ttl).map_err(|e| DbError::Rejected(e.to_string()))?;
+    // The configured TTL is at most a day (config.rs), far inside chrono's range.
+    let ttl = chrono::Duration::seconds(i64::try_from(ttl.as_secs()).unwrap_or(86_400));
     let expires_at = crate::messages::now_micros() + ttl;
     let u = user.clone();
-    db::run(pool, move |conn| {
+    let stored = db::run(pool, move |conn| {
         db::codes::store_batch(conn, &u, &hashes, batch_id, expires_at)
     })
     .await?;
-    Ok(IssuedCodes {
+    if let Err(refusal) = stored {
+        return Ok(Err(refusal));
+    }
+    Ok(Ok(IssuedCodes {
         user_id: user.to_string(),
         batch_id,
         codes: codes.iter().map(|c| c.expose().to_owned()).collect(),
         expires_at,
-    })
+    }))
 }
 
 /// The keyed hash under which a card's payment PIN is stored (never the PIN itself). The user

@@ -1,9 +1,15 @@
-//! Back-office repository: merchants, terminals, cards, top-ups, fee rules.
+//! Back-office repository: merchants, terminals, cards, top-ups, fee rules. Business refusals
+//! (an unknown merchant, a name taken) come back as `Ok(Err(Refusal))` with nothing changed;
+//! `Err(DbError)` is for the database failing.
 
-use super::models::{NewEntry, NewPosting};
+use super::journal::{self, CardLocks};
 use super::schema::*;
-use super::DbError;
-use crate::domain::{Amount, FeeRate, Identity, MerchantId, Money, TerminalId, UserId};
+use super::{is_unique_violation, money, DbError};
+use crate::domain::{
+    AccountId, AccountKind, Amount, CardId, CardStatus, DeclineReason, EntryKind, FeeRate,
+    FeeRuleId, Identity, JournalEntry, MerchantId, Money, PaymentMode, Refusal, TerminalId,
+    TxState, UserId,
+};
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -11,40 +17,47 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
-fn is_unique_violation(e: &diesel::result::Error) -> bool {
-    matches!(
-        e,
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
-    )
+/// Longest merchant or cardholder name (the columns' CHECK says the same).
+pub const MAX_NAME_CHARS: usize = 100;
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= MAX_NAME_CHARS
 }
 
-fn money(d: Decimal) -> Money {
-    // NUMERIC(18,2) always has fen precision; fall back to rounding rather than panic.
-    Money::from_decimal(d).unwrap_or_else(|| Money::round_half_up(d))
-}
-
-pub fn add_merchant(conn: &mut PgConnection, id: &MerchantId, name: &str) -> Result<(), DbError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(DbError::Rejected(
-            "merchant name must be 1 to 100 characters".into(),
-        ));
+/// Runs `f` in a transaction; a unique violation anywhere in it becomes `exists`.
+fn unless_exists<T>(
+    conn: &mut PgConnection,
+    exists: Refusal,
+    f: impl FnOnce(&mut PgConnection) -> Result<T, DbError>,
+) -> Result<Result<T, Refusal>, DbError> {
+    match conn.transaction(f) {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) if is_unique_violation(&e) => Ok(Err(exists)),
+        Err(e) => Err(e),
     }
-    conn.transaction(|conn| {
+}
+
+pub fn merchant_exists(conn: &mut PgConnection, m: &MerchantId) -> Result<bool, DbError> {
+    Ok(diesel::select(diesel::dsl::exists(merchants::table.find(m.as_str()))).get_result(conn)?)
+}
+
+pub fn add_merchant(
+    conn: &mut PgConnection,
+    id: &MerchantId,
+    name: &str,
+) -> Result<Result<(), Refusal>, DbError> {
+    let name = name.trim();
+    if !valid_name(name) {
+        return Ok(Err(Refusal::InvalidName("merchant")));
+    }
+    unless_exists(conn, Refusal::MerchantExists(id.clone()), |conn| {
         let account: i64 = diesel::insert_into(accounts::table)
             .values((
-                accounts::kind.eq("merchant"),
+                accounts::kind.eq(AccountKind::Merchant),
                 accounts::owner.eq(id.as_str()),
             ))
             .returning(accounts::id)
-            .get_result(conn)
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    DbError::Conflict(format!("merchant {id}"))
-                } else {
-                    e.into()
-                }
-            })?;
+            .get_result(conn)?;
         diesel::insert_into(merchants::table)
             .values((
                 merchants::id.eq(id.as_str()),
@@ -60,28 +73,23 @@ pub fn add_terminal(
     conn: &mut PgConnection,
     m: &MerchantId,
     t: &TerminalId,
-) -> Result<(), DbError> {
-    let exists: bool = diesel::select(diesel::dsl::exists(
-        merchants::table.filter(merchants::id.eq(m.as_str())),
-    ))
-    .get_result(conn)?;
-    if !exists {
-        return Err(DbError::NotFound(format!("merchant {m}")));
+) -> Result<Result<(), Refusal>, DbError> {
+    if !merchant_exists(conn, m)? {
+        return Ok(Err(Refusal::UnknownMerchant(m.clone())));
     }
-    diesel::insert_into(terminals::table)
-        .values((
-            terminals::merchant_id.eq(m.as_str()),
-            terminals::id.eq(t.as_str()),
-        ))
-        .execute(conn)
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                DbError::Conflict(format!("terminal {m}/{t}"))
-            } else {
-                e.into()
-            }
-        })?;
-    Ok(())
+    unless_exists(
+        conn,
+        Refusal::TerminalExists(m.clone(), t.clone()),
+        |conn| {
+            diesel::insert_into(terminals::table)
+                .values((
+                    terminals::merchant_id.eq(m.as_str()),
+                    terminals::id.eq(t.as_str()),
+                ))
+                .execute(conn)?;
+            Ok(())
+        },
+    )
 }
 
 pub fn add_card(
@@ -89,30 +97,24 @@ pub fn add_card(
     user: &UserId,
     name: &str,
     identity: Identity,
-) -> Result<i64, DbError> {
+) -> Result<Result<CardId, Refusal>, DbError> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(DbError::Rejected(
-            "cardholder name must be 1 to 100 characters".into(),
-        ));
+    if !valid_name(name) {
+        return Ok(Err(Refusal::InvalidName("cardholder")));
     }
-    conn.transaction(|conn| {
+    unless_exists(conn, Refusal::CardholderExists(user.clone()), |conn| {
         diesel::insert_into(cardholders::table)
             .values((
                 cardholders::user_id.eq(user.as_str()),
                 cardholders::name.eq(name),
-                cardholders::identity.eq(identity.as_str()),
+                cardholders::identity.eq(identity),
             ))
-            .execute(conn)
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    DbError::Conflict(format!("cardholder {user}"))
-                } else {
-                    e.into()
-                }
-            })?;
+            .execute(conn)?;
         let account: i64 = diesel::insert_into(accounts::table)
-            .values((accounts::kind.eq("card"), accounts::owner.eq(user.as_str())))
+            .values((
+                accounts::kind.eq(AccountKind::Card),
+                accounts::owner.eq(user.as_str()),
+            ))
             .returning(accounts::id)
             .get_result(conn)?;
         let card: i64 = diesel::insert_into(cards::table)
@@ -122,17 +124,13 @@ pub fn add_card(
             ))
             .returning(cards::id)
             .get_result(conn)?;
-        Ok(card)
+        Ok(CardId(card))
     })
 }
 
-pub fn account_of(conn: &mut PgConnection, kind: &str, owner: &str) -> Result<i64, DbError> {
-    accounts::table
-        .filter(accounts::kind.eq(kind).and(accounts::owner.eq(owner)))
-        .select(accounts::id)
-        .first(conn)
-        .optional()?
-        .ok_or_else(|| DbError::NotFound(format!("{kind} account {owner}")))
+/// The card account of `user`, if the user has a card.
+pub fn card_account(conn: &mut PgConnection, user: &UserId) -> Result<Option<AccountId>, DbError> {
+    journal::account_of(conn, AccountKind::Card, user.as_str())
 }
 
 /// Credits a card from the top-up clearing account. Idempotent on `entry_id`: the same id never
@@ -143,69 +141,30 @@ pub fn topup(
     amount: Amount,
     entry_id: Uuid,
     memo: &str,
-) -> Result<Money, DbError> {
-    credit(conn, user, amount, entry_id, "topup", memo)
-}
-
-/// Credits a card from the school's clearing account as a `kind` entry (`topup`, `subsidy`).
-/// Idempotent on `entry_id`. Returns the balance after.
-pub fn credit(
-    conn: &mut PgConnection,
-    user: &UserId,
-    amount: Amount,
-    entry_id: Uuid,
-    kind: &str,
-    memo: &str,
-) -> Result<Money, DbError> {
+) -> Result<Result<Money, Refusal>, DbError> {
     conn.transaction(|conn| {
-        let card_account = account_of(conn, "card", user.as_str())
-            .map_err(|_| DbError::NotFound(format!("card of {user}")))?;
-        let clearing = account_of(conn, "topup_clearing", "school")?;
-        let inserted = diesel::insert_into(journal_entries::table)
-            .values(&NewEntry {
-                id: entry_id,
-                kind,
-                transaction_id: None,
-                memo,
-            })
-            .on_conflict_do_nothing()
-            .execute(conn)?;
-        if inserted == 1 {
-            diesel::insert_into(postings::table)
-                .values(&vec![
-                    NewPosting {
-                        entry_id,
-                        leg: "card",
-                        account_id: card_account,
-                        amount: amount.value(),
-                    },
-                    NewPosting {
-                        entry_id,
-                        leg: "clearing",
-                        account_id: clearing,
-                        amount: -amount.value(),
-                    },
-                ])
-                .execute(conn)?;
-            // Lock order: card accounts before school accounts, everywhere.
-            diesel::update(accounts::table.find(card_account))
-                .set(accounts::balance.eq(accounts::balance + amount.value()))
-                .execute(conn)?;
-            diesel::update(accounts::table.find(clearing))
-                .set(accounts::balance.eq(accounts::balance - amount.value()))
-                .execute(conn)?;
-        }
-        let balance: Decimal = accounts::table
-            .find(card_account)
-            .select(accounts::balance)
-            .first(conn)?;
-        Ok(money(balance))
+        let Some(card) = card_account(conn, user)? else {
+            return Ok(Err(Refusal::NoCard(user.clone())));
+        };
+        let clearing = journal::clearing(conn)?;
+        let entry = JournalEntry::credit(entry_id, EntryKind::Topup, memo, card, clearing, amount)
+            .map_err(|e| DbError::Invariant(format!("top-up entry: {e}")))?;
+        let mut locks = journal::lock_cards(conn, &[card])?;
+        journal::post(conn, &mut locks, &[entry])?;
+        Ok(Ok(locked_balance(&locks, card)?))
     })
 }
 
-pub fn balance_of(conn: &mut PgConnection, account: i64) -> Result<Money, DbError> {
+/// The balance of a card account locked in this transaction.
+pub fn locked_balance(locks: &CardLocks, account: AccountId) -> Result<Money, DbError> {
+    locks
+        .balance(account)
+        .ok_or_else(|| DbError::Invariant(format!("card account {account} is not locked")))
+}
+
+pub fn balance_of(conn: &mut PgConnection, account: AccountId) -> Result<Money, DbError> {
     let b: Decimal = accounts::table
-        .find(account)
+        .find(account.0)
         .select(accounts::balance)
         .first(conn)?;
     Ok(money(b))
@@ -216,32 +175,29 @@ pub fn set_fee(
     identity: Identity,
     rate: FeeRate,
     merchant: Option<&MerchantId>,
-) -> Result<i64, DbError> {
+) -> Result<Result<FeeRuleId, Refusal>, DbError> {
     if let Some(m) = merchant {
-        let exists: bool = diesel::select(diesel::dsl::exists(
-            merchants::table.filter(merchants::id.eq(m.as_str())),
-        ))
-        .get_result(conn)?;
-        if !exists {
-            return Err(DbError::NotFound(format!("merchant {m}")));
+        if !merchant_exists(conn, m)? {
+            return Ok(Err(Refusal::UnknownMerchant(m.clone())));
         }
     }
-    Ok(diesel::insert_into(fee_rules::table)
+    let id: i64 = diesel::insert_into(fee_rules::table)
         .values((
-            fee_rules::identity.eq(identity.as_str()),
+            fee_rules::identity.eq(identity),
             fee_rules::merchant_id.eq(merchant.map(|m| m.as_str())),
             fee_rules::rate.eq(rate.value()),
         ))
         .returning(fee_rules::id)
-        .get_result(conn)?)
+        .get_result(conn)?;
+    Ok(Ok(FeeRuleId(id)))
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TxSummary {
     pub transaction_id: Uuid,
-    pub mode: String,
-    pub state: String,
-    pub reason: Option<String>,
+    pub mode: PaymentMode,
+    pub state: TxState,
+    pub reason: Option<DeclineReason>,
     pub merchant_id: String,
     pub terminal_id: String,
     pub amount: Option<Money>,
@@ -253,29 +209,45 @@ pub struct TxSummary {
 pub struct CardView {
     pub user_id: String,
     pub name: String,
-    pub identity: String,
+    pub identity: Identity,
     pub card_id: i64,
-    pub status: String,
+    pub status: CardStatus,
     pub balance: Money,
     pub recent: Vec<TxSummary>,
 }
 
-pub fn card_show(conn: &mut PgConnection, user: &UserId) -> Result<CardView, DbError> {
-    let (name, identity, card_id, status, balance): (String, String, i64, String, Decimal) =
-        cards::table
-            .inner_join(cardholders::table)
-            .inner_join(accounts::table)
-            .filter(cards::user_id.eq(user.as_str()))
-            .select((
-                cardholders::name,
-                cardholders::identity,
-                cards::id,
-                cards::status,
-                accounts::balance,
-            ))
-            .first(conn)
-            .optional()?
-            .ok_or_else(|| DbError::NotFound(format!("card of {user}")))?;
+type SummaryRow = (
+    Uuid,
+    PaymentMode,
+    TxState,
+    Option<DeclineReason>,
+    String,
+    String,
+    Option<Decimal>,
+    Option<Decimal>,
+    DateTime<Utc>,
+);
+
+pub fn card_show(
+    conn: &mut PgConnection,
+    user: &UserId,
+) -> Result<Result<CardView, Refusal>, DbError> {
+    let row: Option<(String, Identity, i64, CardStatus, Decimal)> = cards::table
+        .inner_join(cardholders::table)
+        .inner_join(accounts::table)
+        .filter(cards::user_id.eq(user.as_str()))
+        .select((
+            cardholders::name,
+            cardholders::identity,
+            cards::id,
+            cards::status,
+            accounts::balance,
+        ))
+        .first(conn)
+        .optional()?;
+    let Some((name, identity, card_id, status, balance)) = row else {
+        return Ok(Err(Refusal::NoCard(user.clone())));
+    };
     let recent = transactions::table
         .filter(transactions::card_id.eq(card_id))
         .order(transactions::created_at.desc())
@@ -291,17 +263,7 @@ pub fn card_show(conn: &mut PgConnection, user: &UserId) -> Result<CardView, DbE
             transactions::fee,
             transactions::created_at,
         ))
-        .load::<(
-            Uuid,
-            String,
-            String,
-            Option<String>,
-            String,
-            String,
-            Option<Decimal>,
-            Option<Decimal>,
-            DateTime<Utc>,
-        )>(conn)?
+        .load::<SummaryRow>(conn)?
         .into_iter()
         .map(
             |(id, mode, state, reason, m, t, amount, fee, created_at)| TxSummary {
@@ -317,7 +279,7 @@ pub fn card_show(conn: &mut PgConnection, user: &UserId) -> Result<CardView, DbE
             },
         )
         .collect();
-    Ok(CardView {
+    Ok(Ok(CardView {
         user_id: user.to_string(),
         name,
         identity,
@@ -325,7 +287,7 @@ pub fn card_show(conn: &mut PgConnection, user: &UserId) -> Result<CardView, DbE
         status,
         balance: money(balance),
         recent,
-    })
+    }))
 }
 
 pub fn is_cardholder(conn: &mut PgConnection, user: &UserId) -> Result<bool, DbError> {
@@ -333,8 +295,4 @@ pub fn is_cardholder(conn: &mut PgConnection, user: &UserId) -> Result<bool, DbE
         cards::table.filter(cards::user_id.eq(user.as_str())),
     ))
     .get_result(conn)?)
-}
-
-pub fn entry_exists(conn: &mut PgConnection, id: Uuid) -> Result<bool, DbError> {
-    Ok(diesel::select(diesel::dsl::exists(journal_entries::table.find(id))).get_result(conn)?)
 }

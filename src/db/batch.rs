@@ -6,9 +6,8 @@
 //! caller passes ids in a fixed order (or locks them first with `lock_accounts`), so that two
 //! batches touching the same rows wait for each other instead of deadlocking.
 
-use super::schema::accounts;
 use super::DbError;
-use crate::domain::DeclineReason;
+use crate::domain::{CodeState, DeclineReason, Money, TxState};
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -51,16 +50,18 @@ pub fn consume_codes(
         let txs: Vec<Uuid> = chunk.iter().map(|c| c.transaction_id).collect();
         let rows: Vec<IdRow> = diesel::sql_query(
             "UPDATE payment_codes p \
-             SET state = 'used', used_at = $4, transaction_id = v.tx \
+             SET state = $5, used_at = $4, transaction_id = v.tx \
              FROM unnest($1::bytea[], $2::int8[], $3::uuid[]) AS v(hash, card, tx) \
              WHERE p.code_hash = v.hash AND p.card_id = v.card \
-               AND p.state = 'unused' AND p.expires_at > $4 \
+               AND p.state = $6 AND p.expires_at > $4 \
              RETURNING p.transaction_id AS id",
         )
         .bind::<Array<Binary>, _>(hashes)
         .bind::<Array<BigInt>, _>(cards)
         .bind::<Array<diesel::sql_types::Uuid>, _>(txs)
         .bind::<Timestamptz, _>(at)
+        .bind::<Text, _>(CodeState::Used)
+        .bind::<Text, _>(CodeState::Unused)
         .load(conn)?;
         won.extend(rows.into_iter().map(|r| r.id));
     }
@@ -75,16 +76,18 @@ pub fn decline_rows(
 ) -> Result<(), DbError> {
     for chunk in declines.chunks(ROWS_PER_STATEMENT) {
         let ids: Vec<Uuid> = chunk.iter().map(|d| d.0).collect();
-        let reasons: Vec<&str> = chunk.iter().map(|d| d.1.as_str()).collect();
+        let reasons: Vec<DeclineReason> = chunk.iter().map(|d| d.1).collect();
         diesel::sql_query(
             "UPDATE transactions t \
-             SET state = 'declined', reason = v.reason, processed_at = $3 \
+             SET state = $4, reason = v.reason, processed_at = $3 \
              FROM unnest($1::uuid[], $2::text[]) AS v(id, reason) \
-             WHERE t.id = v.id AND t.state = 'created'",
+             WHERE t.id = v.id AND t.state = $5",
         )
         .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
         .bind::<Array<Text>, _>(reasons)
         .bind::<Timestamptz, _>(at)
+        .bind::<Text, _>(TxState::Declined)
+        .bind::<Text, _>(TxState::Created)
         .execute(conn)?;
     }
     Ok(())
@@ -94,26 +97,28 @@ pub fn decline_rows(
 /// left behind.
 pub fn approve_rows(
     conn: &mut PgConnection,
-    approvals: &[(Uuid, Decimal)],
+    approvals: &[(Uuid, Money)],
     at: DateTime<Utc>,
 ) -> Result<(), DbError> {
     for chunk in approvals.chunks(ROWS_PER_STATEMENT) {
         let ids: Vec<Uuid> = chunk.iter().map(|a| a.0).collect();
-        let balances: Vec<Decimal> = chunk.iter().map(|a| a.1).collect();
+        let balances: Vec<Decimal> = chunk.iter().map(|a| a.1.value()).collect();
         let updated = diesel::sql_query(
             "UPDATE transactions t \
-             SET state = 'approved', balance_after = v.balance, processed_at = $3 \
+             SET state = $4, balance_after = v.balance, processed_at = $3 \
              FROM unnest($1::uuid[], $2::numeric[]) AS v(id, balance) \
-             WHERE t.id = v.id AND t.state = 'created'",
+             WHERE t.id = v.id AND t.state = $5",
         )
         .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
         .bind::<Array<Numeric>, _>(balances)
         .bind::<Timestamptz, _>(at)
+        .bind::<Text, _>(TxState::Approved)
+        .bind::<Text, _>(TxState::Created)
         .execute(conn)?;
         // The caller holds these rows locked and saw them `created`: anything else is a bug,
         // and committing postings for a transaction that is not approved would be worse.
         if updated != chunk.len() {
-            return Err(DbError::Rejected(format!(
+            return Err(DbError::Invariant(format!(
                 "approved {updated} of {} transactions",
                 chunk.len()
             )));
@@ -147,39 +152,4 @@ pub fn set_fees(
         stored.extend(rows.into_iter().map(|r| r.id));
     }
     Ok(stored)
-}
-
-/// Locks the accounts in id order (the order every money path uses) and returns their balances.
-/// `FOR NO KEY UPDATE` rather than `FOR UPDATE`: it is the lock an UPDATE of the balance takes
-/// anyway, and unlike `FOR UPDATE` it does not block the key-share locks that inserting
-/// postings (which reference accounts) takes.
-pub fn lock_accounts(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<(i64, Decimal)>, DbError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(accounts::table
-        .filter(accounts::id.eq_any(ids))
-        .order(accounts::id)
-        .for_no_key_update()
-        .select((accounts::id, accounts::balance))
-        .load(conn)?)
-}
-
-/// Adds each delta to its account's balance. The accounts must be locked already (see
-/// `lock_accounts`) and listed once each. The CHECK constraint on card balances still stands
-/// behind the caller's arithmetic: a debit that would go below zero fails the whole batch.
-pub fn adjust_balances(conn: &mut PgConnection, deltas: &[(i64, Decimal)]) -> Result<(), DbError> {
-    for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
-        let ids: Vec<i64> = chunk.iter().map(|d| d.0).collect();
-        let amounts: Vec<Decimal> = chunk.iter().map(|d| d.1).collect();
-        diesel::sql_query(
-            "UPDATE accounts a SET balance = a.balance + v.delta \
-             FROM unnest($1::int8[], $2::numeric[]) AS v(id, delta) \
-             WHERE a.id = v.id",
-        )
-        .bind::<Array<BigInt>, _>(ids)
-        .bind::<Array<Numeric>, _>(amounts)
-        .execute(conn)?;
-    }
-    Ok(())
 }

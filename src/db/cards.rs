@@ -1,8 +1,8 @@
 //! Card lifecycle: freeze (挂失) and unfreeze (解挂), limits, the payment PIN.
 
 use super::schema::*;
-use super::DbError;
-use crate::domain::{Amount, UserId};
+use super::{money, DbError};
+use crate::domain::{Amount, CardId, CardLimits, CardStatus, CodeState, Refusal, UserId};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use rust_decimal::Decimal;
@@ -11,55 +11,67 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct FreezeOutcome {
     pub user_id: String,
-    pub status: String,
+    pub status: CardStatus,
     /// Unused payment codes revoked by this freeze.
     pub codes_revoked: usize,
 }
 
 /// Freezes a card and revokes its unused payment codes, atomically. Idempotent.
-pub fn freeze(conn: &mut PgConnection, user: &UserId) -> Result<FreezeOutcome, DbError> {
+pub fn freeze(
+    conn: &mut PgConnection,
+    user: &UserId,
+) -> Result<Result<FreezeOutcome, Refusal>, DbError> {
     conn.transaction(|conn| {
-        let card_id: i64 = diesel::update(cards::table.filter(cards::user_id.eq(user.as_str())))
-            .set(cards::status.eq("frozen"))
-            .returning(cards::id)
-            .get_result(conn)
-            .optional()?
-            .ok_or_else(|| DbError::NotFound(format!("card of {user}")))?;
+        let card_id: Option<i64> =
+            diesel::update(cards::table.filter(cards::user_id.eq(user.as_str())))
+                .set(cards::status.eq(CardStatus::Frozen))
+                .returning(cards::id)
+                .get_result(conn)
+                .optional()?;
+        let Some(card_id) = card_id else {
+            return Ok(Err(Refusal::NoCard(user.clone())));
+        };
         let revoked = diesel::update(
             payment_codes::table
                 .filter(payment_codes::card_id.eq(card_id))
-                .filter(payment_codes::state.eq("unused")),
+                .filter(payment_codes::state.eq(CodeState::Unused)),
         )
-        .set(payment_codes::state.eq("revoked"))
+        .set(payment_codes::state.eq(CodeState::Revoked))
         .execute(conn)?;
-        Ok(FreezeOutcome {
+        Ok(Ok(FreezeOutcome {
             user_id: user.to_string(),
-            status: "frozen".into(),
+            status: CardStatus::Frozen,
             codes_revoked: revoked,
-        })
+        }))
     })
 }
 
 /// Unfreezes a card. Revoked codes stay revoked: the phone asks for a new batch.
-pub fn unfreeze(conn: &mut PgConnection, user: &UserId) -> Result<FreezeOutcome, DbError> {
+pub fn unfreeze(
+    conn: &mut PgConnection,
+    user: &UserId,
+) -> Result<Result<FreezeOutcome, Refusal>, DbError> {
     let n = diesel::update(cards::table.filter(cards::user_id.eq(user.as_str())))
-        .set(cards::status.eq("active"))
+        .set(cards::status.eq(CardStatus::Active))
         .execute(conn)?;
     if n == 0 {
-        return Err(DbError::NotFound(format!("card of {user}")));
+        return Ok(Err(Refusal::NoCard(user.clone())));
     }
-    Ok(FreezeOutcome {
+    Ok(Ok(FreezeOutcome {
         user_id: user.to_string(),
-        status: "active".into(),
+        status: CardStatus::Active,
         codes_revoked: 0,
-    })
+    }))
 }
 
-/// The limits in force for a card: its own where set, else its identity's defaults.
-#[derive(Debug, Clone, Serialize, QueryableByName)]
-pub struct Limits {
+/// A card's limits as stored: its own where set, else its identity's defaults; with what
+/// settlement needs to find the card's account.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct LimitsRow {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub card_id: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub account_id: i64,
     #[diesel(sql_type = diesel::sql_types::Numeric)]
     pub per_txn_limit: Decimal,
     #[diesel(sql_type = diesel::sql_types::Numeric)]
@@ -70,9 +82,47 @@ pub struct Limits {
     pub has_pin: bool,
 }
 
-pub fn limits_of_cards(conn: &mut PgConnection, card_ids: &[i64]) -> Result<Vec<Limits>, DbError> {
+impl LimitsRow {
+    pub fn limits(&self) -> CardLimits {
+        CardLimits {
+            per_txn: money(self.per_txn_limit),
+            daily: money(self.daily_limit),
+            password_free: money(self.password_free_limit),
+        }
+    }
+}
+
+/// What `admin card limits` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Limits {
+    pub card_id: i64,
+    pub per_txn_limit: Money,
+    pub daily_limit: Money,
+    pub password_free_limit: Money,
+    pub has_pin: bool,
+}
+
+use crate::domain::Money;
+
+impl From<&LimitsRow> for Limits {
+    fn from(r: &LimitsRow) -> Limits {
+        Limits {
+            card_id: r.card_id,
+            per_txn_limit: money(r.per_txn_limit),
+            daily_limit: money(r.daily_limit),
+            password_free_limit: money(r.password_free_limit),
+            has_pin: r.has_pin,
+        }
+    }
+}
+
+pub fn limits_of_cards(
+    conn: &mut PgConnection,
+    card_ids: &[CardId],
+) -> Result<Vec<LimitsRow>, DbError> {
+    let ids: Vec<i64> = card_ids.iter().map(|c| c.0).collect();
     Ok(diesel::sql_query(
-        "SELECT c.id AS card_id, \
+        "SELECT c.id AS card_id, c.account_id, \
                 COALESCE(c.per_txn_limit, l.per_txn_limit) AS per_txn_limit, \
                 COALESCE(c.daily_limit, l.daily_limit) AS daily_limit, \
                 COALESCE(c.password_free_limit, l.password_free_limit) AS password_free_limit, \
@@ -80,20 +130,30 @@ pub fn limits_of_cards(conn: &mut PgConnection, card_ids: &[i64]) -> Result<Vec<
          FROM cards c JOIN cardholders h ON h.user_id = c.user_id \
          JOIN identity_limits l ON l.identity = h.identity WHERE c.id = ANY($1)",
     )
-    .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(card_ids)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(ids)
     .load(conn)?)
 }
 
-pub fn limits_of_user(conn: &mut PgConnection, user: &UserId) -> Result<Limits, DbError> {
-    let card_id: i64 = cards::table
+pub fn card_of(conn: &mut PgConnection, user: &UserId) -> Result<Option<CardId>, DbError> {
+    Ok(cards::table
         .filter(cards::user_id.eq(user.as_str()))
         .select(cards::id)
-        .first(conn)
+        .first::<i64>(conn)
         .optional()?
-        .ok_or_else(|| DbError::NotFound(format!("card of {user}")))?;
-    limits_of_cards(conn, &[card_id])?
-        .pop()
-        .ok_or_else(|| DbError::NotFound(format!("limits of {user}")))
+        .map(CardId))
+}
+
+pub fn limits_of_user(
+    conn: &mut PgConnection,
+    user: &UserId,
+) -> Result<Result<Limits, Refusal>, DbError> {
+    let Some(card) = card_of(conn, user)? else {
+        return Ok(Err(Refusal::NoCard(user.clone())));
+    };
+    Ok(limits_of_cards(conn, &[card])?
+        .first()
+        .map(Limits::from)
+        .ok_or_else(|| Refusal::NoCard(user.clone())))
 }
 
 /// Overrides a card's limits (`None` leaves a limit as it is).
@@ -103,7 +163,7 @@ pub fn set_limits(
     per_txn: Option<Amount>,
     daily: Option<Amount>,
     password_free: Option<Amount>,
-) -> Result<Limits, DbError> {
+) -> Result<Result<Limits, Refusal>, DbError> {
     conn.transaction(|conn| {
         let target = cards::table.filter(cards::user_id.eq(user.as_str()));
         if let Some(a) = per_txn {
@@ -125,14 +185,18 @@ pub fn set_limits(
     })
 }
 
-pub fn set_pin_hash(conn: &mut PgConnection, user: &UserId, hash: &[u8]) -> Result<(), DbError> {
+pub fn set_pin_hash(
+    conn: &mut PgConnection,
+    user: &UserId,
+    hash: &[u8],
+) -> Result<Result<(), Refusal>, DbError> {
     let n = diesel::update(cards::table.filter(cards::user_id.eq(user.as_str())))
         .set(cards::pin_hash.eq(hash))
         .execute(conn)?;
     if n == 0 {
-        return Err(DbError::NotFound(format!("card of {user}")));
+        return Ok(Err(Refusal::NoCard(user.clone())));
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 pub fn pin_hash_of(conn: &mut PgConnection, user: &UserId) -> Result<Option<Vec<u8>>, DbError> {

@@ -2,37 +2,39 @@
 
 use super::schema::*;
 use super::DbError;
-use crate::domain::UserId;
+use crate::domain::{CardId, CardStatus, CodeState, Refusal, UserId};
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use uuid::Uuid;
 
-/// Stores a new batch for the user's card and supersedes its unused codes, atomically.
+/// Stores a new batch for the user's card and supersedes its unused codes, atomically. A frozen
+/// card gets no codes.
 pub fn store_batch(
     conn: &mut PgConnection,
     user: &UserId,
     hashes: &[Vec<u8>],
     batch_id: Uuid,
     expires_at: DateTime<Utc>,
-) -> Result<i64, DbError> {
+) -> Result<Result<CardId, Refusal>, DbError> {
     conn.transaction(|conn| {
-        let (card_id, status): (i64, String) = cards::table
+        let card: Option<(i64, CardStatus)> = cards::table
             .filter(cards::user_id.eq(user.as_str()))
             .select((cards::id, cards::status))
             .for_update()
             .first(conn)
-            .optional()?
-            .ok_or_else(|| DbError::NotFound(format!("card of {user}")))?;
-        if status != "active" {
-            return Err(DbError::Rejected(format!("the card of {user} is {status}")));
-        }
+            .optional()?;
+        let card_id = match card {
+            None => return Ok(Err(Refusal::NoCard(user.clone()))),
+            Some((_, CardStatus::Frozen)) => return Ok(Err(Refusal::CardFrozen(user.clone()))),
+            Some((id, CardStatus::Active)) => id,
+        };
         diesel::update(
             payment_codes::table
                 .filter(payment_codes::card_id.eq(card_id))
-                .filter(payment_codes::state.eq("unused")),
+                .filter(payment_codes::state.eq(CodeState::Unused)),
         )
-        .set(payment_codes::state.eq("superseded"))
+        .set(payment_codes::state.eq(CodeState::Superseded))
         .execute(conn)?;
         let rows: Vec<_> = hashes
             .iter()
@@ -48,6 +50,6 @@ pub fn store_batch(
         diesel::insert_into(payment_codes::table)
             .values(&rows)
             .execute(conn)?;
-        Ok(card_id)
+        Ok(Ok(CardId(card_id)))
     })
 }

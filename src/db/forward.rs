@@ -1,9 +1,12 @@
 //! Forward-scan (正扫) repository: dynamic merchant QR codes and the phone's orders.
 
-use super::payments::{fee_rule_for, load_card_ref};
+use super::payments::load_card_ref;
 use super::schema::*;
-use super::DbError;
-use crate::domain::{Amount, Identity, MerchantId, Money, TerminalId, UserId};
+use super::{money, DbError};
+use crate::domain::{
+    Amount, CardId, CardStatus, DeclineReason, Identity, MerchantId, Money, OrderState,
+    OrderStatus, QrKind, TerminalId, TxState, UserId,
+};
 use crate::messages::internal::CardRef;
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
@@ -131,12 +134,12 @@ pub struct OrderRow {
     pub id: Uuid,
     pub user_id: String,
     pub request_id: Uuid,
-    pub qr_kind: String,
+    pub qr_kind: QrKind,
     pub merchant_id: String,
     pub terminal_id: String,
     pub amount: Option<Decimal>,
     pub dynamic_reference: Option<String>,
-    pub state: String,
+    pub state: OrderState,
     pub created_at: DateTime<Utc>,
     pub submitted_at: Option<DateTime<Utc>>,
 }
@@ -146,7 +149,7 @@ pub struct OrderRow {
 pub struct OrderView {
     pub order_id: Uuid,
     pub request_id: Uuid,
-    pub qr_kind: String,
+    pub qr_kind: QrKind,
     pub merchant_id: String,
     pub merchant_name: String,
     pub terminal_id: String,
@@ -156,8 +159,8 @@ pub struct OrderView {
     pub fee: Option<Money>,
     pub total: Option<Money>,
     /// `open` (waiting for confirmation), `processing`, or the transaction's final state.
-    pub status: String,
-    pub reason: Option<String>,
+    pub status: OrderStatus,
+    pub reason: Option<DeclineReason>,
     pub balance_after: Option<Money>,
     pub created_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
@@ -166,15 +169,11 @@ pub struct OrderView {
 pub struct NewOrder<'a> {
     pub user: &'a UserId,
     pub request_id: Uuid,
-    pub qr_kind: &'a str,
+    pub qr_kind: QrKind,
     pub merchant: &'a MerchantId,
     pub terminal: &'a TerminalId,
     pub amount: Option<Amount>,
     pub dynamic_reference: Option<&'a str>,
-}
-
-fn money(d: Decimal) -> Money {
-    Money::from_decimal(d).unwrap_or_else(|| Money::round_half_up(d))
 }
 
 /// The cardholder has a card and it is active.
@@ -182,15 +181,15 @@ fn card_usable(
     conn: &mut PgConnection,
     user: &UserId,
 ) -> Result<Result<(), OrderProblem>, DbError> {
-    let status: Option<String> = cards::table
+    let status: Option<CardStatus> = cards::table
         .filter(cards::user_id.eq(user.as_str()))
         .select(cards::status)
         .first(conn)
         .optional()?;
-    Ok(match status.as_deref() {
+    Ok(match status {
         None => Err(OrderProblem::NoCard),
-        Some("active") => Ok(()),
-        Some(_) => Err(OrderProblem::CardFrozen),
+        Some(CardStatus::Active) => Ok(()),
+        Some(CardStatus::Frozen) => Err(OrderProblem::CardFrozen),
     })
 }
 
@@ -214,7 +213,7 @@ pub fn create_order(
             return Ok(Err(p));
         }
         // A merchant-only printed code has no terminal of its own (results go to the counter).
-        let terminal = (new.qr_kind != "static_merchant").then_some(new.terminal.as_str());
+        let terminal = (new.qr_kind != QrKind::StaticMerchant).then_some(new.terminal.as_str());
         if let Err(p) = check_terminal(conn, new.merchant.as_str(), terminal)? {
             return Ok(Err(p));
         }
@@ -271,8 +270,8 @@ pub fn find_dynamic(
 
 /// state, reason, fee, balance after, processed at
 type TxOutcomeRow = (
-    String,
-    Option<String>,
+    TxState,
+    Option<DeclineReason>,
     Option<Decimal>,
     Option<Decimal>,
     Option<DateTime<Utc>>,
@@ -297,12 +296,13 @@ pub fn view_order(
         .find(&row.merchant_id)
         .select(merchants::name)
         .first(conn)?;
-    let identity: String = cardholders::table
+    let identity: Identity = cardholders::table
         .find(user.as_str())
         .select(cardholders::identity)
         .first(conn)?;
-    let identity = Identity::parse(&identity).unwrap_or(Identity::External);
-    let rule = fee_rule_for(conn, identity, &row.merchant_id)?;
+    let merchant = MerchantId::parse(&row.merchant_id)
+        .map_err(|e| DbError::Invariant(format!("order {}: {e}", row.id)))?;
+    let rule = super::fees::rule_for(conn, identity, &merchant)?;
     let tx: Option<TxOutcomeRow> = transactions::table
         .find(row.id)
         .select((
@@ -317,19 +317,14 @@ pub fn view_order(
     let amount = row.amount.and_then(|a| Amount::try_from_decimal(a).ok());
     let fee = match (&tx, amount) {
         (Some((_, _, Some(fee), _, _)), _) => Some(money(*fee)),
-        (_, Some(a)) => Some(rule.map(|(_, r)| r.fee_for(a)).unwrap_or(Money::ZERO)),
+        (_, Some(a)) => Some(rule.as_ref().map_or(Money::ZERO, |r| r.rate.fee_for(a))),
         _ => None,
     };
-    let (status, reason, balance_after, processed_at) = match (&row.state[..], tx) {
-        ("open", _) => ("open".to_owned(), None, None, None),
-        (_, None) => ("processing".to_owned(), None, None, None),
-        (_, Some((state, reason, _, balance, at))) => {
-            let status = if state == "created" {
-                "processing".to_owned()
-            } else {
-                state
-            };
-            (status, reason, balance.map(money), at)
+    let (status, reason, balance_after, processed_at) = match (row.state, tx) {
+        (OrderState::Open, _) => (OrderStatus::Open, None, None, None),
+        (OrderState::Submitted, None) => (OrderStatus::Processing, None, None, None),
+        (OrderState::Submitted, Some((state, reason, _, balance, at))) => {
+            (OrderStatus::from(state), reason, balance.map(money), at)
         }
     };
     Ok(Ok(OrderView {
@@ -340,9 +335,7 @@ pub fn view_order(
         merchant_name,
         terminal_id: row.terminal_id,
         amount,
-        fee_rate: rule
-            .map(|(_, r)| r.to_string())
-            .unwrap_or_else(|| "0".into()),
+        fee_rate: rule.map_or_else(|| "0".into(), |r| r.rate.to_string()),
         fee,
         total: amount.and_then(|a| fee.and_then(|f| a.money().checked_add(f))),
         status,
@@ -390,20 +383,20 @@ pub fn submit_order(
         let Some(row) = row else {
             return Ok(Err(OrderProblem::NotFound));
         };
-        if row.state == "open" {
+        if row.state == OrderState::Open {
             if let Err(p) = card_usable(conn, user)? {
                 return Ok(Err(p));
             }
         }
         let stored = row.amount.and_then(|a| Amount::try_from_decimal(a).ok());
-        let amount = match (row.qr_kind.as_str(), stored, amount) {
-            ("dynamic", Some(s), Some(a)) if s != a => {
+        let amount = match (row.qr_kind, stored, amount) {
+            (QrKind::Dynamic, Some(s), Some(a)) if s != a => {
                 return Ok(Err(OrderProblem::AmountMismatch))
             }
-            ("dynamic", Some(s), _) => s,
+            (QrKind::Dynamic, Some(s), _) => s,
             (_, Some(s), Some(a)) if s != a => return Ok(Err(OrderProblem::AlreadySubmitted)),
             (_, _, Some(a)) => a,
-            (_, Some(s), None) if row.state == "submitted" => s,
+            (_, Some(s), None) if row.state == OrderState::Submitted => s,
             _ => return Ok(Err(OrderProblem::AmountRequired)),
         };
         let card_id: Option<i64> = cards::table
@@ -415,10 +408,8 @@ pub fn submit_order(
             return Ok(Err(OrderProblem::NoCard));
         };
         let card = load_card_ref(conn, card_id)?;
-        let limits = super::cards::limits_of_cards(conn, &[card_id])?;
-        let needs_pin = limits
-            .first()
-            .is_some_and(|l| amount.value() > l.password_free_limit);
+        let limits = super::cards::limits_of_cards(conn, &[CardId(card_id)])?;
+        let needs_pin = limits.first().is_some_and(|l| l.limits().needs_pin(amount));
         let pin_verified = match (pin.pin, pin.hash) {
             (Some(_), Some(given)) => {
                 let stored = super::cards::pin_hash_of(conn, user)?;
@@ -432,10 +423,10 @@ pub fn submit_order(
         if needs_pin && !pin_verified {
             return Ok(Err(OrderProblem::PinRequired));
         }
-        if row.state == "open" {
+        if row.state == OrderState::Open {
             diesel::update(orders::table.find(id))
                 .set((
-                    orders::state.eq("submitted"),
+                    orders::state.eq(OrderState::Submitted),
                     orders::amount.eq(amount.value()),
                     orders::submitted_at.eq(diesel::dsl::now),
                 ))

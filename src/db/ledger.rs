@@ -3,6 +3,7 @@
 //! posting and nothing else does, and no request is stuck before its final state.
 
 use super::DbError;
+use crate::domain::{AccountKind, EntryKind, TxState};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Numeric, Text};
@@ -78,33 +79,46 @@ pub fn verify(conn: &mut PgConnection, stuck_after_secs: i64) -> Result<LedgerRe
              GROUP BY a.id HAVING a.balance <> COALESCE(SUM(p.amount), 0) LIMIT 100",
         )
         .load::<AccountMismatch>(conn)?;
+        // Names below come from the domain enums (constants, never input).
+        let (card, fee_income) = (AccountKind::Card, AccountKind::FeeIncome);
+        let (approved, reversed, created) = (TxState::Approved, TxState::Reversed, TxState::Created);
+        let payment = EntryKind::Payment;
         let negative_cards = ids(
             conn,
-            "SELECT owner AS id FROM accounts WHERE kind = 'card' AND balance < 0 LIMIT 100",
+            &format!(
+                "SELECT owner AS id FROM accounts WHERE kind = '{card}' AND balance < 0 LIMIT 100"
+            ),
         )?;
         let approved_without_posting = ids(
             conn,
-            "SELECT t.id::text AS id FROM transactions t \
-             WHERE t.state IN ('approved', 'reversed') AND NOT EXISTS \
-               (SELECT 1 FROM journal_entries e WHERE e.id = t.id AND e.kind = 'payment') LIMIT 100",
+            &format!(
+                "SELECT t.id::text AS id FROM transactions t \
+                 WHERE t.state IN ('{approved}', '{reversed}') AND NOT EXISTS \
+                   (SELECT 1 FROM journal_entries e WHERE e.id = t.id AND e.kind = '{payment}') \
+                 LIMIT 100"
+            ),
         )?;
         let postings_without_approval = ids(
             conn,
-            "SELECT e.id::text AS id FROM journal_entries e \
-             JOIN transactions t ON t.id = e.transaction_id \
-             WHERE e.kind = 'payment' AND t.state NOT IN ('approved', 'reversed') LIMIT 100",
+            &format!(
+                "SELECT e.id::text AS id FROM journal_entries e \
+                 JOIN transactions t ON t.id = e.transaction_id \
+                 WHERE e.kind = '{payment}' AND t.state NOT IN ('{approved}', '{reversed}') \
+                 LIMIT 100"
+            ),
         )?;
         let stuck_requests = ids(
             conn,
             &format!(
-                "SELECT id::text AS id FROM transactions WHERE state = 'created' \
+                "SELECT id::text AS id FROM transactions WHERE state = '{created}' \
                  AND created_at < now() - interval '{} seconds' LIMIT 100",
                 stuck_after_secs.max(0)
             ),
         )?;
-        let fee: SumRow = diesel::sql_query(
-            "SELECT COALESCE(SUM(balance), 0) AS total, COUNT(*) AS n FROM accounts WHERE kind = 'fee_income'",
-        )
+        let fee: SumRow = diesel::sql_query(format!(
+            "SELECT COALESCE(SUM(balance), 0) AS total, COUNT(*) AS n FROM accounts \
+             WHERE kind = '{fee_income}'"
+        ))
         .get_result(conn)?;
         let ok = sum.total.is_zero()
             && unbalanced_entries.is_empty()

@@ -2,18 +2,25 @@
 //! on tokio's blocking pool (`run`), never on the arbiter that drives AMQP.
 
 pub mod admin;
+pub mod audit;
 pub mod batch;
 pub mod cards;
 pub mod codes;
+pub mod enums;
+pub mod fees;
 pub mod forward;
+pub mod journal;
 pub mod ledger;
 pub mod models;
+pub mod orders;
 pub mod payments;
 pub mod refunds;
 pub mod report;
 pub mod requests;
 pub mod schema;
+pub mod settle;
 pub mod subsidy;
+pub mod validation;
 
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool as R2d2Pool, PooledConnection};
@@ -35,14 +42,13 @@ pub enum DbError {
     Connect(#[from] diesel::ConnectionError),
     #[error("migrations failed: {0}")]
     Migration(String),
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{0} already exists")]
-    Conflict(String),
-    #[error("{0}")]
-    Rejected(String),
     #[error("database task failed: {0}")]
     Join(String),
+    /// A broken invariant that our own code must keep (a row locked as a card that is not one,
+    /// a school account missing): a bug or a damaged database, never the request's fault.
+    /// Business refusals are not errors: they are `domain::Refusal` (or a stage's decline).
+    #[error("ledger invariant broken: {0}")]
+    Invariant(String),
 }
 
 impl DbError {
@@ -72,20 +78,26 @@ impl DbError {
             ),
             DbError::Query(E::BrokenTransactionManager) => true,
             DbError::Query(_) => false,
-            DbError::Migration(_)
-            | DbError::NotFound(_)
-            | DbError::Conflict(_)
-            | DbError::Rejected(_) => false,
+            DbError::Migration(_) | DbError::Invariant(_) => false,
         }
     }
+}
 
-    /// Errors that describe the request (not the database) and will fail again on retry.
-    pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            DbError::NotFound(_) | DbError::Conflict(_) | DbError::Rejected(_)
-        )
-    }
+/// A unique-constraint violation: a row with this key exists already.
+pub fn is_unique_violation(e: &DbError) -> bool {
+    matches!(
+        e,
+        DbError::Query(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _
+        ))
+    )
+}
+
+/// A stored NUMERIC(18,2) as money. The column type guarantees fen precision, so the rounding
+/// fallback never changes a value; it only keeps this infallible.
+pub fn money(d: rust_decimal::Decimal) -> crate::domain::Money {
+    crate::domain::Money::from_decimal(d).unwrap_or_else(|| crate::domain::Money::round_half_up(d))
 }
 
 pub fn pool(url: &str, size: u32) -> Result<Pool, DbError> {

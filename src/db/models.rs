@@ -1,6 +1,7 @@
-//! Row types. Text columns holding enums are converted to domain types where they are read.
+//! Row types. Enum columns are read and written as the domain enums (`db::enums`).
 
 use super::schema::*;
+use crate::domain::{DeclineReason, EntryKind, LegKind, PaymentMode, TxState};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use rust_decimal::Decimal;
@@ -10,7 +11,7 @@ use uuid::Uuid;
 #[diesel(table_name = transactions, check_for_backend(diesel::pg::Pg))]
 pub struct TransactionRow {
     pub id: Uuid,
-    pub mode: String,
+    pub mode: PaymentMode,
     pub request_scope: String,
     pub request_id: Uuid,
     pub merchant_id: String,
@@ -21,8 +22,8 @@ pub struct TransactionRow {
     pub amount: Option<Decimal>,
     pub fee: Option<Decimal>,
     pub fee_rule_id: Option<i64>,
-    pub state: String,
-    pub reason: Option<String>,
+    pub state: TxState,
+    pub reason: Option<DeclineReason>,
     pub balance_after: Option<Decimal>,
     pub created_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
@@ -33,7 +34,7 @@ pub struct TransactionRow {
 #[diesel(table_name = transactions)]
 pub struct NewTransaction<'a> {
     pub id: Uuid,
-    pub mode: &'a str,
+    pub mode: PaymentMode,
     pub request_scope: &'a str,
     pub request_id: Uuid,
     pub merchant_id: &'a str,
@@ -41,14 +42,14 @@ pub struct NewTransaction<'a> {
     pub card_id: Option<i64>,
     pub user_id: Option<&'a str>,
     pub amount: Option<Decimal>,
-    pub state: &'a str,
+    pub state: TxState,
 }
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = postings)]
-pub struct NewPosting<'a> {
+pub struct NewPosting {
     pub entry_id: Uuid,
-    pub leg: &'a str,
+    pub leg: LegKind,
     pub account_id: i64,
     pub amount: Decimal,
 }
@@ -57,7 +58,7 @@ pub struct NewPosting<'a> {
 #[diesel(table_name = journal_entries)]
 pub struct NewEntry<'a> {
     pub id: Uuid,
-    pub kind: &'a str,
+    pub kind: EntryKind,
     pub transaction_id: Option<Uuid>,
     pub memo: &'a str,
 }

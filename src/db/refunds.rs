@@ -1,10 +1,15 @@
-//! Refunds (退款) of approved payments, full or partial. The 搭伙费 is refunded in proportion
-//! (the last refund takes whatever fee is left, so the fee is refunded exactly); the total never
-//! exceeds what was paid; the caller's id makes a refund idempotent.
+//! Refunds (退款) of approved payments, full or partial, as decided by `domain::refund`; the
+//! caller's id makes a refund idempotent. Reversals (`db::requests`) share the accounting.
 
+use super::journal;
+use super::models::TransactionRow;
 use super::schema::*;
-use super::DbError;
-use crate::domain::{Amount, Money};
+use super::{money, DbError};
+use crate::domain::ledger::MAX_MEMO_CHARS;
+use crate::domain::refund::{plan_refund, Paid, Refunded};
+use crate::domain::{
+    AccountId, Amount, EntryKind, JournalEntry, Money, Refusal, TransactionId, TxState,
+};
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -21,124 +26,165 @@ pub struct RefundOutcome {
     /// Amount (without fee) still refundable after this refund.
     pub remaining: Money,
     /// `approved` while something remains, `reversed` once fully refunded.
-    pub transaction_state: String,
+    pub transaction_state: TxState,
     pub balance_after: Money,
     pub created_at: DateTime<Utc>,
 }
 
-fn money(d: Decimal) -> Money {
-    Money::from_decimal(d).unwrap_or_else(|| Money::round_half_up(d))
+/// The accounts a payment moved money between, read from the card and merchant rows.
+pub(super) struct PaymentAccounts {
+    pub card: AccountId,
+    pub merchant: AccountId,
+    pub fee_income: AccountId,
+}
+
+pub(super) fn accounts_of(
+    conn: &mut PgConnection,
+    row: &TransactionRow,
+) -> Result<PaymentAccounts, DbError> {
+    let card_id = row.card_id.ok_or_else(|| {
+        DbError::Invariant(format!("payment {} moved money but has no card", row.id))
+    })?;
+    let card: i64 = cards::table
+        .find(card_id)
+        .select(cards::account_id)
+        .first(conn)?;
+    let merchant: i64 = merchants::table
+        .find(&row.merchant_id)
+        .select(merchants::account_id)
+        .first(conn)?;
+    Ok(PaymentAccounts {
+        card: AccountId(card),
+        merchant: AccountId(merchant),
+        fee_income: journal::fee_income(conn)?,
+    })
+}
+
+/// What a transaction took from the card, if it got as far as having an amount.
+pub(super) fn paid_of(row: &TransactionRow) -> Option<Paid> {
+    let amount = Amount::try_from_decimal(row.amount?).ok()?;
+    row.card_id?;
+    Some(Paid {
+        amount,
+        fee: row.fee.map(money).unwrap_or(Money::ZERO),
+    })
+}
+
+/// An earlier refund: id, amount, fee, when.
+pub(super) type RefundRow = (Uuid, Decimal, Decimal, DateTime<Utc>);
+
+/// What earlier refunds of `tx` gave back, and each of them.
+pub(super) fn refunded_so_far(
+    conn: &mut PgConnection,
+    tx: Uuid,
+) -> Result<(Refunded, Vec<RefundRow>), DbError> {
+    let rows: Vec<RefundRow> = refunds::table
+        .filter(refunds::transaction_id.eq(tx))
+        .select((
+            refunds::id,
+            refunds::amount,
+            refunds::fee,
+            refunds::created_at,
+        ))
+        .load(conn)?;
+    let done = Refunded {
+        amount: rows.iter().map(|r| money(r.1)).sum(),
+        fee: rows.iter().map(|r| money(r.2)).sum(),
+    };
+    Ok((done, rows))
 }
 
 /// Refunds `amount` (default: all that remains) of transaction `tx`.
 pub fn refund(
     conn: &mut PgConnection,
-    tx: Uuid,
+    tx: TransactionId,
     amount: Option<Amount>,
     refund_id: Uuid,
     reason: &str,
-) -> Result<RefundOutcome, DbError> {
+) -> Result<Result<RefundOutcome, Refusal>, DbError> {
+    if reason.chars().count() > MAX_MEMO_CHARS {
+        return Ok(Err(Refusal::ReasonTooLong {
+            max: MAX_MEMO_CHARS,
+        }));
+    }
     conn.transaction(|conn| {
         // Lock the payment first: refunds of one payment are serialised.
-        let (state, paid, fee_paid, card_id, merchant): (String, Option<Decimal>, Option<Decimal>, Option<i64>, String) =
-            transactions::table
-                .find(tx)
-                .select((
-                    transactions::state,
-                    transactions::amount,
-                    transactions::fee,
-                    transactions::card_id,
-                    transactions::merchant_id,
-                ))
-                .for_update()
-                .first(conn)
-                .optional()?
-                .ok_or_else(|| DbError::NotFound(format!("transaction {tx}")))?;
-        let already: Vec<(Uuid, Decimal, Decimal, DateTime<Utc>)> = refunds::table
-            .filter(refunds::transaction_id.eq(tx))
-            .select((refunds::id, refunds::amount, refunds::fee, refunds::created_at))
-            .load(conn)?;
-        let refunded: Decimal = already.iter().map(|r| r.1).sum();
-        let fee_refunded: Decimal = already.iter().map(|r| r.2).sum();
-        let (Some(paid), Some(card_id)) = (paid, card_id) else {
-            return Err(DbError::Rejected(format!("transaction {tx} moved no money")));
+        let row: Option<TransactionRow> = transactions::table
+            .find(tx.0)
+            .select(TransactionRow::as_select())
+            .for_update()
+            .first(conn)
+            .optional()?;
+        let Some(row) = row else {
+            return Ok(Err(Refusal::UnknownTransaction(tx)));
         };
-        let fee_paid = fee_paid.unwrap_or(Decimal::ZERO);
-        let card_account: i64 = cards::table.find(card_id).select(cards::account_id).first(conn)?;
+        let (done, earlier) = refunded_so_far(conn, tx.0)?;
+        let paid = paid_of(&row);
         // A repeated request: report the refund it made the first time.
-        if let Some((_, a, f, at)) = already.iter().find(|r| r.0 == refund_id) {
-            let balance: Decimal = accounts::table.find(card_account).select(accounts::balance).first(conn)?;
-            return Ok(RefundOutcome {
+        if let Some((_, a, f, at)) = earlier.iter().find(|r| r.0 == refund_id) {
+            let accounts = accounts_of(conn, &row)?;
+            let remaining = paid.map(|p| p.amount.money()).unwrap_or(Money::ZERO) - done.amount;
+            return Ok(Ok(RefundOutcome {
                 refund_id,
-                transaction_id: tx,
+                transaction_id: tx.0,
                 amount: money(*a),
                 fee: money(*f),
-                remaining: money(paid - refunded),
-                transaction_state: state,
-                balance_after: money(balance),
+                remaining,
+                transaction_state: row.state,
+                balance_after: super::admin::balance_of(conn, accounts.card)?,
                 created_at: *at,
-            });
+            }));
         }
-        if state != "approved" {
-            return Err(DbError::Rejected(format!(
-                "transaction {tx} is {state}: only an approved payment can be refunded"
-            )));
-        }
-        let remaining = paid - refunded;
-        let amount = amount.map(|a| a.value()).unwrap_or(remaining);
-        if amount <= Decimal::ZERO || amount > remaining {
-            return Err(DbError::Rejected(format!(
-                "refund of {amount:.2} is more than the {remaining:.2} that remains of the {paid:.2} paid"
-            )));
-        }
-        let fee = if amount == remaining {
-            fee_paid - fee_refunded
-        } else {
-            Money::round_half_up(fee_paid * amount / paid).value().min(fee_paid - fee_refunded)
+        let plan = match plan_refund(row.state, paid, done, amount) {
+            Ok(p) => p,
+            Err(r) => return Ok(Err(Refusal::Refund(r))),
         };
-        let merchant_account: i64 = merchants::table.find(&merchant).select(merchants::account_id).first(conn)?;
+        let accounts = accounts_of(conn, &row)?;
         let at = crate::messages::now_micros();
         diesel::insert_into(refunds::table)
             .values((
                 refunds::id.eq(refund_id),
-                refunds::transaction_id.eq(tx),
-                refunds::amount.eq(amount),
-                refunds::fee.eq(fee),
+                refunds::transaction_id.eq(tx.0),
+                refunds::amount.eq(plan.amount.value()),
+                refunds::fee.eq(plan.fee.value()),
                 refunds::reason.eq(reason),
                 refunds::created_at.eq(at),
             ))
             .execute(conn)?;
-        let balance = super::requests::post_compensation(
-            conn,
-            super::requests::Compensation {
-                entry: refund_id,
-                kind: "refund",
-                transaction: tx,
-                memo: reason,
-                card_account,
-                merchant_account,
-                amount,
-                fee,
-            },
-        )?;
-        let left = remaining - amount;
-        let new_state = if left.is_zero() {
-            diesel::update(transactions::table.find(tx))
-                .set((transactions::state.eq("reversed"), transactions::reversed_at.eq(at)))
-                .execute(conn)?;
-            "reversed"
-        } else {
-            "approved"
-        };
-        Ok(RefundOutcome {
+        let entry = JournalEntry::compensation(
             refund_id,
-            transaction_id: tx,
-            amount: money(amount),
-            fee: money(fee),
-            remaining: money(left),
-            transaction_state: new_state.into(),
-            balance_after: money(balance),
+            EntryKind::Refund,
+            tx,
+            reason,
+            accounts.card,
+            accounts.merchant,
+            accounts.fee_income,
+            plan.amount,
+            plan.fee,
+        )
+        .map_err(|e| DbError::Invariant(format!("refund entry: {e}")))?;
+        let mut locks = journal::lock_cards(conn, &[accounts.card])?;
+        journal::post(conn, &mut locks, &[entry])?;
+        let state = if plan.completes() {
+            diesel::update(transactions::table.find(tx.0))
+                .set((
+                    transactions::state.eq(TxState::Reversed),
+                    transactions::reversed_at.eq(at),
+                ))
+                .execute(conn)?;
+            TxState::Reversed
+        } else {
+            TxState::Approved
+        };
+        Ok(Ok(RefundOutcome {
+            refund_id,
+            transaction_id: tx.0,
+            amount: plan.amount,
+            fee: plan.fee,
+            remaining: plan.remaining,
+            transaction_state: state,
+            balance_after: super::admin::locked_balance(&locks, accounts.card)?,
             created_at: at,
-        })
+        }))
     })
 }

@@ -3,6 +3,7 @@
 //! figures from postings, and any difference is reported, not hidden.
 
 use super::DbError;
+use crate::domain::{AccountKind, EntryKind};
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -70,18 +71,21 @@ pub fn daily(
     date: chrono::NaiveDate,
     offset: chrono::FixedOffset,
 ) -> Result<DailyReport, DbError> {
-    let start_local = date
-        .and_hms_opt(0, 0, 0)
-        .ok_or_else(|| DbError::Rejected("bad date".into()))?;
-    let from = DateTime::<Utc>::from_naive_utc_and_offset(start_local - offset, Utc);
+    let from = DateTime::<Utc>::from_naive_utc_and_offset(
+        date.and_time(chrono::NaiveTime::MIN) - offset,
+        Utc,
+    );
     let to = from + chrono::Duration::days(1);
+    // Names in the SQL below come from the domain enums (constants, never input).
+    let (payment, reversal) = (EntryKind::Payment, EntryKind::Reversal);
+    let (merchant, fee_income) = (AccountKind::Merchant, AccountKind::FeeIncome);
     conn.build_transaction().repeatable_read().read_only().run(|conn| {
         // Payments approved that day (their payment entry was written that day).
         let sales = figures(
             conn,
-            "SELECT t.merchant_id, COUNT(*) AS n, COALESCE(SUM(t.amount), 0) AS a, COALESCE(SUM(t.fee), 0) AS b \
+            &format!("SELECT t.merchant_id, COUNT(*) AS n, COALESCE(SUM(t.amount), 0) AS a, COALESCE(SUM(t.fee), 0) AS b \
              FROM journal_entries e JOIN transactions t ON t.id = e.transaction_id \
-             WHERE e.kind = 'payment' AND e.created_at >= $1 AND e.created_at < $2 GROUP BY t.merchant_id",
+             WHERE e.kind = '{payment}' AND e.created_at >= $1 AND e.created_at < $2 GROUP BY t.merchant_id"),
             from,
             to,
         )?;
@@ -96,28 +100,28 @@ pub fn daily(
         )?;
         let reversals = figures(
             conn,
-            "SELECT t.merchant_id, COUNT(*) AS n, \
+            &format!("SELECT t.merchant_id, COUNT(*) AS n, \
                     COALESCE(SUM(t.amount - COALESCE((SELECT SUM(r.amount) FROM refunds r WHERE r.transaction_id = t.id), 0)), 0) AS a, \
                     COALESCE(SUM(COALESCE(t.fee, 0) - COALESCE((SELECT SUM(r.fee) FROM refunds r WHERE r.transaction_id = t.id), 0)), 0) AS b \
              FROM journal_entries e JOIN transactions t ON t.id = e.transaction_id \
-             WHERE e.kind = 'reversal' AND e.created_at >= $1 AND e.created_at < $2 GROUP BY t.merchant_id",
+             WHERE e.kind = '{reversal}' AND e.created_at >= $1 AND e.created_at < $2 GROUP BY t.merchant_id"),
             from,
             to,
         )?;
         // The ledger's own view: postings to merchant accounts and the fee account that day.
         let ledger = figures(
             conn,
-            "SELECT a.owner AS merchant_id, COUNT(*) AS n, COALESCE(SUM(p.amount), 0) AS a, 0::numeric AS b \
+            &format!("SELECT a.owner AS merchant_id, COUNT(*) AS n, COALESCE(SUM(p.amount), 0) AS a, 0::numeric AS b \
              FROM postings p JOIN accounts a ON a.id = p.account_id \
-             WHERE a.kind = 'merchant' AND p.created_at >= $1 AND p.created_at < $2 GROUP BY a.owner",
+             WHERE a.kind = '{merchant}' AND p.created_at >= $1 AND p.created_at < $2 GROUP BY a.owner"),
             from,
             to,
         )?;
         let ledger_fees = figures(
             conn,
-            "SELECT 'school' AS merchant_id, COUNT(*) AS n, COALESCE(SUM(p.amount), 0) AS a, 0::numeric AS b \
+            &format!("SELECT 'school' AS merchant_id, COUNT(*) AS n, COALESCE(SUM(p.amount), 0) AS a, 0::numeric AS b \
              FROM postings p JOIN accounts a ON a.id = p.account_id \
-             WHERE a.kind = 'fee_income' AND p.created_at >= $1 AND p.created_at < $2",
+             WHERE a.kind = '{fee_income}' AND p.created_at >= $1 AND p.created_at < $2"),
             from,
             to,
         )?;

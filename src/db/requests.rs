@@ -2,20 +2,25 @@
 //! `reversal.v1` (cancel it). Both end in exactly one final state per request:
 //! - unknown request → a `voided` tombstone, so the request is voided if it ever arrives;
 //! - `created` (not yet settled) → `voided`, and settlement then declines it;
-//! - `approved` → `reversed` by a compensating journal entry (fee included);
+//! - `approved` → `reversed` by a compensating journal entry (fee included, less what earlier
+//!   refunds gave back);
 //! - any other final state → unchanged, its result is re-sent.
 
-use super::admin::account_of;
-use super::models::{NewEntry, NewPosting, TransactionRow};
+use super::journal;
+use super::models::TransactionRow;
 use super::payments::load_card_ref;
+use super::refunds::{accounts_of, paid_of, refunded_so_far};
 use super::schema::*;
 use super::DbError;
-use crate::domain::{MerchantId, TerminalId};
+use crate::domain::refund::plan_reversal;
+use crate::domain::{
+    DeclineReason, EntryKind, JournalEntry, MerchantId, PaymentMode, TerminalId, TransactionId,
+    TxState,
+};
 use crate::messages::internal::CardRef;
 use crate::messages::now_micros;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use rust_decimal::Decimal;
 use uuid::Uuid;
 
 /// Namespace for the deterministic id of a reversal's journal entry: one per transaction.
@@ -44,6 +49,14 @@ fn find(
 
 fn card_of(conn: &mut PgConnection, row: &TransactionRow) -> Result<Option<CardRef>, DbError> {
     row.card_id.map(|c| load_card_ref(conn, c)).transpose()
+}
+
+/// A state change the state machine does not allow is a bug, not the request's fault.
+fn check_transition(row: &TransactionRow, to: TxState) -> Result<(), DbError> {
+    row.state
+        .transition(to)
+        .map(|_| ())
+        .map_err(|e| DbError::Invariant(format!("transaction {}: {e}", row.id)))
 }
 
 /// The stored state of a request, with its card when known.
@@ -77,166 +90,89 @@ pub fn reverse(
                 diesel::insert_into(transactions::table)
                     .values((
                         transactions::id.eq(Uuid::new_v4()),
-                        transactions::mode.eq("reverse_scan"),
+                        transactions::mode.eq(PaymentMode::ReverseScan),
                         transactions::request_scope.eq(scope),
                         transactions::request_id.eq(request_id),
                         transactions::merchant_id.eq(merchant.as_str()),
                         transactions::terminal_id.eq(terminal.as_str()),
-                        transactions::state.eq("voided"),
-                        transactions::reason.eq("voided"),
+                        transactions::state.eq(TxState::Voided),
+                        transactions::reason.eq(DeclineReason::Voided),
                         transactions::processed_at.eq(at),
                     ))
                     .on_conflict((transactions::request_scope, transactions::request_id))
                     .do_nothing()
                     .execute(conn)?;
                 // Either our tombstone or the request that won the race to be recorded.
-                find(conn, scope, request_id, true)?
-                    .ok_or_else(|| DbError::NotFound(format!("request {request_id}")))?
+                find(conn, scope, request_id, true)?.ok_or_else(|| {
+                    DbError::Invariant(format!("request {request_id} vanished while locked"))
+                })?
             }
         };
-        match row.state.as_str() {
-            "created" => {
+        match row.state {
+            TxState::Created => {
+                check_transition(&row, TxState::Voided)?;
                 diesel::update(
                     transactions::table
                         .find(row.id)
-                        .filter(transactions::state.eq("created")),
+                        .filter(transactions::state.eq(TxState::Created)),
                 )
                 .set((
-                    transactions::state.eq("voided"),
-                    transactions::reason.eq("voided"),
+                    transactions::state.eq(TxState::Voided),
+                    transactions::reason.eq(DeclineReason::Voided),
                     transactions::processed_at.eq(at),
                 ))
                 .execute(conn)?;
             }
-            "approved" => compensate(conn, &row, at)?,
-            _ => {}
+            TxState::Approved => compensate(conn, &row, at)?,
+            TxState::Declined | TxState::Reversed | TxState::Voided => {}
         }
-        let row = find(conn, scope, request_id, false)?
-            .ok_or_else(|| DbError::NotFound(format!("request {request_id}")))?;
+        let row = find(conn, scope, request_id, false)?.ok_or_else(|| {
+            DbError::Invariant(format!("request {request_id} vanished while locked"))
+        })?;
         let card = card_of(conn, &row)?;
         Ok((row, card))
     })
 }
 
-/// The compensating entry of an approved payment: the card gets amount + fee back, the
-/// merchant gives the amount back, the school gives the fee back.
+/// The compensating entry of an approved payment: the card gets back what remains of amount +
+/// fee, the merchant and the school give it back.
 fn compensate(
     conn: &mut PgConnection,
     row: &TransactionRow,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), DbError> {
-    let (Some(amount), Some(card_id)) = (row.amount, row.card_id) else {
-        return Err(DbError::Rejected(format!(
+    check_transition(row, TxState::Reversed)?;
+    let paid = paid_of(row).ok_or_else(|| {
+        DbError::Invariant(format!(
             "approved transaction {} lacks amount or card",
             row.id
-        )));
-    };
-    // Whatever partial refunds already gave back is not given back twice.
-    let done: Vec<(Decimal, Decimal)> = refunds::table
-        .filter(refunds::transaction_id.eq(row.id))
-        .select((refunds::amount, refunds::fee))
-        .load(conn)?;
-    let amount = amount - done.iter().map(|r| r.0).sum::<Decimal>();
-    let fee = row.fee.unwrap_or(Decimal::ZERO) - done.iter().map(|r| r.1).sum::<Decimal>();
-    let card_account: i64 = cards::table
-        .find(card_id)
-        .select(cards::account_id)
-        .first(conn)?;
-    let merchant_account: i64 = merchants::table
-        .find(&row.merchant_id)
-        .select(merchants::account_id)
-        .first(conn)?;
-    let balance = post_compensation(
-        conn,
-        Compensation {
-            entry: reversal_entry_id(row.id),
-            kind: "reversal",
-            transaction: row.id,
-            memo: "POS reversal",
-            card_account,
-            merchant_account,
-            amount,
-            fee,
-        },
-    )?;
+        ))
+    })?;
+    let (done, _) = refunded_so_far(conn, row.id)?;
+    let plan = plan_reversal(paid, done);
+    let accounts = accounts_of(conn, row)?;
+    let entry = JournalEntry::compensation(
+        reversal_entry_id(row.id),
+        EntryKind::Reversal,
+        TransactionId(row.id),
+        "POS reversal",
+        accounts.card,
+        accounts.merchant,
+        accounts.fee_income,
+        plan.amount,
+        plan.fee,
+    )
+    .map_err(|e| DbError::Invariant(format!("reversal entry: {e}")))?;
+    let mut locks = journal::lock_cards(conn, &[accounts.card])?;
+    journal::post(conn, &mut locks, &[entry])?;
+    let balance = super::admin::locked_balance(&locks, accounts.card)?;
     diesel::update(transactions::table.find(row.id))
         .set((
-            transactions::state.eq("reversed"),
+            transactions::state.eq(TxState::Reversed),
             transactions::reversed_at.eq(at),
             transactions::processed_at.eq(at),
-            transactions::balance_after.eq(balance),
+            transactions::balance_after.eq(balance.value()),
         ))
         .execute(conn)?;
     Ok(())
-}
-
-/// Money going back to a card: `amount` from the merchant and `fee` from the school's fee
-/// income, as one journal entry.
-pub(super) struct Compensation<'a> {
-    pub entry: Uuid,
-    pub kind: &'a str,
-    pub transaction: Uuid,
-    pub memo: &'a str,
-    pub card_account: i64,
-    pub merchant_account: i64,
-    pub amount: Decimal,
-    pub fee: Decimal,
-}
-
-/// Posts a compensation (reversal or refund) and returns the card's balance after. Accounts are
-/// locked in settlement's order: the card, then the merchant, then the school.
-pub(super) fn post_compensation(
-    conn: &mut PgConnection,
-    c: Compensation,
-) -> Result<Decimal, DbError> {
-    let fee_account = account_of(conn, "fee_income", "school")?;
-    let total = c.amount + c.fee;
-    diesel::insert_into(journal_entries::table)
-        .values(&NewEntry {
-            id: c.entry,
-            kind: c.kind,
-            transaction_id: Some(c.transaction),
-            memo: c.memo,
-        })
-        .execute(conn)?;
-    let mut legs = vec![NewPosting {
-        entry_id: c.entry,
-        leg: "card",
-        account_id: c.card_account,
-        amount: total,
-    }];
-    if !c.amount.is_zero() {
-        legs.push(NewPosting {
-            entry_id: c.entry,
-            leg: "merchant",
-            account_id: c.merchant_account,
-            amount: -c.amount,
-        });
-    }
-    if !c.fee.is_zero() {
-        legs.push(NewPosting {
-            entry_id: c.entry,
-            leg: "fee",
-            account_id: fee_account,
-            amount: -c.fee,
-        });
-    }
-    diesel::insert_into(postings::table)
-        .values(&legs)
-        .execute(conn)?;
-    let balance: Decimal = diesel::update(accounts::table.find(c.card_account))
-        .set(accounts::balance.eq(accounts::balance + total))
-        .returning(accounts::balance)
-        .get_result(conn)?;
-    if !c.amount.is_zero() {
-        diesel::update(accounts::table.find(c.merchant_account))
-            .set(accounts::balance.eq(accounts::balance - c.amount))
-            .execute(conn)?;
-    }
-    if !c.fee.is_zero() {
-        diesel::update(accounts::table.find(fee_account))
-            .set(accounts::balance.eq(accounts::balance - c.fee))
-            .execute(conn)?;
-    }
-    Ok(balance)
 }

@@ -212,4 +212,16 @@ diesel::allow_tables_to_appear_in_same_query!(
     identity_limits,
     refunds,
     static_qr_codes,
+    operator_actions,
 );
+
+diesel::table! {
+    operator_actions (id) {
+        id -> Int8,
+        at -> Timestamptz,
+        operator -> Text,
+        action -> Text,
+        subject -> Text,
+        detail -> Text,
+    }
+}

@@ -2,13 +2,17 @@
 //! journal entry id is derived from the file's content hash and the row's line number, so
 //! importing the same file again credits nothing twice.
 
-use super::admin::{credit, is_cardholder};
+use super::journal;
+use super::schema::accounts;
 use super::DbError;
-use crate::domain::{Amount, UserId};
+use crate::domain::{
+    AccountId, AccountKind, Amount, EntryKind, JournalEntry, Money, Refusal, UserId,
+};
 use diesel::pg::PgConnection;
-use diesel::Connection;
+use diesel::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// Rows a single file may hold (a campus has tens of thousands of cardholders).
@@ -96,58 +100,76 @@ fn parse(text: &str) -> (Vec<Row>, Vec<Rejected>) {
 
 /// `batch` names the subsidy run (e.g. "2026-11 meal subsidy"): rows are keyed by batch and line
 /// number, so a corrected file re-imported under the same batch credits only the rows that were
-/// rejected before. Without a batch name the file's content hash is the key.
+/// rejected before. Without a batch name the file's content hash is the key. The whole file is
+/// one database transaction and one call of the ledger writer: credited whole or not at all.
 pub fn import(
     conn: &mut PgConnection,
     text: &str,
     batch: Option<&str>,
-) -> Result<ImportReport, DbError> {
+) -> Result<Result<ImportReport, Refusal>, DbError> {
     let sha = hex::encode(Sha256::digest(text.as_bytes()));
     let (rows, mut rejected) = parse(text);
     if rows.len() + rejected.len() > MAX_ROWS {
-        return Err(DbError::Rejected(format!(
-            "a subsidy file may hold at most {MAX_ROWS} rows"
-        )));
+        return Ok(Err(Refusal::TooManyRows { max: MAX_ROWS }));
     }
     let file_id = Uuid::new_v5(&NAMESPACE, batch.unwrap_or(&sha).as_bytes());
-    let mut credited = 0;
-    let mut already = 0;
-    let mut total = rust_decimal::Decimal::ZERO;
-    // One transaction: the batch is credited whole or not at all.
-    conn.transaction(|conn| {
+    let report = conn.transaction(|conn| {
+        let users: Vec<&str> = rows.iter().map(|r| r.user.as_str()).collect();
+        let card_accounts: HashMap<String, AccountId> = accounts::table
+            .filter(accounts::kind.eq(AccountKind::Card))
+            .filter(accounts::owner.eq_any(&users))
+            .select((accounts::owner, accounts::id))
+            .load::<(String, i64)>(conn)?
+            .into_iter()
+            .map(|(o, id)| (o, AccountId(id)))
+            .collect();
+        let clearing = journal::clearing(conn)?;
+        let mut entries = Vec::with_capacity(rows.len());
+        let mut amounts: HashMap<Uuid, Money> = HashMap::with_capacity(rows.len());
         for row in &rows {
-            if !is_cardholder(conn, &row.user)? {
+            let Some(&card) = card_accounts.get(row.user.as_str()) else {
                 rejected.push(Rejected {
                     line: row.line,
                     text: format!("{},{}", row.user, row.amount),
                     why: format!("no card for {}", row.user),
                 });
                 continue;
-            }
-            let entry = Uuid::new_v5(&file_id, row.line.to_string().as_bytes());
-            let before = super::admin::entry_exists(conn, entry)?;
-            let memo = if row.memo.is_empty() {
-                "subsidy".to_owned()
-            } else {
-                row.memo.clone()
             };
-            credit(conn, &row.user, row.amount, entry, "subsidy", &memo)?;
-            if before {
-                already += 1;
+            let entry_id = Uuid::new_v5(&file_id, row.line.to_string().as_bytes());
+            let memo = if row.memo.is_empty() {
+                "subsidy"
             } else {
-                credited += 1;
-                total += row.amount.value();
-            }
+                row.memo.as_str()
+            };
+            let entry = JournalEntry::credit(
+                entry_id,
+                EntryKind::Subsidy,
+                memo,
+                card,
+                clearing,
+                row.amount,
+            )
+            .map_err(|e| DbError::Invariant(format!("subsidy line {}: {e}", row.line)))?;
+            amounts.insert(entry_id, row.amount.money());
+            entries.push(entry);
         }
-        Ok::<_, DbError>(())
+        let cards: Vec<AccountId> = card_accounts.values().copied().collect();
+        let mut locks = journal::lock_cards(conn, &cards)?;
+        let posted = journal::post(conn, &mut locks, &entries)?;
+        let total: Money = posted
+            .new
+            .iter()
+            .filter_map(|id| amounts.get(id).copied())
+            .sum();
+        Ok::<_, DbError>(ImportReport {
+            file_sha256: sha.clone(),
+            rows: rows.len(),
+            credited: posted.new.len(),
+            already_credited: entries.len() - posted.new.len(),
+            total_credited: total.to_string(),
+            rejected: Vec::new(),
+        })
     })?;
     rejected.sort_by_key(|r| r.line);
-    Ok(ImportReport {
-        file_sha256: sha,
-        rows: rows.len(),
-        credited,
-        already_credited: already,
-        total_credited: format!("{total:.2}"),
-        rejected,
-    })
+    Ok(Ok(ImportReport { rejected, ..report }))
 }

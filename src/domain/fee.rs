@@ -1,6 +1,8 @@
 //! The 搭伙费 (meal surcharge): a rate by the cardholder's identity, optionally per merchant,
 //! applied to the amount and rounded half-up to the fen.
 
+use super::identity::Identity;
+use super::ids::MerchantId;
 use super::money::{Amount, Money};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -52,6 +54,49 @@ impl fmt::Display for FeeRate {
     }
 }
 
+/// `fee_rules.id`: stored with each transaction, so a fee can be traced to the rule that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FeeRuleId(pub i64);
+
+/// A surcharge rule: `identity` pays `rate` at `merchant` (or at every merchant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeeRule {
+    pub id: FeeRuleId,
+    pub identity: Identity,
+    pub merchant: Option<MerchantId>,
+    pub rate: FeeRate,
+}
+
+/// The rule for (`identity`, `merchant`): the newest merchant-specific one, else the newest
+/// general one, else none (no fee). `rules` must be in force already and newest first.
+pub fn pick_rule<'a>(
+    rules: &'a [FeeRule],
+    identity: Identity,
+    merchant: &MerchantId,
+) -> Option<&'a FeeRule> {
+    rules
+        .iter()
+        .find(|r| r.identity == identity && r.merchant.as_ref() == Some(merchant))
+        .or_else(|| {
+            rules
+                .iter()
+                .find(|r| r.identity == identity && r.merchant.is_none())
+        })
+}
+
+/// The fee and the rule that made it (zero and none when no rule applies).
+pub fn fee_for(
+    rules: &[FeeRule],
+    identity: Identity,
+    merchant: &MerchantId,
+    amount: Amount,
+) -> (Money, Option<FeeRuleId>) {
+    match pick_rule(rules, identity, merchant) {
+        Some(rule) => (rule.rate.fee_for(amount), Some(rule.id)),
+        None => (Money::ZERO, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +133,39 @@ mod tests {
         }
         assert!(FeeRate::parse("0.1").is_ok());
         assert!(FeeRate::parse("1").is_ok());
+    }
+
+    #[test]
+    fn the_newest_merchant_rule_wins_then_the_newest_general_one() {
+        let m = |s: &str| MerchantId::parse(s).unwrap();
+        let rule = |id, identity, merchant: Option<&str>, rate| FeeRule {
+            id: FeeRuleId(id),
+            identity,
+            merchant: merchant.map(m),
+            rate: FeeRate::parse(rate).unwrap(),
+        };
+        // Newest first, as the database hands them over.
+        let rules = vec![
+            rule(5, Identity::External, None, "0.20"),
+            rule(4, Identity::Temporary, Some("market"), "0"),
+            rule(3, Identity::External, Some("market"), "0.05"),
+            rule(2, Identity::Temporary, None, "0.10"),
+            rule(1, Identity::External, Some("market"), "0.50"),
+        ];
+        let pick = |i, merchant| pick_rule(&rules, i, &m(merchant)).map(|r| r.id.0);
+        assert_eq!(pick(Identity::External, "market"), Some(3));
+        assert_eq!(pick(Identity::External, "cafe"), Some(5));
+        assert_eq!(pick(Identity::Temporary, "market"), Some(4));
+        assert_eq!(pick(Identity::Temporary, "cafe"), Some(2));
+        assert_eq!(pick(Identity::Student, "market"), None);
+        let amount = Amount::parse("12.50").unwrap();
+        assert_eq!(
+            fee_for(&rules, Identity::Temporary, &m("cafe"), amount),
+            (Money::from_fen(125), Some(FeeRuleId(2)))
+        );
+        assert_eq!(
+            fee_for(&rules, Identity::Staff, &m("cafe"), amount),
+            (Money::ZERO, None)
+        );
     }
 }

@@ -129,6 +129,11 @@ impl Money {
         Money(v)
     }
 
+    /// An exact number of fen (1/100 yuan).
+    pub fn from_fen(fen: i64) -> Money {
+        Money(Decimal::new(fen, 2))
+    }
+
     /// Accepts only values already at fen precision (from the database).
     pub fn from_decimal(value: Decimal) -> Option<Money> {
         if value.round_dp(2) != value {
@@ -143,6 +148,14 @@ impl Money {
         self.0
     }
 
+    pub fn is_zero(self) -> bool {
+        self.0.is_zero()
+    }
+
+    pub fn is_positive(self) -> bool {
+        self.0.is_sign_positive() && !self.0.is_zero()
+    }
+
     pub fn is_negative(self) -> bool {
         self.0.is_sign_negative() && !self.0.is_zero()
     }
@@ -153,6 +166,49 @@ impl Money {
 
     pub fn checked_sub(self, other: Money) -> Option<Money> {
         self.0.checked_sub(other.0).map(Money)
+    }
+}
+
+// Money arithmetic. A ledger quantity is bounded by NUMERIC(18,2) (|x| < 10^16) and a batch sums
+// at most a few thousand of them, far inside Decimal's 96-bit range (7.9 × 10^28): these
+// operators cannot overflow on values the system can hold, and every result stays at fen
+// precision because both operands are.
+impl std::ops::Add for Money {
+    type Output = Money;
+    fn add(self, other: Money) -> Money {
+        Money(self.0 + other.0)
+    }
+}
+
+impl std::ops::Sub for Money {
+    type Output = Money;
+    fn sub(self, other: Money) -> Money {
+        Money(self.0 - other.0)
+    }
+}
+
+impl std::ops::Neg for Money {
+    type Output = Money;
+    fn neg(self) -> Money {
+        Money(-self.0)
+    }
+}
+
+impl std::ops::AddAssign for Money {
+    fn add_assign(&mut self, other: Money) {
+        self.0 += other.0;
+    }
+}
+
+impl std::ops::SubAssign for Money {
+    fn sub_assign(&mut self, other: Money) {
+        self.0 -= other.0;
+    }
+}
+
+impl std::iter::Sum for Money {
+    fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
+        iter.fold(Money::ZERO, |a, b| a + b)
     }
 }
 

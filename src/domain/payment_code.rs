@@ -118,6 +118,35 @@ pub fn luhn_valid(s: &str) -> bool {
     }
 }
 
+/// A stored code's life: issued `unused`; then `used` by one payment, `superseded` by the
+/// card's next batch, or `revoked` by a freeze.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodeState {
+    Unused,
+    Used,
+    Superseded,
+    Revoked,
+}
+
+named_enum!(CodeState {
+    Unused => "unused",
+    Used => "used",
+    Superseded => "superseded",
+    Revoked => "revoked",
+});
+
+impl CodeState {
+    /// Why a scan of a code in this state cannot pay (a code still `unused` that could not be
+    /// claimed had expired).
+    pub fn decline_reason(self) -> super::DeclineReason {
+        match self {
+            CodeState::Used => super::DeclineReason::CodeUsed,
+            CodeState::Superseded | CodeState::Revoked => super::DeclineReason::CodeRevoked,
+            CodeState::Unused => super::DeclineReason::CodeExpired,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,6 @@
 //! except `approved → reversed` (a refund by compensating postings).
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -12,21 +11,10 @@ pub enum PaymentMode {
     ForwardScan,
 }
 
-impl PaymentMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentMode::ReverseScan => "reverse_scan",
-            PaymentMode::ForwardScan => "forward_scan",
-        }
-    }
-    pub fn parse(s: &str) -> Option<PaymentMode> {
-        match s {
-            "reverse_scan" => Some(PaymentMode::ReverseScan),
-            "forward_scan" => Some(PaymentMode::ForwardScan),
-            _ => None,
-        }
-    }
-}
+named_enum!(PaymentMode {
+    ReverseScan => "reverse_scan",
+    ForwardScan => "forward_scan",
+});
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -45,28 +33,15 @@ pub struct InvalidTransition {
     pub to: TxState,
 }
 
+named_enum!(TxState {
+    Created => "created",
+    Approved => "approved",
+    Declined => "declined",
+    Reversed => "reversed",
+    Voided => "voided",
+});
+
 impl TxState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TxState::Created => "created",
-            TxState::Approved => "approved",
-            TxState::Declined => "declined",
-            TxState::Reversed => "reversed",
-            TxState::Voided => "voided",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<TxState> {
-        match s {
-            "created" => Some(TxState::Created),
-            "approved" => Some(TxState::Approved),
-            "declined" => Some(TxState::Declined),
-            "reversed" => Some(TxState::Reversed),
-            "voided" => Some(TxState::Voided),
-            _ => None,
-        }
-    }
-
     /// A request in a final state has its result: re-sending it is all a retry may do.
     /// (`approved` is final for the request even though a later reversal may follow.)
     pub fn is_final(self) -> bool {
@@ -89,12 +64,6 @@ impl TxState {
         } else {
             Err(InvalidTransition { from: self, to })
         }
-    }
-}
-
-impl fmt::Display for TxState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

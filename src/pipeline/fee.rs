@@ -5,7 +5,7 @@
 use super::{decode_batches, to_stage, with_db, Deps, Stage, StageFuture};
 use crate::broker::consumer::{HandlerOutput, Incoming};
 use crate::broker::topology::{settlement_key, shard_of, StageName, SETTLEMENT_SHARDS};
-use crate::db::payments;
+use crate::db::fees;
 use crate::messages::internal::PaymentItem;
 
 pub struct Fee {
@@ -25,7 +25,7 @@ impl Stage for Fee {
         let pool = self.deps.pool.clone();
         Box::pin(async move {
             let (items, dispositions) = decode_batches(&batch);
-            let items = with_db(&pool, items, payments::apply_fees).await?;
+            let items = with_db(&pool, items, fees::apply_fees).await?;
             let mut shards: Vec<Vec<PaymentItem>> = vec![Vec::new(); SETTLEMENT_SHARDS as usize];
             let mut done = Vec::new();
             for item in items {

@@ -4,7 +4,7 @@
 use super::{decode_batches, route, with_db, Deps, Stage, StageFuture};
 use crate::broker::consumer::{HandlerOutput, Incoming};
 use crate::broker::topology::StageName;
-use crate::db::payments;
+use crate::db::orders;
 
 pub struct Order {
     deps: Deps,
@@ -23,7 +23,7 @@ impl Stage for Order {
         let pool = self.deps.pool.clone();
         Box::pin(async move {
             let (items, dispositions) = decode_batches(&batch);
-            let items = with_db(&pool, items, payments::create_orders).await?;
+            let items = with_db(&pool, items, orders::create_orders).await?;
             Ok(HandlerOutput {
                 publish: route(items, StageName::Fee.as_str())?,
                 dispositions,

@@ -13,7 +13,7 @@ use crate::broker::topology::RESULTS;
 use crate::broker::Outgoing;
 use crate::db::forward::{self, NewDynamicQr, OrderProblem};
 use crate::db::requests;
-use crate::db::{self, payments, DbError};
+use crate::db::{self, payments, validation, DbError};
 use crate::domain::merchant_qr::{encode_campus, MerchantQr};
 use crate::domain::RequestId;
 use crate::domain::{DeclineReason, PaymentMode};
@@ -232,9 +232,9 @@ async fn resolve_cards(deps: &Deps, items: &mut [PaymentItem]) -> Result<(), Sta
         let merchants: Vec<String> = pending.iter().map(|i| i.merchant_id.to_string()).collect();
         let hashes: Vec<Vec<u8>> = pending.iter().filter_map(|i| i.code_hash.clone()).collect();
         let (lookup, throttled) = db::run(&deps.pool, move |conn| {
-            let throttled = payments::throttled_terminals(conn, &merchants)?;
+            let throttled = validation::throttled_terminals(conn, &merchants)?;
             Ok((
-                payments::lookup_for_validation(conn, &merchants, &hashes)?,
+                validation::lookup_for_validation(conn, &merchants, &hashes)?,
                 throttled,
             ))
         })
@@ -279,7 +279,7 @@ async fn resolve_cards(deps: &Deps, items: &mut [PaymentItem]) -> Result<(), Sta
     }
     if !failures.is_empty() {
         db::run(&deps.pool, move |conn| {
-            payments::record_failures(conn, &failures)
+            validation::record_failures(conn, &failures)
         })
         .await?;
     }
@@ -426,7 +426,7 @@ async fn issue_dynamic_codes(
                 },
                 &name,
             )
-            .map_err(|e| DbError::Rejected(e.to_string()))?;
+            .map_err(|e| DbError::Invariant(format!("dynamic QR of {}: {e}", req.merchant_id)))?;
             let scope = format!("pos:{}:{}", req.merchant_id, req.terminal_id);
             let row = forward::issue_dynamic(
                 conn,

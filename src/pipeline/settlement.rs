@@ -5,7 +5,7 @@
 use super::{decode_batches, to_stage, with_db, Deps, Stage, StageFuture};
 use crate::broker::consumer::{HandlerOutput, Incoming};
 use crate::broker::topology::StageName;
-use crate::db::payments;
+use crate::db::settle;
 
 pub struct Settlement {
     deps: Deps,
@@ -27,7 +27,7 @@ impl Stage for Settlement {
             let (items, dispositions) = decode_batches(&batch);
             let day_start = crate::config::campus_day_start(offset, crate::messages::now_micros());
             let items = with_db(&pool, items, move |c, items| {
-                payments::settle(c, items, day_start)
+                settle::settle(c, items, day_start)
             })
             .await?;
             let publish = if items.is_empty() {

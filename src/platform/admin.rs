@@ -6,8 +6,8 @@ use super::error::ApiError;
 use super::AppState;
 use crate::admin::management::Management;
 use crate::admin::queues;
-use crate::db::{self, admin, cards, ledger, refunds, report};
-use crate::domain::{Amount, UserId};
+use crate::domain::{Amount, TransactionId, UserId};
+use crate::ops::{self, Operator, Ops};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
@@ -93,9 +93,16 @@ async fn queues_overview(_: Admin, state: web::Data<AppState>) -> Result<HttpRes
     Ok(HttpResponse::Ok().json(o))
 }
 
+fn ops_of(state: &AppState) -> Ops {
+    Ops::new(state.pool.clone(), state.config.clone())
+}
+
+fn operator(who: &Admin) -> Operator {
+    Operator::admin(&who.0)
+}
+
 async fn verify(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let r = db::run(&state.pool, |c| ledger::verify(c, 300)).await?;
-    Ok(HttpResponse::Ok().json(r))
+    Ok(HttpResponse::Ok().json(ops::reports::verify(&ops_of(&state), 300).await?))
 }
 
 async fn card(
@@ -104,25 +111,27 @@ async fn card(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let u = user(&path)?;
-    Ok(HttpResponse::Ok().json(db::run(&state.pool, move |c| admin::card_show(c, &u)).await?))
+    Ok(HttpResponse::Ok().json(ops::cards::show(&ops_of(&state), &u).await?))
 }
 
 async fn freeze(
-    _: Admin,
+    who: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let u = user(&path)?;
-    Ok(HttpResponse::Ok().json(db::run(&state.pool, move |c| cards::freeze(c, &u)).await?))
+    let out = ops::cards::freeze(&ops_of(&state), &operator(&who), &u).await?;
+    Ok(HttpResponse::Ok().json(out))
 }
 
 async fn unfreeze(
-    _: Admin,
+    who: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let u = user(&path)?;
-    Ok(HttpResponse::Ok().json(db::run(&state.pool, move |c| cards::unfreeze(c, &u)).await?))
+    let out = ops::cards::unfreeze(&ops_of(&state), &operator(&who), &u).await?;
+    Ok(HttpResponse::Ok().json(out))
 }
 
 #[derive(Deserialize)]
@@ -133,7 +142,7 @@ struct TopupBody {
 }
 
 async fn topup(
-    _: Admin,
+    who: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Bytes,
@@ -143,10 +152,14 @@ async fn topup(
     let a = amount("amount", Some(&body.amount))?
         .ok_or_else(|| ApiError::bad_request("invalid_amount", "amount"))?;
     let id = body.request_id;
-    let uu = u.clone();
-    let balance = db::run(&state.pool, move |c| {
-        admin::topup(c, &uu, a, id, "top-up (admin API)")
-    })
+    let balance = ops::money::topup(
+        &ops_of(&state),
+        &operator(&who),
+        &u,
+        a,
+        id,
+        "top-up (admin API)",
+    )
     .await?;
     Ok(HttpResponse::Ok()
         .json(serde_json::json!({"user_id": u, "amount": a, "balance": balance, "entry_id": id})))
@@ -161,7 +174,7 @@ struct LimitsBody {
 }
 
 async fn limits(
-    _: Admin,
+    who: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: web::Bytes,
@@ -173,8 +186,13 @@ async fn limits(
         amount("daily", body.daily.as_deref())?,
         amount("password_free", body.password_free.as_deref())?,
     );
-    Ok(HttpResponse::Ok()
-        .json(db::run(&state.pool, move |c| cards::set_limits(c, &u, p, d, f)).await?))
+    let change = ops::cards::LimitChange {
+        per_txn: p,
+        daily: d,
+        password_free: f,
+    };
+    let l = ops::cards::limits(&ops_of(&state), &operator(&who), &u, change).await?;
+    Ok(HttpResponse::Ok().json(l))
 }
 
 #[derive(Deserialize)]
@@ -188,15 +206,20 @@ struct RefundBody {
 }
 
 async fn refund(
-    _: Admin,
+    who: Admin,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let b: RefundBody = super::json_object(&body)?;
     let a = amount("amount", b.amount.as_deref())?;
-    let out = db::run(&state.pool, move |c| {
-        refunds::refund(c, b.transaction_id, a, b.request_id, &b.reason)
-    })
+    let out = ops::money::refund(
+        &ops_of(&state),
+        &operator(&who),
+        TransactionId(b.transaction_id),
+        a,
+        b.request_id,
+        &b.reason,
+    )
     .await?;
     Ok(HttpResponse::Ok().json(out))
 }
@@ -211,12 +234,7 @@ async fn daily(
     state: web::Data<AppState>,
     q: web::Query<DailyQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let offset = state.config.campus_offset;
-    let date = q
-        .date
-        .unwrap_or_else(|| chrono::Utc::now().with_timezone(&offset).date_naive());
-    Ok(HttpResponse::Ok()
-        .json(db::run(&state.pool, move |c| report::daily(c, date, offset)).await?))
+    Ok(HttpResponse::Ok().json(ops::reports::daily(&ops_of(&state), q.date).await?))
 }
 
 #[derive(Deserialize)]
@@ -245,7 +263,7 @@ struct SubsidyQuery {
 /// A subsidy file as the body (`text/csv`, `user_id,amount[,memo]` lines), like
 /// `campuspay admin subsidy import`.
 async fn subsidy_import(
-    _: Admin,
+    who: Admin,
     state: web::Data<AppState>,
     q: web::Query<SubsidyQuery>,
     body: web::Bytes,
@@ -253,10 +271,8 @@ async fn subsidy_import(
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("invalid_body", "the file must be UTF-8 text"))?;
     let batch = q.into_inner().batch;
-    let report = db::run(&state.pool, move |c| {
-        crate::db::subsidy::import(c, &text, batch.as_deref())
-    })
-    .await?;
+    let report =
+        ops::money::import_subsidies(&ops_of(&state), &operator(&who), text, batch).await?;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -371,15 +387,14 @@ struct MerchantBody {
 }
 
 async fn add_merchant(
-    _: Admin,
+    who: Admin,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let b: MerchantBody = super::json_object(&body)?;
     let id = crate::domain::MerchantId::parse(&b.id)
         .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
-    let i = id.clone();
-    db::run(&state.pool, move |c| admin::add_merchant(c, &i, &b.name)).await?;
+    ops::merchants::add_merchant(&ops_of(&state), &operator(&who), &id, &b.name).await?;
     Ok(HttpResponse::Created().json(serde_json::json!({ "merchant_id": id })))
 }
 
@@ -392,7 +407,7 @@ struct TerminalBody {
 
 /// Registers a terminal, provisions its result queue and returns its token.
 async fn add_terminal(
-    _: Admin,
+    who: Admin,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -400,31 +415,8 @@ async fn add_terminal(
     let bad = |e: crate::domain::IdError| ApiError::bad_request("invalid_body", e.to_string());
     let m = crate::domain::MerchantId::parse(&b.merchant_id).map_err(bad)?;
     let t = crate::domain::TerminalId::parse(&b.terminal_id).map_err(bad)?;
-    let (mm, tt) = (m.clone(), t.clone());
-    db::run(&state.pool, move |c| admin::add_terminal(c, &mm, &tt)).await?;
-    let queue = crate::messages::external::pos_result_key(&m, &t);
-    let provisioned = async {
-        let conn = crate::broker::connect(&state.config.amqp_url, "campuspay admin api").await?;
-        let channel = conn.create_channel().await?;
-        crate::broker::topology::provision_result_queue(&channel, &queue).await?;
-        let _ = conn.close(200, "done".into()).await;
-        Ok::<_, crate::broker::BrokerError>(())
-    }
-    .await;
-    provisioned.map_err(|e| {
-        ApiError::new(
-            503,
-            "unavailable",
-            format!("terminal added, result queue not provisioned: {e}"),
-        )
-    })?;
-    let token = state
-        .jwt
-        .issue_terminal(&m, &t)
-        .map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?;
-    Ok(HttpResponse::Created().json(serde_json::json!({
-        "merchant_id": m, "terminal_id": t, "result_queue": queue, "token": token,
-    })))
+    let added = ops::merchants::add_terminal(&ops_of(&state), &operator(&who), &m, &t).await?;
+    Ok(HttpResponse::Created().json(added))
 }
 
 #[derive(Deserialize)]
@@ -436,7 +428,7 @@ struct CardBody {
 }
 
 async fn add_card(
-    _: Admin,
+    who: Admin,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -449,13 +441,10 @@ async fn add_card(
             "identity must be student, staff, temporary or external",
         )
     })?;
-    let uu = u.clone();
-    let card_id = db::run(&state.pool, move |c| {
-        admin::add_card(c, &uu, &b.name, identity)
-    })
-    .await?;
+    let card =
+        ops::cards::add_card(&ops_of(&state), &operator(&who), &u, &b.name, identity).await?;
     Ok(HttpResponse::Created()
-        .json(serde_json::json!({ "user_id": u, "card_id": card_id, "identity": identity })))
+        .json(serde_json::json!({ "user_id": u, "card_id": card.0, "identity": identity })))
 }
 
 #[derive(Deserialize)]
@@ -467,7 +456,7 @@ struct FeeBody {
 }
 
 async fn set_fee(
-    _: Admin,
+    who: Admin,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -485,10 +474,15 @@ async fn set_fee(
         .map(|m| crate::domain::MerchantId::parse(&m))
         .transpose()
         .map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?;
-    let id = db::run(&state.pool, move |c| {
-        admin::set_fee(c, identity, rate, merchant.as_ref())
-    })
+    let id = ops::money::set_fee(
+        &ops_of(&state),
+        &operator(&who),
+        identity,
+        rate,
+        merchant.as_ref(),
+    )
     .await?;
-    Ok(HttpResponse::Created()
-        .json(serde_json::json!({ "rule_id": id, "identity": identity, "rate": rate.to_string() })))
+    Ok(HttpResponse::Created().json(
+        serde_json::json!({ "rule_id": id.0, "identity": identity, "rate": rate.to_string() }),
+    ))
 }

@@ -2,6 +2,8 @@
 
 use crate::db::forward::OrderProblem;
 use crate::db::DbError;
+use crate::domain::Refusal;
+use crate::ops::OpsError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
@@ -46,24 +48,56 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The database failing: never the caller's fault, never detailed to the caller.
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> ApiError {
+        log::error!("database error in HTTP handler: {e}");
+        ApiError::new(
+            503,
+            "unavailable",
+            "the payment platform is temporarily unavailable",
+        )
+    }
+}
+
+/// A business refusal: the request was understood and is not allowed; nothing changed.
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> ApiError {
+        let (status, code) = match &r {
+            Refusal::UnknownMerchant(_)
+            | Refusal::UnknownTerminal(..)
+            | Refusal::NoCard(_)
+            | Refusal::UnknownTransaction(_) => (404, "not_found"),
+            Refusal::MerchantExists(_)
+            | Refusal::TerminalExists(..)
+            | Refusal::CardholderExists(_) => (409, "conflict"),
+            Refusal::InvalidName(_)
+            | Refusal::InvalidPin
+            | Refusal::ReasonTooLong { .. }
+            | Refusal::TooManyRows { .. } => (400, "invalid_body"),
+            Refusal::CardFrozen(_) => (403, "card_frozen"),
+            Refusal::Refund(_) => (422, "rejected"),
+        };
+        ApiError::new(status, code, r.to_string())
+    }
+}
+
+impl From<OpsError> for ApiError {
+    fn from(e: OpsError) -> ApiError {
         match e {
-            DbError::NotFound(what) => ApiError::new(404, "not_found", format!("{what} not found")),
-            DbError::Rejected(why) if why.contains("frozen") => {
-                ApiError::new(403, "card_frozen", why)
-            }
-            DbError::Rejected(why) => ApiError::new(422, "rejected", why),
-            DbError::Conflict(what) => {
-                ApiError::new(409, "conflict", format!("{what} already exists"))
-            }
-            other => {
-                log::error!("database error in HTTP handler: {other}");
+            OpsError::Refused(r) => r.into(),
+            OpsError::Db(e) => e.into(),
+            OpsError::Broker(e) => {
+                log::warn!("broker error in HTTP handler: {e}");
                 ApiError::new(
                     503,
                     "unavailable",
-                    "the payment platform is temporarily unavailable",
+                    format!("the broker is unavailable: {e}"),
                 )
+            }
+            OpsError::Auth(e) => {
+                log::error!("token error in HTTP handler: {e}");
+                ApiError::new(500, "internal_error", "could not issue the token")
             }
         }
     }

@@ -6,7 +6,9 @@ use super::error::ApiError;
 use super::AppState;
 use crate::db::{self, admin, forward};
 use crate::domain::merchant_qr::{decode_campus, MerchantQr};
-use crate::domain::{Amount, MerchantId, PaymentMode, RequestId, TerminalId, TransactionId};
+use crate::domain::{
+    Amount, MerchantId, PaymentMode, QrKind, RequestId, TerminalId, TransactionId,
+};
 use crate::messages::internal::{Outcome, PaymentItem};
 use crate::pipeline::to_stage;
 use crate::{qr, tsm};
@@ -24,7 +26,7 @@ pub async fn payment_codes(
         &who.0,
         state.config.code_ttl,
     )
-    .await?;
+    .await??;
     Ok(HttpResponse::Created().json(issued))
 }
 
@@ -50,7 +52,7 @@ pub async fn create_order(
         )
     })?;
     let (kind, merchant, terminal, amount, reference): (
-        &str,
+        QrKind,
         MerchantId,
         TerminalId,
         Option<Amount>,
@@ -60,7 +62,7 @@ pub async fn create_order(
             merchant_id,
             terminal_id: None,
         } => (
-            "static_merchant",
+            QrKind::StaticMerchant,
             merchant_id,
             qr::counter_terminal(),
             None,
@@ -69,7 +71,7 @@ pub async fn create_order(
         MerchantQr::Static {
             merchant_id,
             terminal_id: Some(t),
-        } => ("static_terminal", merchant_id, t, None, None),
+        } => (QrKind::StaticTerminal, merchant_id, t, None, None),
         MerchantQr::Dynamic {
             merchant_id,
             terminal_id,
@@ -91,7 +93,7 @@ pub async fn create_order(
                 ));
             }
             (
-                "dynamic",
+                QrKind::Dynamic,
                 merchant_id,
                 terminal_id,
                 Some(amount),
@@ -193,7 +195,7 @@ pub async fn pay_order(
         db::run(&state.pool, move |c| forward::view_order(c, &u, oid)).await??
     };
     // A final order needs no second trip through the pipeline.
-    if view_before.status == "processing" || view_before.status == "open" {
+    if !view_before.status.is_final() {
         let order = &submitted.order;
         let item = PaymentItem {
             request_id: RequestId(order.request_id),
@@ -242,6 +244,6 @@ pub async fn get_order(
 }
 
 pub async fn me(who: Cardholder, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let view = db::run(&state.pool, move |c| admin::card_show(c, &who.0)).await?;
+    let view = db::run(&state.pool, move |c| admin::card_show(c, &who.0)).await??;
     Ok(HttpResponse::Ok().json(view))
 }

@@ -106,8 +106,9 @@ async fn plan(
     for i in 0..n {
         let ch = normal[i % normal.len()];
         if !codes.contains_key(&ch.user) {
-            let issued =
-                tsm::issue(pool, config.code_key.expose(), &ch.user, config.code_ttl).await?;
+            let issued = tsm::issue(pool, config.code_key.expose(), &ch.user, config.code_ttl)
+                .await?
+                .map_err(|r| SimError::Other(r.to_string()))?;
             codes.insert(ch.user.clone(), issued.codes);
             users.push(ch.user.clone());
         }
@@ -123,7 +124,9 @@ async fn plan(
         });
     }
     for (k, ch) in campus.cardholders.iter().filter(|c| c.broke).enumerate() {
-        let issued = tsm::issue(pool, config.code_key.expose(), &ch.user, config.code_ttl).await?;
+        let issued = tsm::issue(pool, config.code_key.expose(), &ch.user, config.code_ttl)
+            .await?
+            .map_err(|r| SimError::Other(r.to_string()))?;
         planned.push(Planned {
             terminal: k % terminals,
             user: Some(ch.user.clone()),

@@ -3,9 +3,8 @@
 //! nothing else.
 
 use super::SimError;
-use crate::db::{self, admin, DbError, Pool};
-use crate::domain::{Amount, FeeRate, Identity, MerchantId, TerminalId, UserId};
-use rust_decimal::Decimal;
+use crate::db::{self, admin, Pool};
+use crate::domain::{Amount, FeeRate, Identity, MerchantId, Money, Refusal, TerminalId, UserId};
 
 pub const MERCHANTS: [(&str, &str, &[&str]); 4] = [
     ("canteen-1", "First Canteen 第一食堂", &["t1", "t2", "t3"]),
@@ -40,10 +39,14 @@ pub struct Campus {
     pub cardholders: Vec<Cardholder>,
 }
 
-fn ok_if_exists(r: Result<(), DbError>) -> Result<(), DbError> {
+/// Seeding again finds what it made before: "exists" is fine, every other refusal is not.
+fn ok_if_exists<T>(r: Result<T, Refusal>) -> Result<(), SimError> {
     match r {
-        Err(DbError::Conflict(_)) => Ok(()),
-        other => other,
+        Ok(_)
+        | Err(Refusal::MerchantExists(_))
+        | Err(Refusal::TerminalExists(..))
+        | Err(Refusal::CardholderExists(_)) => Ok(()),
+        Err(other) => Err(SimError::Other(other.to_string())),
     }
 }
 
@@ -69,13 +72,31 @@ pub async fn seed(pool: &Pool) -> Result<Campus, SimError> {
         }
     }
     let c = cardholders.clone();
-    db::run(pool, move |conn| {
-        for (m, name, ts) in MERCHANTS {
-            let mid = MerchantId::parse(m).map_err(|e| DbError::Rejected(e.to_string()))?;
-            ok_if_exists(admin::add_merchant(conn, &mid, name))?;
-            for t in ts {
-                let tid = TerminalId::parse(t).map_err(|e| DbError::Rejected(e.to_string()))?;
-                ok_if_exists(admin::add_terminal(conn, &mid, &tid))?;
+    let mut merchants = Vec::new();
+    for (m, name, ts) in MERCHANTS {
+        let tids = ts
+            .iter()
+            .map(|t| parse(TerminalId::parse(t)))
+            .collect::<Result<Vec<_>, _>>()?;
+        merchants.push((parse(MerchantId::parse(m))?, name, tids));
+    }
+    let rate = |s: &str| parse(FeeRate::parse(s));
+    let rates = [
+        (Identity::Student, rate("0")?),
+        (Identity::Staff, rate("0")?),
+        (Identity::Temporary, rate("0.10")?),
+        (Identity::External, rate("0.15")?),
+    ];
+    // The market is a shop, not a canteen: no meal surcharge for temporary people.
+    let market = (parse(MerchantId::parse("market"))?, rate("0")?);
+    let start = parse(Money::try_from(START_BALANCE.to_owned()))?;
+    let broke = parse(Money::try_from(BROKE_BALANCE.to_owned()))?;
+    let refusals = db::run(pool, move |conn| {
+        let mut refusals = Vec::new();
+        for (mid, name, tids) in &merchants {
+            refusals.push(admin::add_merchant(conn, mid, name)?.map(|_| ()));
+            for tid in tids {
+                refusals.push(admin::add_terminal(conn, mid, tid)?);
             }
         }
         let rules: i64 = {
@@ -84,51 +105,40 @@ pub async fn seed(pool: &Pool) -> Result<Campus, SimError> {
             fee_rules.count().get_result(conn)?
         };
         if rules == 0 {
-            let rate = |s: &str| FeeRate::parse(s).map_err(|e| DbError::Rejected(e.to_string()));
-            admin::set_fee(conn, Identity::Student, rate("0")?, None)?;
-            admin::set_fee(conn, Identity::Staff, rate("0")?, None)?;
-            admin::set_fee(conn, Identity::Temporary, rate("0.10")?, None)?;
-            admin::set_fee(conn, Identity::External, rate("0.15")?, None)?;
-            // The market is a shop, not a canteen: no meal surcharge for temporary people.
-            let market =
-                MerchantId::parse("market").map_err(|e| DbError::Rejected(e.to_string()))?;
-            admin::set_fee(conn, Identity::Temporary, rate("0")?, Some(&market))?;
+            for (identity, r) in rates {
+                refusals.push(admin::set_fee(conn, identity, r, None)?.map(|_| ()));
+            }
+            refusals.push(
+                admin::set_fee(conn, Identity::Temporary, market.1, Some(&market.0))?.map(|_| ()),
+            );
         }
         for ch in &c {
-            let exists = match admin::add_card(
-                conn,
-                &ch.user,
-                &format!("Cardholder {}", ch.user),
-                ch.identity,
-            ) {
-                Ok(_) | Err(DbError::Conflict(_)) => true,
-                Err(e) => return Err(e),
+            let name = format!("Cardholder {}", ch.user);
+            refusals.push(admin::add_card(conn, &ch.user, &name, ch.identity)?.map(|_| ()));
+            let target = if ch.broke { broke } else { start };
+            let Some(account) = admin::card_account(conn, &ch.user)? else {
+                continue;
             };
-            debug_assert!(exists);
-            let target: Decimal = (if ch.broke {
-                BROKE_BALANCE
-            } else {
-                START_BALANCE
-            })
-            .parse()
-            .map_err(|_| DbError::Rejected("target balance".into()))?;
-            let account = admin::account_of(conn, "card", ch.user.as_str())?;
-            let balance = admin::balance_of(conn, account)?.value();
-            if balance < target {
-                let amount = Amount::try_from_decimal(target - balance)
-                    .map_err(|e| DbError::Rejected(e.to_string()))?;
-                admin::topup(
-                    conn,
-                    &ch.user,
-                    amount,
-                    uuid::Uuid::new_v4(),
-                    "morning top-up",
-                )?;
+            let balance = admin::balance_of(conn, account)?;
+            if let Ok(amount) = Amount::try_from_decimal((target - balance).value()) {
+                refusals.push(
+                    admin::topup(
+                        conn,
+                        &ch.user,
+                        amount,
+                        uuid::Uuid::new_v4(),
+                        "morning top-up",
+                    )?
+                    .map(|_| ()),
+                );
             }
         }
-        Ok(())
+        Ok(refusals)
     })
     .await?;
+    for r in refusals {
+        ok_if_exists(r)?;
+    }
     Ok(Campus {
         terminals,
         cardholders,

@@ -137,6 +137,7 @@ async fn topup_is_idempotent_on_its_id() {
             )
         })
         .await
+        .unwrap()
         .unwrap();
     }
     assert_eq!(env.balance(&user).await, money("50.00"));

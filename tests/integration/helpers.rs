@@ -5,9 +5,9 @@ use campuspay::admin::management::Management;
 use campuspay::auth::JwtKeys;
 use campuspay::broker::topology::{topology, StageName};
 use campuspay::config::{Config, DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL};
-use campuspay::db::{self, admin, ledger::LedgerReport, Pool};
+use campuspay::db::{self, admin, journal, ledger::LedgerReport, Pool};
 use campuspay::domain::{
-    Amount, FeeRate, Identity, MerchantId, Money, RequestId, TerminalId, UserId,
+    AccountKind, Amount, FeeRate, Identity, MerchantId, Money, RequestId, TerminalId, UserId,
 };
 use campuspay::messages::external::ResultV1;
 use campuspay::pipeline::Pipeline;
@@ -113,9 +113,9 @@ impl TestEnv {
             .collect();
         let mm = mid.clone();
         db::run(&self.pool, move |c| {
-            admin::add_merchant(c, &mm, &format!("Merchant {mm}"))?;
+            admin::add_merchant(c, &mm, &format!("Merchant {mm}"))?.expect("merchant added");
             for t in &ts {
-                admin::add_terminal(c, &mm, t)?;
+                admin::add_terminal(c, &mm, t)?.expect("terminal added");
             }
             Ok(())
         })
@@ -128,7 +128,7 @@ impl TestEnv {
         let rate = FeeRate::parse(rate).unwrap();
         let m = merchant.map(|m| MerchantId::parse(m).unwrap());
         db::run(&self.pool, move |c| {
-            admin::set_fee(c, identity, rate, m.as_ref())
+            Ok(admin::set_fee(c, identity, rate, m.as_ref())?.expect("fee rule added"))
         })
         .await
         .unwrap();
@@ -140,9 +140,9 @@ impl TestEnv {
         let uu = u.clone();
         let amount = Amount::parse(balance).ok();
         db::run(&self.pool, move |c| {
-            admin::add_card(c, &uu, "Test Cardholder", identity)?;
+            admin::add_card(c, &uu, "Test Cardholder", identity)?.expect("card issued");
             if let Some(a) = amount {
-                admin::topup(c, &uu, a, uuid::Uuid::new_v4(), "test")?;
+                admin::topup(c, &uu, a, uuid::Uuid::new_v4(), "test")?.expect("topped up");
             }
             Ok(())
         })
@@ -159,6 +159,7 @@ impl TestEnv {
             self.config.code_ttl,
         )
         .await
+        .unwrap()
         .unwrap()
         .codes
     }
@@ -189,18 +190,14 @@ impl TestEnv {
 
     pub async fn balance(&self, user: &UserId) -> Money {
         let u = user.to_string();
-        db::run(&self.pool, move |c| {
-            let a = admin::account_of(c, "card", &u)?;
-            admin::balance_of(c, a)
-        })
-        .await
-        .unwrap()
+        self.account_balance("card", &u).await
     }
 
     pub async fn account_balance(&self, kind: &str, owner: &str) -> Money {
-        let (k, o) = (kind.to_string(), owner.to_string());
+        let kind = AccountKind::parse(kind).expect("an account kind");
+        let o = owner.to_string();
         db::run(&self.pool, move |c| {
-            let a = admin::account_of(c, &k, &o)?;
+            let a = journal::account_of(c, kind, &o)?.expect("the account exists");
             admin::balance_of(c, a)
         })
         .await

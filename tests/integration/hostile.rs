@@ -461,7 +461,7 @@ async fn a_guessing_terminal_is_throttled() {
     let mut honest = env.pos("m1", "t2").await;
     let mut rng = rand::rngs::OsRng;
     let mut reasons = Vec::new();
-    for _ in 0..(campuspay::db::payments::FAILURE_LIMIT + 3) {
+    for _ in 0..(campuspay::db::validation::FAILURE_LIMIT + 3) {
         let guess = campuspay::domain::PaymentCode::generate(&mut rng);
         let r = guesser
             .pay(RequestId::new_random(), guess.expose(), "1.00", WAIT)
@@ -469,7 +469,7 @@ async fn a_guessing_terminal_is_throttled() {
             .unwrap();
         reasons.push(r.reason.unwrap());
     }
-    let limit = campuspay::db::payments::FAILURE_LIMIT as usize;
+    let limit = campuspay::db::validation::FAILURE_LIMIT as usize;
     assert!(
         reasons[..limit]
             .iter()

@@ -9,6 +9,7 @@ mod forward;
 mod helpers;
 mod hostile;
 mod idempotency;
+mod ledger;
 mod openapi;
 mod operations;
 mod poison;

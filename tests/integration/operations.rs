@@ -2,11 +2,13 @@
 //! refunds, subsidies and a daily report that ties out to the ledger.
 
 use crate::helpers::*;
-use campuspay::db::{self, cards, refunds, report, subsidy, DbError};
+use campuspay::db::{self, cards, refunds, report, subsidy};
 use campuspay::domain::merchant_qr::{encode_campus, MerchantQr};
+use campuspay::domain::refund::RefundRefusal;
 use campuspay::domain::{
     Amount, DeclineReason, Identity, MerchantId, RequestId, TerminalId, TxState,
 };
+use campuspay::domain::{Refusal, TransactionId};
 use std::time::Duration;
 
 fn amount(s: &str) -> Amount {
@@ -38,6 +40,7 @@ async fn a_frozen_card_is_declined_and_its_codes_are_revoked() {
     let u = user.clone();
     let out = db::run(&env.pool, move |c| cards::freeze(c, &u))
         .await
+        .unwrap()
         .unwrap();
     assert_eq!(out.codes_revoked, 10);
     let r = pos
@@ -53,10 +56,12 @@ async fn a_frozen_card_is_declined_and_its_codes_are_revoked() {
         env.config.code_ttl
     )
     .await
-    .is_err());
+    .unwrap()
+    .is_err_and(|r| r == Refusal::CardFrozen(user.clone())));
     let u = user.clone();
     db::run(&env.pool, move |c| cards::unfreeze(c, &u))
         .await
+        .unwrap()
         .unwrap();
     let fresh = env.codes(&user).await;
     // A code issued before the freeze stays revoked; a new one pays.
@@ -74,6 +79,7 @@ async fn a_frozen_card_is_declined_and_its_codes_are_revoked() {
     let u = user.clone();
     db::run(&env.pool, move |c| cards::freeze(c, &u))
         .await
+        .unwrap()
         .unwrap();
     env.sql("UPDATE payment_codes SET state = 'unused' WHERE state = 'revoked'")
         .await;
@@ -102,6 +108,7 @@ async fn the_daily_limit_counts_both_scan_directions_and_the_pin_guards_big_paym
         )
     })
     .await
+    .unwrap()
     .unwrap();
     let mut pos = env.pos("m1", "t1").await;
     let codes = env.codes(&user).await;
@@ -132,6 +139,7 @@ async fn the_daily_limit_counts_both_scan_directions_and_the_pin_guards_big_paym
         cards::set_pin_hash(c, &u, &campuspay::tsm::pin_hash(&key, &u, "135790"))
     })
     .await
+    .unwrap()
     .unwrap();
     let (p, q) = (phone.clone(), qr.clone());
     let (first, big, over) = blocking(move || {
@@ -201,12 +209,23 @@ async fn refunds_are_partial_proportional_bounded_and_idempotent() {
     let refund = |a: Option<&str>, id: uuid::Uuid| {
         let a = a.map(amount);
         let pool = env.pool.clone();
-        async move { db::run(&pool, move |c| refunds::refund(c, tx, a, id, "test")).await }
+        async move {
+            db::run(&pool, move |c| {
+                refunds::refund(c, TransactionId(tx), a, id, "test")
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let more_than_remains = |r: Result<_, Refusal>| {
+        matches!(
+            r,
+            Err(Refusal::Refund(RefundRefusal::MoreThanRemains { .. }))
+        )
     };
     // More than was paid: refused, nothing moves.
-    assert!(matches!(
-        refund(Some("20.01"), uuid::Uuid::new_v4()).await,
-        Err(DbError::Rejected(_))
+    assert!(more_than_remains(
+        refund(Some("20.01"), uuid::Uuid::new_v4()).await
     ));
     // 5.00 of 20.00 refunds a quarter of the 2.00 fee; the same id again changes nothing.
     let id = uuid::Uuid::new_v4();
@@ -223,9 +242,8 @@ async fn refunds_are_partial_proportional_bounded_and_idempotent() {
     assert_eq!(again.amount, first.amount);
     assert_eq!(env.balance(&user).await, money("83.50"));
     // Beyond the rest: refused. The rest: the fee left (1.50) goes back exactly.
-    assert!(matches!(
-        refund(Some("15.01"), uuid::Uuid::new_v4()).await,
-        Err(DbError::Rejected(_))
+    assert!(more_than_remains(
+        refund(Some("15.01"), uuid::Uuid::new_v4()).await
     ));
     let rest = refund(None, uuid::Uuid::new_v4()).await.unwrap();
     assert_eq!(
@@ -238,7 +256,9 @@ async fn refunds_are_partial_proportional_bounded_and_idempotent() {
     );
     assert!(matches!(
         refund(Some("0.01"), uuid::Uuid::new_v4()).await,
-        Err(DbError::Rejected(_))
+        Err(Refusal::Refund(RefundRefusal::NotApproved(
+            TxState::Reversed
+        )))
     ));
     assert_eq!(env.balance(&user).await, money("100.00"));
     assert_eq!(env.account_balance("merchant", "m1").await, money("0.00"));
@@ -268,6 +288,7 @@ async fn a_subsidy_file_with_bad_rows_credits_the_good_ones_once() {
         async move {
             db::run(&pool, move |c| subsidy::import(c, text, Some("2026-11")))
                 .await
+                .unwrap()
                 .unwrap()
         }
     };
@@ -314,13 +335,14 @@ async fn a_mixed_day_report_ties_out_to_the_ledger() {
     db::run(&env.pool, move |c| {
         refunds::refund(
             c,
-            tx,
+            TransactionId(tx),
             Some(amount("5.00")),
             uuid::Uuid::new_v4(),
             "cold soup",
         )
     })
     .await
+    .unwrap()
     .unwrap();
     p2.send_follow_up("reversal", rid).await.unwrap();
     assert_eq!(p2.wait(rid, WAIT).await.unwrap().status, TxState::Reversed);

@@ -195,13 +195,14 @@ async fn a_reversal_after_a_partial_refund_gives_back_only_the_rest() {
     campuspay::db::run(&env.pool, move |c| {
         campuspay::db::refunds::refund(
             c,
-            tx,
+            campuspay::domain::TransactionId(tx),
             Some(campuspay::domain::Amount::parse("5.00").unwrap()),
             uuid::Uuid::new_v4(),
             "partial",
         )
     })
     .await
+    .unwrap()
     .unwrap();
     assert_eq!(env.balance(&user).await, money("83.50"));
     pos.send_follow_up("reversal", rid).await.unwrap();

@@ -1,0 +1,247 @@
+//! Settlement's repository (the card backend): loads and locks what `domain::settlement::decide`
+//! needs, and writes what it decides. A whole batch is one database transaction of a fixed
+//! number of statements, whatever its size:
+//! 1. the transactions, locked in id order (`FOR UPDATE`): a payment still `created` is ours
+//!    to decide, anything else is final already and only re-sent;
+//! 2. each payment's card, limits and merchant account, read from the card and merchant rows of
+//!    the transaction — never from the message;
+//! 3. the card accounts, locked in id order (`journal::lock_cards`), and the day's spending;
+//! 4. the decisions, in memory, in arrival order per card;
+//! 5. one statement per kind of write: declines, approvals, then the journal entries
+//!    (`journal::post`, which credits merchants and the school last, just before the commit).
+
+use super::cards::limits_of_cards;
+use super::journal;
+use super::models::TransactionRow;
+use super::payments::{load_card_ref, outcome_of};
+use super::schema::*;
+use super::{batch, money, DbError};
+use crate::domain::settlement::{decide, CardBook, Payment, Verdict};
+use crate::domain::{AccountId, Amount, CardId, DeclineReason, Money, TxState};
+use crate::messages::internal::{FinalResult, Outcome, PaymentItem};
+use crate::messages::now_micros;
+use chrono::{DateTime, Utc};
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use rust_decimal::Decimal;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Approved amounts per card since `day_start`, across both scan directions.
+fn spent_since(
+    conn: &mut PgConnection,
+    card_ids: &[CardId],
+    day_start: DateTime<Utc>,
+) -> Result<HashMap<CardId, Money>, DbError> {
+    if card_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<i64> = card_ids.iter().map(|c| c.0).collect();
+    let rows: Vec<(Option<i64>, Option<Decimal>)> = transactions::table
+        .filter(transactions::card_id.eq_any(&ids))
+        .filter(transactions::state.eq(TxState::Approved))
+        .filter(transactions::processed_at.ge(day_start))
+        .group_by(transactions::card_id)
+        .select((
+            transactions::card_id,
+            diesel::dsl::sum(transactions::amount),
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(c, s)| Some((CardId(c?), money(s.unwrap_or_default()))))
+        .collect())
+}
+
+/// Where each pending item stands before the decisions.
+enum Plan {
+    /// Decided by `decide`: the index of its payment.
+    Decide(usize),
+    /// The same transaction as an earlier item of this batch (a request sent twice).
+    SameAs(usize),
+    /// Cannot be settled: a bug upstream or a damaged row.
+    Decline(DeclineReason),
+    /// Final already (a redelivery): its stored outcome is re-sent.
+    Final,
+}
+
+/// Settles a batch: see the module doc. `day_start` is when the campus day began (daily limits).
+pub fn settle(
+    conn: &mut PgConnection,
+    mut items: Vec<PaymentItem>,
+    day_start: DateTime<Utc>,
+) -> Result<Vec<PaymentItem>, DbError> {
+    conn.transaction(|conn| {
+        let at = now_micros();
+        let fee_income = journal::fee_income(conn)?;
+
+        // 1. The transactions, locked in id order.
+        let tx_ids: Vec<Uuid> = items
+            .iter()
+            .filter(|i| i.is_pending())
+            .filter_map(|i| i.transaction_id.map(|t| t.0))
+            .collect();
+        let rows: HashMap<Uuid, TransactionRow> = transactions::table
+            .filter(transactions::id.eq_any(&tx_ids))
+            .order(transactions::id)
+            .for_update()
+            .select(TransactionRow::as_select())
+            .load(conn)?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
+
+        // 2. Cards and merchants, from the rows.
+        let open: Vec<&TransactionRow> = rows
+            .values()
+            .filter(|r| r.state == TxState::Created)
+            .collect();
+        let mut card_ids: Vec<CardId> = open.iter().filter_map(|r| r.card_id.map(CardId)).collect();
+        card_ids.sort_unstable();
+        card_ids.dedup();
+        let merchant_ids: Vec<&str> = open.iter().map(|r| r.merchant_id.as_str()).collect();
+        let merchant_accounts: HashMap<String, AccountId> = merchants::table
+            .filter(merchants::id.eq_any(&merchant_ids))
+            .select((merchants::id, merchants::account_id))
+            .load::<(String, i64)>(conn)?
+            .into_iter()
+            .map(|(m, a)| (m, AccountId(a)))
+            .collect();
+        let limits = limits_of_cards(conn, &card_ids)?;
+        let mut spent = spent_since(conn, &card_ids, day_start)?;
+
+        // 3. The card accounts, locked in id order.
+        let accounts: Vec<AccountId> = limits.iter().map(|l| AccountId(l.account_id)).collect();
+        let mut locks = journal::lock_cards(conn, &accounts)?;
+        let mut books: HashMap<CardId, CardBook> = HashMap::with_capacity(limits.len());
+        for l in &limits {
+            let account = AccountId(l.account_id);
+            let balance = crate::db::admin::locked_balance(&locks, account)?;
+            books.insert(
+                CardId(l.card_id),
+                CardBook {
+                    account,
+                    balance,
+                    limits: Some(l.limits()),
+                    spent_today: spent.remove(&CardId(l.card_id)).unwrap_or(Money::ZERO),
+                },
+            );
+        }
+
+        // 4. The decisions, in arrival order.
+        let mut payments: Vec<Payment> = Vec::new();
+        let mut plans: Vec<(usize, Plan)> = Vec::new();
+        let mut first_item: HashMap<Uuid, usize> = HashMap::new();
+        for (i, item) in items.iter_mut().enumerate() {
+            if !item.is_pending() {
+                continue;
+            }
+            let Some(row) = item.transaction_id.and_then(|t| rows.get(&t.0)) else {
+                plans.push((i, Plan::Decline(DeclineReason::InternalError)));
+                continue;
+            };
+            if let Some(&first) = first_item.get(&row.id) {
+                plans.push((i, Plan::SameAs(first)));
+                continue;
+            }
+            first_item.insert(row.id, i);
+            // The result goes to the card of the row, whatever the message said.
+            if let Some(card_id) = row.card_id {
+                if item.card.as_ref().map(|c| c.card_id) != Some(card_id) {
+                    item.card = Some(load_card_ref(conn, card_id)?);
+                }
+            }
+            if row.state != TxState::Created {
+                item.outcome = outcome_of(row);
+                item.fee = row.fee.map(money);
+                plans.push((i, Plan::Final));
+                continue;
+            }
+            let payment = match (
+                row.card_id,
+                merchant_accounts.get(&row.merchant_id),
+                row.amount.and_then(|a| Amount::try_from_decimal(a).ok()),
+                row.fee,
+            ) {
+                (Some(card), Some(&merchant_account), Some(amount), Some(fee)) => Payment {
+                    transaction: crate::domain::TransactionId(row.id),
+                    card: CardId(card),
+                    merchant_account,
+                    mode: row.mode,
+                    amount,
+                    fee: money(fee),
+                    pin_verified: item.pin_verified,
+                },
+                // Only a tombstone lacks an amount, and it is never `created`; the fee stage
+                // stores every fee before it hands a payment on.
+                _ => {
+                    plans.push((i, Plan::Decline(DeclineReason::InternalError)));
+                    continue;
+                }
+            };
+            item.fee = Some(payment.fee);
+            plans.push((i, Plan::Decide(payments.len())));
+            payments.push(payment);
+        }
+        let verdicts = decide(&payments, &mut books, fee_income);
+
+        // 5. The writes.
+        let mut declines: Vec<(Uuid, DeclineReason)> = Vec::new();
+        let mut approvals: Vec<(Uuid, Money)> = Vec::new();
+        let mut entries = Vec::new();
+        let mut decided: HashMap<usize, Outcome> = HashMap::new();
+        for (i, plan) in plans {
+            let outcome = match plan {
+                Plan::Final => continue,
+                Plan::SameAs(first) => match decided.get(&first) {
+                    Some(o) => o.clone(),
+                    None => items[first].outcome.clone(),
+                },
+                Plan::Decline(reason) => {
+                    if let Some(t) = items[i].transaction_id {
+                        if rows.contains_key(&t.0) {
+                            declines.push((t.0, reason));
+                        }
+                    }
+                    declined(reason, at)
+                }
+                Plan::Decide(p) => match &verdicts[p] {
+                    Verdict::Declined(reason) => {
+                        declines.push((payments[p].transaction.0, *reason));
+                        declined(*reason, at)
+                    }
+                    Verdict::Approved {
+                        balance_after,
+                        entry,
+                    } => {
+                        approvals.push((payments[p].transaction.0, *balance_after));
+                        entries.push(entry.clone());
+                        Outcome::Done(FinalResult {
+                            status: TxState::Approved,
+                            reason: None,
+                            processed_at: at,
+                            balance_after: Some(*balance_after),
+                        })
+                    }
+                },
+            };
+            decided.insert(i, outcome.clone());
+            items[i].outcome = outcome;
+        }
+        declines.sort_by_key(|d| d.0);
+        batch::decline_rows(conn, &declines, at)?;
+        approvals.sort_by_key(|a| a.0);
+        batch::approve_rows(conn, &approvals, at)?;
+        journal::post(conn, &mut locks, &entries)?;
+        Ok(items)
+    })
+}
+
+fn declined(reason: DeclineReason, at: DateTime<Utc>) -> Outcome {
+    Outcome::Done(FinalResult {
+        status: TxState::Declined,
+        reason: Some(reason),
+        processed_at: at,
+        balance_after: None,
+    })
+}
