@@ -23,12 +23,36 @@ use tokio::sync::{broadcast, watch};
 const PER_USER_BUFFER: usize = 64;
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ResultHub {
     users: Arc<Mutex<HashMap<String, broadcast::Sender<String>>>>,
+    /// True while the hub's queue is bound and consumed: from then on every fanned-out result
+    /// reaches it (a readiness signal for `/readyz` and for tests, instead of a sleep).
+    ready: Arc<watch::Sender<bool>>,
+}
+
+impl Default for ResultHub {
+    fn default() -> ResultHub {
+        ResultHub {
+            users: Arc::default(),
+            ready: Arc::new(watch::channel(false).0),
+        }
+    }
 }
 
 impl ResultHub {
+    /// Whether the hub is consuming results right now.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits until the hub consumes results (at once if it does already).
+    pub async fn ready(&self) {
+        let mut rx = self.ready.subscribe();
+        // The sender lives as long as `self`: `wait_for` cannot see it closed.
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
     pub fn subscribe(&self, user: &str) -> broadcast::Receiver<String> {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         users
@@ -51,7 +75,9 @@ impl ResultHub {
     pub async fn run(self, amqp_url: String, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Backoff::new();
         while !*shutdown.borrow() {
-            if let Err(e) = self.session(&amqp_url, &mut shutdown, &mut backoff).await {
+            let result = self.session(&amqp_url, &mut shutdown, &mut backoff).await;
+            self.ready.send_replace(false);
+            if let Err(e) = result {
                 let delay = backoff.next_delay();
                 log::warn!("result hub: {e}; reconnecting in {delay:?}");
                 tokio::select! {
@@ -110,6 +136,7 @@ impl ResultHub {
             )
             .await?;
         backoff.reset();
+        self.ready.send_replace(true);
         loop {
             tokio::select! {
                 d = consumer.next() => match d {

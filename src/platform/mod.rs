@@ -104,6 +104,7 @@ async fn openapi() -> HttpResponse {
 pub struct Platform {
     pub addr: SocketAddr,
     server: actix_web::dev::ServerHandle,
+    hub: ResultHub,
     hub_stop: watch::Sender<bool>,
 }
 
@@ -123,7 +124,7 @@ impl Platform {
                 timeout: config.confirm_timeout,
                 inner: Mutex::new(None),
             },
-            hub,
+            hub: hub.clone(),
         });
         let server = HttpServer::new(move || {
             let json = web::JsonConfig::default()
@@ -154,8 +155,15 @@ impl Platform {
         Ok(Platform {
             addr: bound,
             server: handle,
+            hub,
             hub_stop,
         })
+    }
+
+    /// Waits until the result hub consumes results, so that an event stream opened from now on
+    /// misses none.
+    pub async fn ready(&self) {
+        self.hub.ready().await;
     }
 
     pub async fn stop(self) {

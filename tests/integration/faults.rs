@@ -130,19 +130,16 @@ pub async fn decided(env: &TestEnv) -> i64 {
         .await
 }
 
-/// Waits until `n` requests are decided (or the timeout).
+/// Waits until `n` requests are decided.
 pub async fn wait_decided(env: &TestEnv, n: i64, timeout: Duration) {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if env
-            .count("SELECT COUNT(*) AS n FROM transactions WHERE state <> 'created'")
-            .await
-            >= n
-        {
-            return;
+    let what = format!("{n} requests decided");
+    eventually(&what, timeout, Duration::from_millis(50), || async {
+        match decided(env).await {
+            d if d >= n => Ok(()),
+            d => Err(format!("{d} decided")),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// Starts the stream of payments in the background.
@@ -433,17 +430,16 @@ async fn wait_for_shards(
     want: impl Fn(&std::collections::BTreeMap<String, Vec<(u32, bool)>>) -> bool,
 ) -> Duration {
     let started = Instant::now();
-    loop {
+    let every = Duration::from_millis(200);
+    eventually("consumers as expected", timeout, every, || async {
         let seen = consumers_by_queue(env).await;
         if want(&seen) {
-            return started.elapsed();
+            Ok(started.elapsed())
+        } else {
+            Err(format!("{seen:?}"))
         }
-        assert!(
-            started.elapsed() < timeout,
-            "consumers not as expected after {timeout:?}: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 fn active_on(seen: &std::collections::BTreeMap<String, Vec<(u32, bool)>>, shard: u32) -> Vec<u32> {

@@ -23,9 +23,12 @@ fn static_qr(m: &str, t: Option<&str>, name: &str) -> String {
     .unwrap()
 }
 
-/// Opens the SSE stream and forwards each `data:` line of a `result` event.
-fn sse(base: &str, token: &str) -> tokio::sync::mpsc::Receiver<serde_json::Value> {
+/// Opens the SSE stream and forwards each `data:` line of a `result` event. Returns once the
+/// platform has subscribed this stream (its `: connected` comment arrived), so no result sent
+/// afterwards is missed.
+async fn sse(base: &str, token: &str) -> tokio::sync::mpsc::Receiver<serde_json::Value> {
     let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let (connected_tx, connected) = tokio::sync::oneshot::channel();
     let url = format!("{base}/v1/events");
     let auth = format!("Bearer {token}");
     std::thread::spawn(move || {
@@ -35,8 +38,13 @@ fn sse(base: &str, token: &str) -> tokio::sync::mpsc::Receiver<serde_json::Value
             .expect("events stream");
         let mut lines = BufReader::new(resp.into_reader()).lines();
         let mut in_result = false;
+        let mut connected_tx = Some(connected_tx);
         while let Some(Ok(line)) = lines.next() {
-            if line == "event: result" {
+            if line == ": connected" {
+                if let Some(c) = connected_tx.take() {
+                    let _ = c.send(());
+                }
+            } else if line == "event: result" {
                 in_result = true;
             } else if let (true, Some(data)) = (in_result, line.strip_prefix("data: ")) {
                 in_result = false;
@@ -49,6 +57,10 @@ fn sse(base: &str, token: &str) -> tokio::sync::mpsc::Receiver<serde_json::Value
             }
         }
     });
+    tokio::time::timeout(WAIT, connected)
+        .await
+        .expect("the event stream connects in time")
+        .expect("the event stream connects");
     rx
 }
 
@@ -70,16 +82,15 @@ async fn pay_flow(phone: &Phone, qr: &str, amount: Option<&str>) -> (Answer, Ans
 #[actix_rt::test]
 async fn all_three_kinds_pay_end_to_end_with_pos_and_sse_results() {
     let mut env = TestEnv::start().await;
-    let base = env.start_platform();
+    let base = env.start_platform().await;
     env.merchant("canteen", &["t1", "counter"]).await;
     env.fee(Identity::External, "0.10", None).await;
     let user = env.card("x001", Identity::External, "100.00").await;
     let phone = env.phone(&base, &user);
     let token = env.jwt.issue_cardholder(&user, 600).unwrap();
-    let mut events = sse(&base, &token);
+    let mut events = sse(&base, &token).await;
     let mut till = env.pos("canteen", "t1").await;
     let mut counter = env.pos("canteen", "counter").await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // let the event stream subscribe
 
     // 1. Static, merchant only: the cardholder types the amount.
     let qr = static_qr("canteen", None, "First Canteen");
@@ -168,7 +179,7 @@ async fn all_three_kinds_pay_end_to_end_with_pos_and_sse_results() {
 #[actix_rt::test]
 async fn bad_forward_scan_input_is_refused_and_moves_nothing() {
     let mut env = TestEnv::start().await;
-    let base = env.start_platform();
+    let base = env.start_platform().await;
     env.merchant("shop", &["t1"]).await;
     let user = env.card("s001", Identity::Student, "100.00").await;
     let other = env.card("s002", Identity::Student, "100.00").await;

@@ -231,11 +231,15 @@ impl TestEnv {
         .unwrap()
     }
 
-    /// Serves the payment platform on a free local port; returns its base URL.
-    pub fn start_platform(&mut self) -> String {
+    /// Serves the payment platform on a free local port and waits until its result hub
+    /// consumes results (so no pushed result is missed); returns its base URL.
+    pub async fn start_platform(&mut self) -> String {
         let p =
             campuspay::platform::Platform::start(&self.config, self.pool.clone(), "127.0.0.1:0")
                 .expect("platform starts");
+        tokio::time::timeout(WAIT, p.ready())
+            .await
+            .expect("the platform's result hub is ready in time");
         let url = format!("http://{}", p.addr);
         self.platform = Some(p);
         url
@@ -261,6 +265,28 @@ impl TestEnv {
         if let Some(p) = self.pipeline.take() {
             p.shutdown().await;
         }
+    }
+}
+
+/// Polls `check` every `every` until it returns `Ok`, for at most `within`; then panics with
+/// `what` and the last `Err` it returned (what was seen instead). The one poll loop of the
+/// tests: the broker's management statistics and a worker's progress are only observable by
+/// asking again.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, every: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within {within:?}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -535,7 +535,7 @@ fn the_document_mirrors_the_body_schemas_and_its_examples_are_valid() {
 #[actix_rt::test]
 async fn every_documented_route_exists_and_nothing_else_does() {
     let mut env = TestEnv::empty().await;
-    let base = env.start_platform();
+    let base = env.start_platform().await;
     let doc = openapi();
     blocking(move || {
         // (a) The document is served verbatim.
@@ -633,7 +633,7 @@ async fn next_line(rx: &mut tokio::sync::mpsc::Receiver<String>) -> String {
 #[actix_rt::test]
 async fn a_real_flow_and_its_errors_match_the_document() {
     let mut env = TestEnv::start().await;
-    let base = env.start_platform();
+    let base = env.start_platform().await;
     env.merchant("canteen-1", &["t1"]).await;
     env.fee(Identity::External, "0.10", None).await;
     let user = env.card("x001", Identity::External, "100.00").await;
@@ -653,7 +653,6 @@ async fn a_real_flow_and_its_errors_match_the_document() {
         .starts_with("text/event-stream"));
     assert_eq!(next_line(&mut events).await, ": connected");
     assert_eq!(next_line(&mut events).await, "");
-    tokio::time::sleep(Duration::from_millis(300)).await; // let the result hub bind its queue
 
     let (p, d, b) = (phone.clone(), doc.clone(), base.clone());
     let order_id = blocking(move || {

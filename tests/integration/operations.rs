@@ -94,7 +94,7 @@ async fn a_frozen_card_is_declined_and_its_codes_are_revoked() {
 #[actix_rt::test]
 async fn the_daily_limit_counts_both_scan_directions_and_the_pin_guards_big_payments() {
     let mut env = TestEnv::start().await;
-    let base = env.start_platform();
+    let base = env.start_platform().await;
     env.merchant("m1", &["t1"]).await;
     let user = env.card("s001", Identity::Student, "500.00").await;
     let u = user.clone();
@@ -392,7 +392,7 @@ async fn a_mixed_day_report_ties_out_to_the_ledger() {
 #[actix_rt::test]
 async fn admin_routes_need_an_admin_token_and_metrics_count_results() {
     let mut env = TestEnv::start().await;
-    let base = env.start_platform();
+    let base = env.start_platform().await;
     env.merchant("m1", &["t1"]).await;
     let user = env.card("s001", Identity::Student, "50.00").await;
     let codes = env.codes(&user).await;

@@ -42,18 +42,14 @@ async fn depth(env: &TestEnv, queue: &str) -> u32 {
 /// Waits until a queue holds `expected` ready messages. Messages nacked back to a quorum queue
 /// are counted again only once the queue has applied the return, a moment after the nack.
 async fn depth_becomes(env: &TestEnv, queue: &str, expected: u32) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let n = depth(env, queue).await;
-        if n == expected {
-            return;
+    let what = format!("{queue} holds {expected} ready messages");
+    eventually(&what, WAIT, Duration::from_millis(100), || async {
+        match depth(env, queue).await {
+            n if n == expected => Ok(()),
+            n => Err(format!("{n} ready")),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{queue} holds {n} ready messages, expected {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 async fn publisher(env: &TestEnv) -> Publisher {
@@ -68,19 +64,15 @@ async fn dead_until(
     what: &str,
     done: impl Fn(&[DeadLetter]) -> bool,
 ) -> Vec<DeadLetter> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(what, WAIT, Duration::from_millis(200), || async {
         let listing = dead_list(&env.config.amqp_url, LIMIT).await.unwrap();
         if done(&listing.letters) {
-            return listing.letters;
+            Ok(listing.letters)
+        } else {
+            Err(format!("pay.dead shows {:?}", listing.letters))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}; pay.dead shows {:?}",
-            listing.letters
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 #[actix_rt::test]
@@ -169,15 +161,16 @@ async fn the_overview_lists_the_pipeline_queues_and_warns_about_missing_consumer
     let mut env = TestEnv::empty().await;
     let mgmt = env.mgmt().clone();
     // The management statistics lag by a few seconds: poll.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let o = loop {
+    let every = Duration::from_millis(500);
+    let o = eventually("every queue has statistics", WAIT, every, || async {
         let o = queue_overview(&mgmt, &env.vhost, true).await.unwrap();
         if o.pipeline.iter().all(|r| r.consumers.is_some()) {
-            break o;
+            Ok(o)
+        } else {
+            Err(format!("{o:?}"))
         }
-        assert!(tokio::time::Instant::now() < deadline, "{o:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    })
+    .await;
     let names: Vec<&str> = o.pipeline.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
@@ -206,15 +199,15 @@ async fn the_overview_lists_the_pipeline_queues_and_warns_about_missing_consumer
 
     // With the pipeline running, every stage queue has its consumer.
     env.start_pipeline();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually("no warnings once the stages run", WAIT, every, || async {
         let o = queue_overview(&mgmt, &env.vhost, false).await.unwrap();
         if o.warnings.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{:?}", o.warnings))
         }
-        assert!(tokio::time::Instant::now() < deadline, "{:?}", o.warnings);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    })
+    .await;
 }
 
 #[actix_rt::test]
@@ -280,22 +273,19 @@ async fn broker_dead_letters_are_read_from_x_death_and_replay_to_their_queue() {
         .unwrap();
     let channel = env.conn.create_channel().await.unwrap();
     let reject = |channel: lapin::Channel| async move {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(m) = channel
+        let every = Duration::from_millis(100);
+        let m = eventually("a message on campuspay.fee", WAIT, every, || async {
+            channel
                 .basic_get("campuspay.fee".into(), BasicGetOptions { no_ack: false })
                 .await
                 .unwrap()
-            {
-                m.delivery
-                    .reject(BasicRejectOptions { requeue: false })
-                    .await
-                    .unwrap();
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "nothing to reject");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                .ok_or_else(|| "the queue is empty".to_owned())
+        })
+        .await;
+        m.delivery
+            .reject(BasicRejectOptions { requeue: false })
+            .await
+            .unwrap();
     };
     reject(channel.clone()).await;
     let letters = dead_until(&env, "a broker dead letter", |l| l.len() == 1).await;
