@@ -8,7 +8,8 @@ use campuspay::domain::refund::RefundRefusal;
 use campuspay::domain::{
     Amount, DeclineReason, Identity, MerchantId, RequestId, TerminalId, TxState,
 };
-use campuspay::domain::{Refusal, TransactionId};
+use campuspay::domain::{Refusal, TransactionId, UserId};
+use campuspay::sim::phone::{Answer, Phone};
 use std::time::Duration;
 
 fn amount(s: &str) -> Amount {
@@ -91,13 +92,13 @@ async fn a_frozen_card_is_declined_and_its_codes_are_revoked() {
     assert_eq!(env.balance(&user).await, money("45.00"));
 }
 
-#[actix_rt::test]
-async fn the_daily_limit_counts_both_scan_directions_and_the_pin_guards_big_payments() {
-    let mut env = TestEnv::start().await;
+/// A student card (500.00) with limits 100 per payment, 60 a day, 25 without the PIN, its PIN
+/// set to 135790, a till m1/t1 and a phone; the codes of the card.
+async fn limited_card(env: &mut TestEnv) -> (UserId, campuspay::sim::pos::Pos, Vec<String>, Phone) {
     let base = env.start_platform().await;
     env.merchant("m1", &["t1"]).await;
     let user = env.card("s001", Identity::Student, "500.00").await;
-    let u = user.clone();
+    let (u, key) = (user.clone(), env.config.code_key.expose().to_vec());
     db::run(&env.pool, move |c| {
         cards::set_limits(
             c,
@@ -105,89 +106,100 @@ async fn the_daily_limit_counts_both_scan_directions_and_the_pin_guards_big_paym
             Some(amount("100.00")),
             Some(amount("60.00")),
             Some(amount("25.00")),
-        )
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let mut pos = env.pos("m1", "t1").await;
-    let codes = env.codes(&user).await;
-    // Reverse scan above the password-free amount: pin_required. Above the per-transaction
-    // limit: limit_exceeded.
-    let r = pos
-        .pay(RequestId::new_random(), &codes[0], "30.00", WAIT)
-        .await
-        .unwrap();
-    assert_eq!(r.reason, Some(DeclineReason::PinRequired));
-    let r = pos
-        .pay(RequestId::new_random(), &codes[1], "100.01", WAIT)
-        .await
-        .unwrap();
-    assert_eq!(r.reason, Some(DeclineReason::LimitExceeded));
-    let r = pos
-        .pay(RequestId::new_random(), &codes[2], "25.00", WAIT)
-        .await
-        .unwrap();
-    assert_eq!(r.status, TxState::Approved);
-
-    // Forward scan: 25 + 25 = 50 of the 60 daily; then 15 more is over the limit.
-    let phone = env.phone(&base, &user);
-    let qr = static_qr("m1", "t1");
-    let key = env.config.code_key.expose().to_vec();
-    let u = user.clone();
-    db::run(&env.pool, move |c| {
+        )?
+        .expect("limits set");
         cards::set_pin_hash(c, &u, &campuspay::tsm::pin_hash(&key, &u, "135790"))
     })
     .await
     .unwrap()
     .unwrap();
-    let (p, q) = (phone.clone(), qr.clone());
-    let (first, big, over) = blocking(move || {
-        let pay = |amount: &str, pin: Option<&str>| {
-            let o = p
-                .create_order(&uuid::Uuid::new_v4().to_string(), &q)
-                .unwrap();
-            let id = o.body["order_id"].as_str().unwrap().to_owned();
-            let mut body = serde_json::json!({ "amount": amount });
-            if let Some(pin) = pin {
-                body["pin"] = serde_json::json!(pin);
-            }
-            let a = p
-                .call("POST", &format!("/v1/orders/{id}/pay"), Some(body))
-                .unwrap();
-            (id, a)
-        };
-        let (id1, _) = pay("25.00", None);
-        let first = p.wait_final(&id1, Duration::from_secs(20)).unwrap();
-        // 26.00 is above the password-free 25.00: PIN needed, wrong PIN refused.
-        let (_, no_pin) = pay("26.00", None);
+    let pos = env.pos("m1", "t1").await;
+    let codes = env.codes(&user).await;
+    let phone = env.phone(&base, &user);
+    (user, pos, codes, phone)
+}
+
+/// Pays the till's static code from the phone: the order's id and the confirmation's answer.
+fn pay_static(p: &Phone, amount: &str, pin: Option<&str>) -> (String, Answer) {
+    let o = p
+        .create_order(&uuid::Uuid::new_v4().to_string(), &static_qr("m1", "t1"))
+        .unwrap();
+    let id = o.body["order_id"].as_str().unwrap().to_owned();
+    let mut body = serde_json::json!({ "amount": amount });
+    if let Some(pin) = pin {
+        body["pin"] = serde_json::json!(pin);
+    }
+    let a = p
+        .call("POST", &format!("/v1/orders/{id}/pay"), Some(body))
+        .unwrap();
+    (id, a)
+}
+
+#[actix_rt::test]
+async fn above_the_password_free_amount_the_pin_is_needed_in_both_directions() {
+    let mut env = TestEnv::start().await;
+    let (user, mut pos, codes, phone) = limited_card(&mut env).await;
+    // Reverse scan above the password-free amount: the till cannot take a PIN.
+    let r = pos
+        .pay(RequestId::new_random(), &codes[0], "30.00", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(r.reason, Some(DeclineReason::PinRequired));
+    // Forward scan: without the PIN and with a wrong one refused, with the right one paid.
+    let paid = blocking(move || {
+        let (_, no_pin) = pay_static(&phone, "26.00", None);
         assert_eq!(
             (no_pin.status, no_pin.code()),
             (403, "pin_required"),
             "{no_pin:?}"
         );
-        let (_, wrong) = pay("26.00", Some("000000"));
+        let (_, wrong) = pay_static(&phone, "26.00", Some("000000"));
         assert_eq!(
             (wrong.status, wrong.code()),
             (403, "pin_invalid"),
             "{wrong:?}"
         );
-        let (id2, _) = pay("10.00", None);
-        let big = p.wait_final(&id2, Duration::from_secs(20)).unwrap();
-        let (id3, _) = pay("10.01", Some("135790"));
-        let over = p.wait_final(&id3, Duration::from_secs(20)).unwrap();
-        (first, big, over)
+        let (id, _) = pay_static(&phone, "26.00", Some("135790"));
+        phone.wait_final(&id, Duration::from_secs(20)).unwrap()
+    })
+    .await;
+    assert_eq!(paid.body["status"], "approved", "{paid:?}");
+    assert_eq!(env.balance(&user).await, money("474.00"));
+    assert!(env.verify().await.ok);
+}
+
+#[actix_rt::test]
+async fn the_limits_count_both_scan_directions() {
+    let mut env = TestEnv::start().await;
+    let (user, mut pos, codes, phone) = limited_card(&mut env).await;
+    // Above the per-transaction limit.
+    let r = pos
+        .pay(RequestId::new_random(), &codes[0], "100.01", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(r.reason, Some(DeclineReason::LimitExceeded));
+    let r = pos
+        .pay(RequestId::new_random(), &codes[1], "25.00", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(r.status, TxState::Approved);
+    // Forward scan: 25 (reverse) + 25 + 10 = 60, the daily limit; 10.01 more is over it.
+    let (first, second, over) = blocking(move || {
+        let wait = |amount| {
+            let (id, _) = pay_static(&phone, amount, Some("135790"));
+            phone.wait_final(&id, Duration::from_secs(20)).unwrap()
+        };
+        (wait("25.00"), wait("10.00"), wait("10.01"))
     })
     .await;
     assert_eq!(first.body["status"], "approved");
-    assert_eq!(big.body["status"], "approved");
-    // 25 (reverse) + 25 + 10 (forward) = 60: the daily limit is used up.
+    assert_eq!(second.body["status"], "approved");
     assert_eq!(
         (over.body["status"].as_str(), over.body["reason"].as_str()),
         (Some("declined"), Some("limit_exceeded"))
     );
     let r = pos
-        .pay(RequestId::new_random(), &codes[3], "0.01", WAIT)
+        .pay(RequestId::new_random(), &codes[2], "0.01", WAIT)
         .await
         .unwrap();
     assert_eq!(
@@ -389,9 +401,11 @@ async fn a_mixed_day_report_ties_out_to_the_ledger() {
     assert!(r.ties_out && r.merchants.is_empty());
 }
 
-#[actix_rt::test]
-async fn admin_routes_need_an_admin_token_and_metrics_count_results() {
-    let mut env = TestEnv::start().await;
+/// The platform, merchant m1 with till t1, card s001 (50.00) that paid 5.00 and then had the
+/// same code declined `code_used`; an operator's client (token of "ops") and the payment.
+async fn admin_setup(
+    env: &mut TestEnv,
+) -> (String, Phone, campuspay::messages::external::ResultV1) {
     let base = env.start_platform().await;
     env.merchant("m1", &["t1"]).await;
     let user = env.card("s001", Identity::Student, "50.00").await;
@@ -406,70 +420,203 @@ async fn admin_routes_need_an_admin_token_and_metrics_count_results() {
         .await
         .unwrap();
     assert_eq!(declined.reason, Some(DeclineReason::CodeUsed));
-    let admin_token = env.jwt.issue_admin("ops", 600).unwrap();
-    let admin = campuspay::sim::phone::Phone::new(&base, &admin_token);
-    let admin_token = admin_token.clone();
-    let cardholder = env.phone(&base, &user);
-    let tx = paid.transaction_id.unwrap().to_string();
-    let b = base.clone();
+    let admin = Phone::new(&base, &env.jwt.issue_admin("ops", 600).unwrap());
+    (base, admin, paid)
+}
+
+#[actix_rt::test]
+async fn admin_routes_need_an_admin_token() {
+    let mut env = TestEnv::start().await;
+    let (base, admin, _) = admin_setup(&mut env).await;
+    let cardholder = env.phone(&base, &UserId::parse("s001").unwrap());
     blocking(move || {
-        // A cardholder's token is not an admin's.
-        let a = cardholder.call("POST", "/admin/v1/cards/s001/freeze", None).unwrap();
+        let a = cardholder
+            .call("POST", "/admin/v1/cards/s001/freeze", None)
+            .unwrap();
         assert_eq!((a.status, a.code()), (403, "forbidden"));
-        let a = campuspay::sim::phone::Phone::new(&b, "").call("GET", "/admin/v1/verify", None).unwrap();
+        let a = Phone::new(&base, "")
+            .call("GET", "/admin/v1/verify", None)
+            .unwrap();
         assert_eq!(a.status, 401);
         let a = admin.call("GET", "/admin/v1/verify", None).unwrap();
-        assert_eq!((a.status, a.body["ok"].as_bool()), (200, Some(true)), "{a:?}");
+        assert_eq!(
+            (a.status, a.body["ok"].as_bool()),
+            (200, Some(true)),
+            "{a:?}"
+        );
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn admin_routes_refund_freeze_and_report_and_each_change_names_its_operator() {
+    let mut env = TestEnv::start().await;
+    let (_, admin, paid) = admin_setup(&mut env).await;
+    let tx = paid.transaction_id.unwrap().to_string();
+    blocking(move || {
+        let refund = |amount: &str| {
+            let body = serde_json::json!({
+                "transaction_id": tx, "amount": amount, "request_id": uuid::Uuid::new_v4()
+            });
+            admin.call("POST", "/admin/v1/refunds", Some(body)).unwrap()
+        };
+        let a = refund("2.00");
+        assert_eq!(
+            (a.status, a.body["remaining"].as_str()),
+            (200, Some("3.00")),
+            "{a:?}"
+        );
+        let a = refund("9.00");
+        assert_eq!((a.status, a.code()), (422, "rejected"), "{a:?}");
         let a = admin
-            .call("POST", "/admin/v1/refunds", Some(serde_json::json!({"transaction_id": tx, "amount": "2.00", "request_id": uuid::Uuid::new_v4()})))
+            .call("POST", "/admin/v1/cards/s001/freeze", None)
             .unwrap();
-        assert_eq!((a.status, a.body["remaining"].as_str()), (200, Some("3.00")), "{a:?}");
-        let a = admin
-            .call("POST", "/admin/v1/refunds", Some(serde_json::json!({"transaction_id": tx, "amount": "9.00", "request_id": uuid::Uuid::new_v4()})))
-            .unwrap();
-        assert_eq!(a.status, 422, "{a:?}");
-        let a = admin.call("POST", "/admin/v1/cards/s001/freeze", None).unwrap();
         assert_eq!((a.status, a.body["status"].as_str()), (200, Some("frozen")));
         let a = admin.call("GET", "/admin/v1/cards/s001", None).unwrap();
-        assert_eq!((a.body["status"].as_str(), a.body["balance"].as_str()), (Some("frozen"), Some("47.00")));
+        assert_eq!(
+            (a.body["status"].as_str(), a.body["balance"].as_str()),
+            (Some("frozen"), Some("47.00"))
+        );
         let a = admin.call("GET", "/admin/v1/reports/daily", None).unwrap();
         assert_eq!(a.body["ties_out"], true, "{a:?}");
+    })
+    .await;
+    // The refund and the freeze are on the operators' trail under the token's name; the
+    // refused refund is not.
+    let trail = env
+        .count("SELECT COUNT(*) AS n FROM operator_actions WHERE operator = 'admin:ops' AND action IN ('refund', 'card.freeze')")
+        .await;
+    assert_eq!(trail, 2);
+}
+
+#[actix_rt::test]
+async fn admin_routes_set_up_merchants_terminals_cards_and_fees() {
+    let mut env = TestEnv::start().await;
+    let (_, admin, _) = admin_setup(&mut env).await;
+    let json = |v| Some(v);
+    blocking(move || {
+        let post = |path: &str, body| admin.call("POST", path, json(body)).unwrap();
+        let a = post(
+            "/admin/v1/merchants",
+            serde_json::json!({"id": "m9", "name": "Noodle Bar"}),
+        );
+        assert_eq!(a.status, 201, "{a:?}");
+        let a = post(
+            "/admin/v1/terminals",
+            serde_json::json!({"merchant_id": "m9", "terminal_id": "t1"}),
+        );
+        assert_eq!(
+            (a.status, a.body["result_queue"].as_str()),
+            (201, Some("pos.m9.t1")),
+            "{a:?}"
+        );
+        assert!(a.body["token"].as_str().is_some_and(|t| t.len() > 20));
+        let a = post(
+            "/admin/v1/cards",
+            serde_json::json!({"user_id": "x9", "name": "Visitor", "identity": "external"}),
+        );
+        assert_eq!(a.status, 201, "{a:?}");
+        let a = post(
+            "/admin/v1/fee-rules",
+            serde_json::json!({"identity": "external", "rate": "0.15", "merchant_id": "m9"}),
+        );
+        assert_eq!(a.status, 201, "{a:?}");
+        let a = post(
+            "/admin/v1/cards",
+            serde_json::json!({"user_id": "x9", "name": "Again", "identity": "external"}),
+        );
+        assert_eq!((a.status, a.code()), (409, "conflict"), "{a:?}");
+        let a = post(
+            "/admin/v1/terminals",
+            serde_json::json!({"merchant_id": "nope", "terminal_id": "t1"}),
+        );
+        assert_eq!((a.status, a.code()), (404, "not_found"), "{a:?}");
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn admin_queue_routes_refuse_what_the_cli_refuses() {
+    let mut env = TestEnv::start().await;
+    let (_, admin, _) = admin_setup(&mut env).await;
+    blocking(move || {
         let a = admin.call("GET", "/admin/v1/queues", None).unwrap();
         assert_eq!(a.status, 200, "{a:?}");
-        // Setting up a merchant, a till, a card and a fee rule over HTTP.
-        let a = admin.call("POST", "/admin/v1/merchants", Some(serde_json::json!({"id": "m9", "name": "Noodle Bar"}))).unwrap();
-        assert_eq!(a.status, 201, "{a:?}");
-        let a = admin.call("POST", "/admin/v1/terminals", Some(serde_json::json!({"merchant_id": "m9", "terminal_id": "t1"}))).unwrap();
-        assert_eq!((a.status, a.body["result_queue"].as_str()), (201, Some("pos.m9.t1")), "{a:?}");
-        assert!(a.body["token"].as_str().is_some_and(|t| t.len() > 20));
-        let a = admin.call("POST", "/admin/v1/cards", Some(serde_json::json!({"user_id": "x9", "name": "Visitor", "identity": "external"}))).unwrap();
-        assert_eq!(a.status, 201, "{a:?}");
-        let a = admin.call("POST", "/admin/v1/fee-rules", Some(serde_json::json!({"identity": "external", "rate": "0.15", "merchant_id": "m9"}))).unwrap();
-        assert_eq!(a.status, 201, "{a:?}");
-        let a = admin.call("POST", "/admin/v1/cards", Some(serde_json::json!({"user_id": "x9", "name": "Again", "identity": "external"}))).unwrap();
-        assert_eq!((a.status, a.code()), (409, "conflict"), "{a:?}");
-        // Queue operations refuse what the CLI refuses.
-        let a = admin.call("POST", "/admin/v1/queues/campuspay.fee/purge", None).unwrap();
+        let a = admin
+            .call("POST", "/admin/v1/queues/campuspay.fee/purge", None)
+            .unwrap();
         assert_eq!((a.status, a.code()), (409, "refused"), "{a:?}");
-        let a = admin.call("POST", "/admin/v1/queues/campuspay.fee/purge?yes=true", None).unwrap();
-        assert_eq!((a.status, a.code()), (409, "refused"), "money-moving stage: {a:?}");
+        let a = admin
+            .call(
+                "POST",
+                "/admin/v1/queues/campuspay.fee/purge?yes=true",
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            (a.status, a.code()),
+            (409, "refused"),
+            "money-moving stage: {a:?}"
+        );
         let a = admin.call("GET", "/admin/v1/topology/check", None).unwrap();
         assert_eq!(a.status, 200, "{a:?}");
         let a = admin.call("GET", "/admin/v1/dead?limit=10", None).unwrap();
-        assert_eq!((a.status, a.body["letters"].as_array().map(Vec::len)), (200, Some(0)), "{a:?}");
-        let csv = "user_id,amount\ns001,10.00\nnobody,1.00\n";
-        let r = ureq::post(&format!("{b}/admin/v1/subsidies?batch=api-test"))
-            .set("authorization", &format!("Bearer {admin_token}"))
-            .set("content-type", "text/csv")
-            .send_string(csv)
-            .unwrap();
-        let report: serde_json::Value = r.into_json().unwrap();
-        assert_eq!((report["credited"].as_u64(), report["rejected"][0]["line"].as_u64()), (Some(1), Some(3)), "{report}");
-        let text = ureq::get(&format!("{b}/metrics")).call().unwrap().into_string().unwrap();
-        assert!(text.contains("campuspay_results_total{status=\"approved\",reason=\"\"}"), "{text}");
-        assert!(text.contains("campuspay_results_total{status=\"declined\",reason=\"code_used\"}"), "{text}");
-        assert!(text.contains("campuspay_stage_batch_seconds_count{stage=\"settlement\"}"), "{text}");
-        assert!(text.contains("campuspay_queue_ready{queue=\"campuspay.order\"}"), "{text}");
+        assert_eq!(
+            (a.status, a.body["letters"].as_array().map(Vec::len)),
+            (200, Some(0)),
+            "{a:?}"
+        );
     })
     .await;
+}
+
+#[actix_rt::test]
+async fn a_subsidy_file_uploaded_over_http_credits_its_good_rows() {
+    let mut env = TestEnv::start().await;
+    let (base, _, _) = admin_setup(&mut env).await;
+    let token = env.jwt.issue_admin("ops", 600).unwrap();
+    let report: serde_json::Value = blocking(move || {
+        ureq::post(&format!("{base}/admin/v1/subsidies?batch=api-test"))
+            .set("authorization", &format!("Bearer {token}"))
+            .set("content-type", "text/csv")
+            .send_string("user_id,amount\ns001,10.00\nnobody,1.00\n")
+            .unwrap()
+            .into_json()
+            .unwrap()
+    })
+    .await;
+    assert_eq!(
+        (
+            report["credited"].as_u64(),
+            report["rejected"][0]["line"].as_u64()
+        ),
+        (Some(1), Some(3)),
+        "{report}"
+    );
+    assert_eq!(
+        env.balance(&UserId::parse("s001").unwrap()).await,
+        money("55.00")
+    );
+}
+
+#[actix_rt::test]
+async fn metrics_count_results_by_reason_and_stage_batches() {
+    let mut env = TestEnv::start().await;
+    let (base, _, _) = admin_setup(&mut env).await;
+    let text = blocking(move || {
+        ureq::get(&format!("{base}/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    })
+    .await;
+    for line in [
+        "campuspay_results_total{status=\"approved\",reason=\"\"}",
+        "campuspay_results_total{status=\"declined\",reason=\"code_used\"}",
+        "campuspay_stage_batch_seconds_count{stage=\"settlement\"}",
+        "campuspay_queue_ready{queue=\"campuspay.order\"}",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
 }
