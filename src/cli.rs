@@ -864,8 +864,8 @@ async fn admin(command: AdminCommand, config: Config) -> Result<ExitCode, CliErr
                 }
             })
             .await?;
-            let payload = crate::domain::merchant_qr::encode_campus(
-                &crate::domain::merchant_qr::MerchantQr::Static {
+            let payload = crate::domain::campus_qr::encode_campus(
+                &crate::domain::campus_qr::MerchantQr::Static {
                     merchant_id: merchant.clone(),
                     terminal_id: terminal.clone(),
                 },
@@ -1248,8 +1248,8 @@ fn phone_scan(
 }
 
 fn qr_decode(payload: &str, json: bool) -> ExitCode {
-    use crate::domain::merchant_qr;
-    match merchant_qr::describe(payload) {
+    use crate::domain::campus_qr;
+    match campus_qr::describe(payload) {
         Ok(d) => {
             print(json, &d, |d| d.to_text());
             if d.crc_valid {

@@ -3,10 +3,10 @@
 //! Everything that crosses an edge (a message, an HTTP body, a CLI flag) is parsed into one of
 //! these types first, so the rest of the code never sees an unchecked amount, id or code.
 
+pub mod campus_qr;
 pub mod fee;
 pub mod identity;
 pub mod ids;
-pub mod merchant_qr;
 pub mod money;
 pub mod payment_code;
 pub mod reason;
