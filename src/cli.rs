@@ -1248,8 +1248,8 @@ fn phone_scan(
 }
 
 fn qr_decode(payload: &str, json: bool) -> ExitCode {
-    use crate::domain::campus_qr;
-    match campus_qr::describe(payload) {
+    use crate::emv;
+    match emv::describe(payload) {
         Ok(d) => {
             print(json, &d, |d| d.to_text());
             if d.crc_valid {

@@ -35,6 +35,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod emv;
 pub mod messages;
 pub mod metrics;
 pub mod pipeline;

@@ -1,5 +1,5 @@
 //! Merchant QR codes as a service: signing and checking dynamic codes, and the terminal id used
-//! for a merchant-only printed code. The EMV encoding itself is pure (`domain::campus_qr`).
+//! for a merchant-only printed code. The EMV encoding itself is pure (`emv`, `domain::campus_qr`).
 
 use crate::domain::campus_qr::signing_input;
 use crate::domain::{Amount, MerchantId, TerminalId};
