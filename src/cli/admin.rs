@@ -1,0 +1,80 @@
+//! `campuspay admin`: the back-office verbs. Each group's clap types and handler live in its own
+//! file (`merchant`, `card`, `fee`, `token`, `qr`, `reports`); broker-only verbs are
+//! `crate::admin::queues`.
+
+use super::{card, fee, merchant, pool, qr, reports, token, CliError};
+use crate::config::Config;
+use clap::Subcommand;
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Queues, dead letters and topology drift (broker only; see `crate::admin::queues`).
+    #[command(flatten)]
+    Broker(crate::admin::queues::BrokerAdminCommand),
+    /// Refund an approved payment, fully or partly (the 搭伙费 in proportion).
+    Refund(reports::RefundArgs),
+    /// Subsidies (补助).
+    Subsidy {
+        #[command(subcommand)]
+        command: reports::SubsidyCommand,
+    },
+    /// Reports.
+    Report {
+        #[command(subcommand)]
+        command: reports::ReportCommand,
+    },
+    /// Merchant QR codes.
+    Qr {
+        #[command(subcommand)]
+        command: qr::AdminQrCommand,
+    },
+    /// Issue a cardholder token for the phone API.
+    /// Issue a token: a cardholder's for the phone API (`--user`), or an operator's for
+    /// `/admin/v1` (`--admin NAME`).
+    Token(token::TokenArgs),
+    Merchant {
+        #[command(subcommand)]
+        command: merchant::MerchantCommand,
+    },
+    Terminal {
+        #[command(subcommand)]
+        command: merchant::TerminalCommand,
+    },
+    Card {
+        #[command(subcommand)]
+        command: card::CardCommand,
+    },
+    Fee {
+        #[command(subcommand)]
+        command: fee::FeeCommand,
+    },
+    /// Check the ledger invariants; exits non-zero when any is broken.
+    Verify(reports::VerifyArgs),
+}
+
+pub(super) async fn broker_admin(
+    command: crate::admin::queues::BrokerAdminCommand,
+    config: &Config,
+) -> Result<ExitCode, CliError> {
+    crate::admin::queues::run(command, config)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))
+}
+
+pub(super) async fn run(command: AdminCommand, config: Config) -> Result<ExitCode, CliError> {
+    let pool = pool(&config).await?;
+    match command {
+        AdminCommand::Broker(c) => broker_admin(c, &config).await,
+        AdminCommand::Token(args) => token::run(args, pool, config).await,
+        AdminCommand::Qr { command } => qr::admin(command, pool).await,
+        AdminCommand::Merchant { command } => merchant::merchant(command, pool).await,
+        AdminCommand::Terminal { command } => merchant::terminal(command, pool, config).await,
+        AdminCommand::Card { command } => card::run(command, pool, config).await,
+        AdminCommand::Fee { command } => fee::run(command, pool).await,
+        AdminCommand::Refund(args) => reports::refund(args, pool).await,
+        AdminCommand::Subsidy { command } => reports::subsidy(command, pool).await,
+        AdminCommand::Report { command } => reports::report(command, pool, config).await,
+        AdminCommand::Verify(args) => reports::verify(args, pool).await,
+    }
+}
