@@ -49,7 +49,7 @@ pub const DEFAULT_DROP_RECORD: &str = "dead-letters-dropped.jsonl";
 pub const DEFINITIONS_FILE: &str = "rabbitmq/definitions.json";
 /// The committed definitions as they were when this binary was built: used when the command
 /// does not run from a checkout.
-const BUILT_IN_DEFINITIONS: &str = include_str!("../../rabbitmq/definitions.json");
+const BUILT_IN_DEFINITIONS: &str = include_str!("../../../rabbitmq/definitions.json");
 const CONNECT_ATTEMPTS: u32 = 3;
 /// Bodies larger than this are shown truncated by `dead show` (hex doubles them).
 const SHOW_MAX_BYTES: usize = 4096;
