@@ -2,7 +2,7 @@
 //! file (`merchant`, `card`, `fee`, `token`, `qr`, `reports`); broker-only verbs are
 //! `crate::admin::queues`.
 
-use super::{card, fee, merchant, pool, qr, reports, token, CliError};
+use super::{broker, card, fee, merchant, pool, qr, reports, token, CliError};
 use crate::config::Config;
 use clap::Subcommand;
 use std::process::ExitCode;
@@ -11,7 +11,7 @@ use std::process::ExitCode;
 pub enum AdminCommand {
     /// Queues, dead letters and topology drift (broker only; see `crate::admin::queues`).
     #[command(flatten)]
-    Broker(crate::admin::queues::BrokerAdminCommand),
+    Broker(broker::BrokerAdminCommand),
     /// Refund an approved payment, fully or partly (the 搭伙费 in proportion).
     Refund(reports::RefundArgs),
     /// Subsidies (补助).
@@ -54,10 +54,10 @@ pub enum AdminCommand {
 }
 
 pub(super) async fn broker_admin(
-    command: crate::admin::queues::BrokerAdminCommand,
+    command: broker::BrokerAdminCommand,
     config: &Config,
 ) -> Result<ExitCode, CliError> {
-    crate::admin::queues::run(command, config)
+    broker::run(command, config)
         .await
         .map_err(|e| CliError::Failed(e.to_string()))
 }

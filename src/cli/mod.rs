@@ -6,6 +6,7 @@
 //! `phone`, `pos`, `demo`. This file parses, dispatches, and holds what the groups share.
 
 mod admin;
+mod broker;
 mod card;
 mod demo;
 mod fee;
