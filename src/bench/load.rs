@@ -783,7 +783,7 @@ pub async fn run(
             .conns
             .into_iter()
             .zip(session.channels)
-            .map(|(c, chs)| async move { super::close(c, &chs).await }),
+            .map(|(c, chs)| async move { super::env::close(c, &chs).await }),
     )
     .await;
     while let Ok(s) = samples_rx.try_recv() {
