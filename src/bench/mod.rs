@@ -25,6 +25,8 @@ pub mod pgbench;
 mod pipeline;
 pub mod report;
 pub mod seed;
+pub mod summary;
+pub mod svg;
 pub mod sys;
 
 use crate::auth::JwtKeys;
@@ -375,7 +377,7 @@ pub async fn run(args: BenchArgs, config: Config) -> Result<ExitCode, CliError> 
 }
 
 fn summarize(dir: &Path) -> Result<ExitCode, CliError> {
-    let (summary, table) = report::summarize(dir).map_err(fail)?;
+    let (summary, table) = summary::summarize(dir).map_err(fail)?;
     println!("{table}");
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "–".into());
     let ratio = |v: Option<f64>| v.map(|x| format!("{x:.2}×")).unwrap_or_else(|| "–".into());
