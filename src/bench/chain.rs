@@ -17,13 +17,12 @@ use super::env::{close, fill_broker_counts, postgres_version, rabbit_version, Be
 use super::load::{self, LoadOptions};
 use super::{
     base_report, codes_needed, fail, fill_from_load, finish, interrupted, log_path, mode_of, seed,
-    terminal_specs, BenchArgs,
+    terminal_specs, BenchArgs, BenchError,
 };
 use crate::auth::JwtKeys;
 use crate::broker::connection::{connect, connect_retrying};
 use crate::broker::topology::{REQUESTS, RESULTS};
 use crate::broker::BrokerError;
-use crate::cli::CliError;
 use crate::config::Config;
 use crate::domain::PaymentCode;
 use futures_util::stream::FuturesUnordered;
@@ -228,7 +227,7 @@ pub async fn run_hops(amqp_url: &str, hops: usize, prefetch: u16, shutdown: watc
     }
 }
 
-pub(super) async fn chain_worker(config: &Config, hops: usize) -> Result<ExitCode, CliError> {
+pub(super) async fn chain_worker(config: &Config, hops: usize) -> Result<ExitCode, BenchError> {
     let (tx, rx) = watch::channel(false);
     let hops = actix_rt::spawn({
         let url = config.amqp_url.clone();
@@ -257,7 +256,7 @@ pub(super) async fn bench_chain(
     args: &BenchArgs,
     config: &Config,
     stop: watch::Receiver<bool>,
-) -> Result<ExitCode, CliError> {
+) -> Result<ExitCode, BenchError> {
     let mode = mode_of(args);
     let mut env = BenchEnv::create(config, false, true, args.keep).await?;
     let conn = connect_retrying(&env.amqp_url, "campuspay bench setup", 5).await?;
@@ -336,7 +335,7 @@ pub(super) async fn bench_chain(
         report.notes.push(format!(
             "raw chain: {hops} durable quorum queues, each hop publishes every message on (persistent, mandatory, confirmed) and acks after the confirm; no database, no batching"
         ));
-        Ok::<_, CliError>(report)
+        Ok::<_, BenchError>(report)
     }
     .await;
     children.stop(Duration::from_secs(10));

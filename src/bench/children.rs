@@ -2,9 +2,8 @@
 //! --chain-worker`): spawning them, waiting until their consumers are up, stopping them.
 
 use super::env::close;
-use super::fail;
+use super::{fail, BenchError};
 use crate::broker::connection::connect_retrying;
-use crate::cli::CliError;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ impl Children {
         args: &[&str],
         envs: &[(&str, &str)],
         log: &Path,
-    ) -> Result<(), CliError> {
+    ) -> Result<(), BenchError> {
         let exe = std::env::current_exe().map_err(fail)?;
         let file =
             std::fs::File::create(log).map_err(|e| fail(format!("{}: {e}", log.display())))?;
@@ -92,7 +91,7 @@ impl Drop for Children {
 }
 
 /// A free local TCP address for a worker's HTTP server (bound and released at once).
-pub(super) fn free_local_addr() -> Result<String, CliError> {
+pub(super) fn free_local_addr() -> Result<String, BenchError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(fail)?;
     Ok(l.local_addr().map_err(fail)?.to_string())
 }
@@ -103,7 +102,7 @@ pub(super) async fn wait_consumers(
     queues: &[String],
     children: &mut Children,
     interrupted: &watch::Receiver<bool>,
-) -> Result<(), CliError> {
+) -> Result<(), BenchError> {
     let conn = connect_retrying(amqp_url, "campuspay bench probe", 5).await?;
     let ch = conn.create_channel().await?;
     let started = Instant::now();

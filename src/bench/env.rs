@@ -3,9 +3,8 @@
 //! totals and the RabbitMQ and PostgreSQL versions.
 
 use super::report::Report;
-use super::{blocking, fail};
+use super::{blocking, fail, BenchError};
 use crate::admin::management::Management;
-use crate::cli::CliError;
 use crate::config::Config;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use std::collections::BTreeMap;
@@ -43,7 +42,7 @@ impl BenchEnv {
         with_db: bool,
         with_vhost: bool,
         keep: bool,
-    ) -> Result<BenchEnv, CliError> {
+    ) -> Result<BenchEnv, BenchError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("cp_bench_{}", &id[..12]);
         let mgmt = Management::new(&config.management_url).map_err(fail)?;

@@ -29,10 +29,12 @@ pub mod summary;
 pub mod svg;
 pub mod sys;
 
+use crate::auth::AuthError;
 use crate::auth::JwtKeys;
 use crate::broker::topology::StageName;
-use crate::cli::CliError;
+use crate::broker::BrokerError;
 use crate::config::Config;
+use crate::db::DbError;
 use crate::domain::{MerchantId, TerminalId};
 use clap::{Args, ValueEnum};
 use load::{LoadResult, Mode, TerminalSpec};
@@ -41,6 +43,21 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// Why a bench run failed. Displayed like the command line's own errors, which it becomes.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    Failed(String),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Baseline {
@@ -144,13 +161,13 @@ pub struct BenchArgs {
     pub chain_worker: bool,
 }
 
-fn fail(e: impl std::fmt::Display) -> CliError {
-    CliError::Failed(e.to_string())
+fn fail(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Failed(e.to_string())
 }
 
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, CliError> + Send + 'static,
-) -> Result<T, CliError> {
+    f: impl FnOnce() -> Result<T, BenchError> + Send + 'static,
+) -> Result<T, BenchError> {
     tokio::task::spawn_blocking(f).await.map_err(fail)?
 }
 
@@ -319,7 +336,7 @@ async fn interrupted(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
 }
 
-fn check(rx: &watch::Receiver<bool>) -> Result<(), CliError> {
+fn check(rx: &watch::Receiver<bool>) -> Result<(), BenchError> {
     if *rx.borrow() {
         Err(fail("interrupted"))
     } else {
@@ -330,7 +347,7 @@ fn check(rx: &watch::Receiver<bool>) -> Result<(), CliError> {
 fn terminal_specs(
     terminals: &[(String, String)],
     jwt: &JwtKeys,
-) -> Result<Vec<TerminalSpec>, CliError> {
+) -> Result<Vec<TerminalSpec>, BenchError> {
     terminals
         .iter()
         .map(|(m, t)| {
@@ -347,7 +364,7 @@ fn terminal_specs(
         .collect()
 }
 
-fn finish(report: &Report, args: &BenchArgs) -> Result<ExitCode, CliError> {
+fn finish(report: &Report, args: &BenchArgs) -> Result<ExitCode, BenchError> {
     println!("{}", report::human(report));
     report::write_outputs(report, args.json.as_deref(), args.svg.as_deref()).map_err(fail)?;
     Ok(if report.interrupted || report.completed == 0 {
@@ -358,7 +375,7 @@ fn finish(report: &Report, args: &BenchArgs) -> Result<ExitCode, CliError> {
 }
 
 /// Entry point of `campuspay bench`.
-pub async fn run(args: BenchArgs, config: Config) -> Result<ExitCode, CliError> {
+pub async fn run(args: BenchArgs, config: Config) -> Result<ExitCode, BenchError> {
     if args.chain_worker {
         return chain::chain_worker(&config, args.chain_hops.max(1)).await;
     }
@@ -376,7 +393,7 @@ pub async fn run(args: BenchArgs, config: Config) -> Result<ExitCode, CliError> 
     }
 }
 
-fn summarize(dir: &Path) -> Result<ExitCode, CliError> {
+fn summarize(dir: &Path) -> Result<ExitCode, BenchError> {
     let (summary, table) = summary::summarize(dir).map_err(fail)?;
     println!("{table}");
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "–".into());

@@ -5,8 +5,7 @@
 use super::env::{postgres_version, BenchEnv};
 use super::load::Mode;
 use super::report::{self, Latency};
-use super::{base_report, blocking, check, fail, finish, sys, BenchArgs};
-use crate::cli::CliError;
+use super::{base_report, blocking, check, fail, finish, sys, BenchArgs, BenchError};
 use crate::config::Config;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -188,7 +187,7 @@ pub(super) async fn bench_pgbench(
     args: &BenchArgs,
     config: &Config,
     stop: watch::Receiver<bool>,
-) -> Result<ExitCode, CliError> {
+) -> Result<ExitCode, BenchError> {
     let mut env = BenchEnv::create(config, true, false, args.keep).await?;
     let url = env.db_url.clone().unwrap_or_default();
     let opts = PgbenchOptions {

@@ -7,12 +7,11 @@ use super::load::{self, LoadOptions, LoadResult, Mode};
 use super::report::{Latency, Report, Segment};
 use super::{
     base_report, blocking, check, codes_needed, fail, fill_from_load, finish, interrupted,
-    log_path, mode_of, seed, terminal_specs, BenchArgs,
+    log_path, mode_of, seed, terminal_specs, BenchArgs, BenchError,
 };
 use crate::auth::JwtKeys;
 use crate::broker::connection::connect_retrying;
 use crate::broker::topology::{topology, StageName};
-use crate::cli::CliError;
 use crate::config::Config;
 use crate::db;
 use diesel::RunQueryDsl;
@@ -25,7 +24,7 @@ pub(super) async fn bench_pipeline(
     args: &BenchArgs,
     config: &Config,
     stop: watch::Receiver<bool>,
-) -> Result<ExitCode, CliError> {
+) -> Result<ExitCode, BenchError> {
     let mode = mode_of(args);
     let mut env = BenchEnv::create(config, true, true, args.keep).await?;
     let outcome = pipeline_inner(args, config, mode, &env, &stop).await;
@@ -39,7 +38,7 @@ async fn pipeline_inner(
     mode: Mode,
     env: &BenchEnv,
     stop: &watch::Receiver<bool>,
-) -> Result<Report, CliError> {
+) -> Result<Report, BenchError> {
     let db_url = env.db_url.clone().unwrap_or_default();
     let pool = {
         let url = db_url.clone();

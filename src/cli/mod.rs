@@ -119,6 +119,8 @@ pub enum CliError {
     Auth(#[from] crate::auth::AuthError),
     #[error(transparent)]
     Sim(#[from] sim::SimError),
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
     #[error("{0}")]
     Failed(String),
 }
@@ -189,7 +191,7 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
         Command::Admin { command } => admin::run(command, config).await,
         Command::Phone { command } => phone::run(command, config).await,
         Command::Pos { command } => pos::run(command, config).await,
-        Command::Bench(args) => crate::bench::run(*args, config).await,
+        Command::Bench(args) => Ok(crate::bench::run(*args, config).await?),
         Command::Demo { payments, json } => demo::run(payments, json, config).await,
     }
 }
