@@ -19,12 +19,12 @@ use super::{
     base_report, codes_needed, fail, fill_from_load, finish, interrupted, log_path, mode_of, seed,
     terminal_specs, BenchArgs, BenchError,
 };
-use crate::auth::JwtKeys;
-use crate::broker::connection::{connect, connect_retrying};
-use crate::broker::topology::{REQUESTS, RESULTS};
-use crate::broker::BrokerError;
-use crate::config::Config;
-use crate::domain::PaymentCode;
+use campuspay::auth::JwtKeys;
+use campuspay::broker::connection::{connect, connect_retrying};
+use campuspay::broker::topology::{REQUESTS, RESULTS};
+use campuspay::broker::BrokerError;
+use campuspay::config::Config;
+use campuspay::domain::PaymentCode;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{

@@ -3,7 +3,7 @@
 
 use super::env::close;
 use super::{fail, BenchError};
-use crate::broker::connection::connect_retrying;
+use campuspay::broker::connection::connect_retrying;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,8 +4,8 @@
 
 use super::report::Report;
 use super::{blocking, fail, BenchError};
-use crate::admin::management::Management;
-use crate::config::Config;
+use campuspay::admin::management::Management;
+use campuspay::config::Config;
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use std::collections::BTreeMap;
 use std::time::Duration;

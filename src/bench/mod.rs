@@ -29,13 +29,13 @@ pub mod summary;
 pub mod svg;
 pub mod sys;
 
-use crate::auth::AuthError;
-use crate::auth::JwtKeys;
-use crate::broker::topology::StageName;
-use crate::broker::BrokerError;
-use crate::config::Config;
-use crate::db::DbError;
-use crate::domain::{MerchantId, TerminalId};
+use campuspay::auth::AuthError;
+use campuspay::auth::JwtKeys;
+use campuspay::broker::topology::StageName;
+use campuspay::broker::BrokerError;
+use campuspay::config::Config;
+use campuspay::db::DbError;
+use campuspay::domain::{MerchantId, TerminalId};
 use clap::{Args, ValueEnum};
 use load::{LoadResult, Mode, TerminalSpec};
 use report::{Latency, Report};
@@ -218,7 +218,7 @@ fn base_report(args: &BenchArgs, kind: &str, mode: Mode) -> Report {
         in_flight_limit: limit,
         warmup_secs: args.warmup as f64,
         duration_secs: args.duration as f64,
-        started_at: crate::messages::format_time(chrono::Utc::now()),
+        started_at: campuspay::messages::format_time(chrono::Utc::now()),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         machine: sys::machine(),
         ..Report::default()

@@ -6,7 +6,7 @@ use super::env::{postgres_version, BenchEnv};
 use super::load::Mode;
 use super::report::{self, Latency};
 use super::{base_report, blocking, check, fail, finish, sys, BenchArgs, BenchError};
-use crate::config::Config;
+use campuspay::config::Config;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::ExitCode;

@@ -9,11 +9,11 @@ use super::{
     base_report, blocking, check, codes_needed, fail, fill_from_load, finish, interrupted,
     log_path, mode_of, seed, terminal_specs, BenchArgs, BenchError,
 };
-use crate::auth::JwtKeys;
-use crate::broker::connection::connect_retrying;
-use crate::broker::topology::{topology, StageName};
-use crate::config::Config;
-use crate::db;
+use campuspay::auth::JwtKeys;
+use campuspay::broker::connection::connect_retrying;
+use campuspay::broker::topology::{topology, StageName};
+use campuspay::config::Config;
+use campuspay::db;
 use diesel::RunQueryDsl;
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -110,7 +110,7 @@ async fn pipeline_inner(
         let mut c = config.clone();
         c.database_url = db_url.clone();
         c.amqp_url = env.amqp_url.clone();
-        in_process = Some(crate::pipeline::Pipeline::start(
+        in_process = Some(campuspay::pipeline::Pipeline::start(
             &c,
             pool.clone(),
             &StageName::ALL,
@@ -128,7 +128,7 @@ async fn pipeline_inner(
             ];
             // Several workers split the settlement shards between them, as an operator would
             // (`run --prefer-shards`); each stands by on the others'.
-            let shards: Vec<String> = (0..crate::broker::topology::SETTLEMENT_SHARDS)
+            let shards: Vec<String> = (0..campuspay::broker::topology::SETTLEMENT_SHARDS)
                 .filter(|s| s % args.workers == i)
                 .map(|s| s.to_string())
                 .collect();

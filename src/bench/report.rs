@@ -208,24 +208,6 @@ pub fn series(
     (out, cdf)
 }
 
-/// A one-line human summary of a report.
-pub fn one_line(r: &Report) -> String {
-    let lat = r
-        .latency
-        .as_ref()
-        .map(|l| {
-            format!(
-                "p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-                l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
-            )
-        })
-        .unwrap_or_else(|| "no latency samples".into());
-    format!(
-        "{}: {:.0}/s ({} answered in {:.0} s) — {lat}",
-        r.label, r.throughput_per_sec, r.completed, r.duration_secs
-    )
-}
-
 /// Human-readable report.
 pub fn human(r: &Report) -> String {
     let mut s = String::new();

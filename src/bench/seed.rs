@@ -6,10 +6,10 @@
 //! Luhn, HMAC-SHA256 under the code key) and only their hashes are copied in, so the pipeline
 //! sees rows it cannot tell from TSM-issued ones.
 
-use crate::db::schema::payment_codes;
-use crate::db::DbError;
-use crate::domain::PaymentCode;
-use crate::tsm::code_hash;
+use campuspay::db::schema::payment_codes;
+use campuspay::db::DbError;
+use campuspay::domain::PaymentCode;
+use campuspay::tsm::code_hash;
 use diesel::connection::SimpleConnection;
 use diesel::pg::{CopyFormat, PgConnection};
 use diesel::prelude::*;
@@ -114,9 +114,9 @@ pub fn seed(
             terminals = opts.terminals,
         ))?;
 
-        let card_ids: Vec<i64> = crate::db::schema::cards::table
-            .select(crate::db::schema::cards::id)
-            .order(crate::db::schema::cards::id)
+        let card_ids: Vec<i64> = campuspay::db::schema::cards::table
+            .select(campuspay::db::schema::cards::id)
+            .order(campuspay::db::schema::cards::id)
             .load(conn)?;
         let mut rng = rand::thread_rng();
         let mut seen = HashSet::with_capacity(per_card * card_ids.len());
@@ -136,7 +136,7 @@ pub fn seed(
             }
         }
         let batch = uuid::Uuid::new_v4();
-        let expires = (crate::messages::now_micros() + opts.code_ttl).to_rfc3339();
+        let expires = (campuspay::messages::now_micros() + opts.code_ttl).to_rfc3339();
         diesel::copy_from(payment_codes::table)
             .from_raw_data(
                 (

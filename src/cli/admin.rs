@@ -1,15 +1,15 @@
 //! `campuspay admin`: the back-office verbs. Each group's clap types and handler live in its own
 //! file (`merchant`, `card`, `fee`, `token`, `qr`, `reports`); broker-only verbs are
-//! `crate::admin::queues`.
+//! `campuspay::admin::queues`.
 
 use super::{broker, card, fee, merchant, pool, qr, reports, token, CliError};
-use crate::config::Config;
+use campuspay::config::Config;
 use clap::Subcommand;
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
-    /// Queues, dead letters and topology drift (broker only; see `crate::admin::queues`).
+    /// Queues, dead letters and topology drift (broker only; see `campuspay::admin::queues`).
     #[command(flatten)]
     Broker(broker::BrokerAdminCommand),
     /// Refund an approved payment, fully or partly (the 搭伙费 in proportion).

@@ -1,16 +1,16 @@
 //! `campuspay admin queues`, `admin queue purge`, `admin dead list|show|replay|drop` and
 //! `admin topology check`: the clap types, the text rendering and the front end over
-//! `crate::admin::queues`. Broker only: these run while PostgreSQL is down.
+//! `campuspay::admin::queues`. Broker only: these run while PostgreSQL is down.
 
 use super::print;
-use crate::admin::management::Management;
-use crate::admin::queues::{
+use campuspay::admin::management::Management;
+use campuspay::admin::queues::{
     check_limit, committed_definitions, dead_drop, dead_list, dead_replay, dead_show, human_age,
     purge, queue_overview, topology_check, vhost_of, Body, DeadLetter, DeadLetterDetail,
     DeadListing, DropReport, PurgeConfirm, QueueOverview, QueueRow, QueuesError, ReplayReport,
     Selection, TopologyReport, DEFAULT_DEAD_LIMIT, DEFAULT_DROP_RECORD,
 };
-use crate::config::Config;
+use campuspay::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

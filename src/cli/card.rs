@@ -1,11 +1,11 @@
 //! `campuspay admin card`: issuing cards, top-ups, freezing (挂失), limits, PIN and balance.
 
 use super::{parse_amount, print, provision, CliError};
-use crate::config::Config;
-use crate::db::{self, admin};
-use crate::domain::{Amount, Identity, UserId};
-use crate::messages::external::user_result_key;
-use crate::tsm;
+use campuspay::config::Config;
+use campuspay::db::{self, admin};
+use campuspay::domain::{Amount, Identity, UserId};
+use campuspay::messages::external::user_result_key;
+use campuspay::tsm;
 use clap::Subcommand;
 use std::process::ExitCode;
 
@@ -114,7 +114,7 @@ pub(super) async fn run(
         }
         CardCommand::Freeze { user, json } => {
             let u = user.clone();
-            let out = db::run(&pool, move |c| crate::db::cards::freeze(c, &u)).await?;
+            let out = db::run(&pool, move |c| campuspay::db::cards::freeze(c, &u)).await?;
             print(json, &out, |o| {
                 format!(
                     "card of {} frozen; {} unused codes revoked",
@@ -124,7 +124,7 @@ pub(super) async fn run(
         }
         CardCommand::Unfreeze { user, json } => {
             let u = user.clone();
-            let out = db::run(&pool, move |c| crate::db::cards::unfreeze(c, &u)).await?;
+            let out = db::run(&pool, move |c| campuspay::db::cards::unfreeze(c, &u)).await?;
             print(json, &out, |o| {
                 format!("card of {} active again", o.user_id)
             });
@@ -138,7 +138,7 @@ pub(super) async fn run(
         } => {
             let u = user.clone();
             let l = db::run(&pool, move |c| {
-                crate::db::cards::set_limits(c, &u, per_txn, daily, password_free)
+                campuspay::db::cards::set_limits(c, &u, per_txn, daily, password_free)
             })
             .await?;
             print(json, &l, |l| {
@@ -157,7 +157,10 @@ pub(super) async fn run(
             }
             let hash = tsm::pin_hash(config.code_key.expose(), &user, &pin);
             let u = user.clone();
-            db::run(&pool, move |c| crate::db::cards::set_pin_hash(c, &u, &hash)).await?;
+            db::run(&pool, move |c| {
+                campuspay::db::cards::set_pin_hash(c, &u, &hash)
+            })
+            .await?;
             println!("PIN set for {user}");
         }
         CardCommand::Show { user, json } => {

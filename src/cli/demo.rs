@@ -1,8 +1,8 @@
 //! `campuspay demo`: seeds a demo campus, runs a scripted lunch hour and prints its summary.
 
 use super::{print, CliError};
-use crate::config::Config;
-use crate::sim;
+use campuspay::config::Config;
+use campuspay::sim;
 use std::process::ExitCode;
 use std::time::Duration;
 

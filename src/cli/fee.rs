@@ -1,8 +1,8 @@
 //! `campuspay admin fee set`: 搭伙费 rules.
 
 use super::{parse_rate, print, CliError};
-use crate::db::{self, admin};
-use crate::domain::{FeeRate, Identity, MerchantId};
+use campuspay::db::{self, admin};
+use campuspay::domain::{FeeRate, Identity, MerchantId};
 use clap::Subcommand;
 use std::process::ExitCode;
 

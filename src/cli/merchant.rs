@@ -1,11 +1,11 @@
 //! `campuspay admin merchant add` and `admin terminal add`.
 
 use super::{print, provision, CliError};
-use crate::auth::JwtKeys;
-use crate::config::Config;
-use crate::db::{self, admin};
-use crate::domain::{MerchantId, TerminalId};
-use crate::messages::external::pos_result_key;
+use campuspay::auth::JwtKeys;
+use campuspay::config::Config;
+use campuspay::db::{self, admin};
+use campuspay::domain::{MerchantId, TerminalId};
+use campuspay::messages::external::pos_result_key;
 use clap::Subcommand;
 use std::process::ExitCode;
 

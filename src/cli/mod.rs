@@ -18,12 +18,12 @@ mod reports;
 mod run;
 mod token;
 
-use crate::broker::connection::connect_retrying;
-use crate::broker::topology::provision_result_queue;
-use crate::config::Config;
-use crate::db::{self, DbError};
-use crate::domain::{Amount, FeeRate, PaymentCode};
-use crate::sim;
+use campuspay::broker::connection::connect_retrying;
+use campuspay::broker::topology::provision_result_queue;
+use campuspay::config::Config;
+use campuspay::db::{self, DbError};
+use campuspay::domain::{Amount, FeeRate, PaymentCode};
+use campuspay::sim;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 use std::process::ExitCode;
@@ -108,15 +108,15 @@ fn parse_code(s: &str) -> Result<PaymentCode, String> {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("configuration: {0}")]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] campuspay::config::ConfigError),
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
-    Broker(#[from] crate::broker::BrokerError),
+    Broker(#[from] campuspay::broker::BrokerError),
     #[error(transparent)]
     Amqp(#[from] lapin::Error),
     #[error(transparent)]
-    Auth(#[from] crate::auth::AuthError),
+    Auth(#[from] campuspay::auth::AuthError),
     #[error(transparent)]
     Sim(#[from] sim::SimError),
     #[error(transparent)]

@@ -2,10 +2,10 @@
 //! platform's HTTP API).
 
 use super::{pool, print, CliError};
-use crate::auth::JwtKeys;
-use crate::config::Config;
-use crate::domain::UserId;
-use crate::{sim, tsm};
+use campuspay::auth::JwtKeys;
+use campuspay::config::Config;
+use campuspay::domain::UserId;
+use campuspay::{sim, tsm};
 use clap::Subcommand;
 use std::process::ExitCode;
 use std::time::Duration;

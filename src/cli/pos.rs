@@ -3,11 +3,11 @@
 
 use super::qr::write_images;
 use super::{parse_amount, parse_code, print, CliError};
-use crate::auth::JwtKeys;
-use crate::broker::connection::connect_retrying;
-use crate::config::Config;
-use crate::domain::{Amount, MerchantId, PaymentCode, RequestId, TerminalId};
-use crate::sim::pos::Pos;
+use campuspay::auth::JwtKeys;
+use campuspay::broker::connection::connect_retrying;
+use campuspay::config::Config;
+use campuspay::domain::{Amount, MerchantId, PaymentCode, RequestId, TerminalId};
+use campuspay::sim::pos::Pos;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -167,7 +167,7 @@ pub(super) async fn run(command: PosCommand, config: Config) -> Result<ExitCode,
             });
             // Scripts can tell a decline from an approval (and from an error, exit 1 too but
             // with a message on stderr).
-            if result.status != crate::domain::TxState::Approved {
+            if result.status != campuspay::domain::TxState::Approved {
                 return Ok(ExitCode::from(2));
             }
         }
@@ -189,8 +189,8 @@ async fn follow_up(config: &Config, verb: &str, args: FollowUpArgs) -> Result<Ex
         .results()
         .wait_any(
             &[
-                crate::messages::external::RESULT_V1,
-                crate::messages::external::QUERY_STATUS_V1,
+                campuspay::messages::external::RESULT_V1,
+                campuspay::messages::external::QUERY_STATUS_V1,
             ],
             args.request_id,
             Duration::from_secs(args.timeout_secs),
@@ -202,7 +202,7 @@ async fn follow_up(config: &Config, verb: &str, args: FollowUpArgs) -> Result<Ex
         "{}",
         serde_json::to_string_pretty(&value).unwrap_or_default()
     );
-    Ok(if kind == crate::messages::external::RESULT_V1 {
+    Ok(if kind == campuspay::messages::external::RESULT_V1 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)

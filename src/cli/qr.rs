@@ -2,8 +2,8 @@
 //! (a printable campus code), and the PNG/SVG images both QR-printing verbs write.
 
 use super::{print, CliError};
-use crate::db::{self, DbError};
-use crate::domain::{MerchantId, TerminalId};
+use campuspay::db::{self, DbError};
+use campuspay::domain::{MerchantId, TerminalId};
 use clap::Subcommand;
 use std::process::ExitCode;
 
@@ -50,19 +50,20 @@ pub(super) async fn admin(command: AdminQrCommand, pool: db::Pool) -> Result<Exi
             json,
         } => {
             let (m, t) = (merchant.clone(), terminal.clone());
-            let name = db::run(&pool, move |c| {
-                match crate::db::forward::check_terminal(
+            let name = db::run(
+                &pool,
+                move |c| match campuspay::db::forward::check_terminal(
                     c,
                     m.as_str(),
                     t.as_ref().map(|t| t.as_str()),
                 )? {
                     Ok(name) => Ok(name),
                     Err(p) => Err(DbError::NotFound(p.to_string())),
-                }
-            })
+                },
+            )
             .await?;
-            let payload = crate::domain::campus_qr::encode_campus(
-                &crate::domain::campus_qr::MerchantQr::Static {
+            let payload = campuspay::domain::campus_qr::encode_campus(
+                &campuspay::domain::campus_qr::MerchantQr::Static {
                     merchant_id: merchant.clone(),
                     terminal_id: terminal.clone(),
                 },
@@ -71,7 +72,7 @@ pub(super) async fn admin(command: AdminQrCommand, pool: db::Pool) -> Result<Exi
             .map_err(|e| CliError::Failed(e.to_string()))?;
             let (m, t, p) = (merchant.clone(), terminal.clone(), payload.clone());
             db::run(&pool, move |c| {
-                crate::db::forward::record_static(c, &m, t.as_ref(), &p)
+                campuspay::db::forward::record_static(c, &m, t.as_ref(), &p)
             })
             .await?;
             write_images(&payload, png.as_deref(), svg.as_deref())?;
@@ -92,12 +93,12 @@ pub(super) fn write_images(
 ) -> Result<(), CliError> {
     let fail = |e: String| CliError::Failed(e);
     if let Some(path) = png {
-        let bytes = crate::qr::render_png(payload).map_err(|e| fail(e.to_string()))?;
+        let bytes = campuspay::qr::render_png(payload).map_err(|e| fail(e.to_string()))?;
         std::fs::write(path, bytes).map_err(|e| fail(format!("{}: {e}", path.display())))?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = svg {
-        let text = crate::qr::render_svg(payload).map_err(|e| fail(e.to_string()))?;
+        let text = campuspay::qr::render_svg(payload).map_err(|e| fail(e.to_string()))?;
         std::fs::write(path, text).map_err(|e| fail(format!("{}: {e}", path.display())))?;
         eprintln!("wrote {}", path.display());
     }
@@ -105,7 +106,7 @@ pub(super) fn write_images(
 }
 
 fn qr_decode(payload: &str, json: bool) -> ExitCode {
-    use crate::emv;
+    use campuspay::emv;
     match emv::describe(payload) {
         Ok(d) => {
             print(json, &d, |d| d.to_text());

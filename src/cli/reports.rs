@@ -2,9 +2,9 @@
 //! daily` and `admin verify` (the ledger invariants).
 
 use super::{parse_amount, print, CliError};
-use crate::config::Config;
-use crate::db;
-use crate::domain::Amount;
+use campuspay::config::Config;
+use campuspay::db;
+use campuspay::domain::Amount;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
 
@@ -71,7 +71,7 @@ pub(super) async fn refund(args: RefundArgs, pool: db::Pool) -> Result<ExitCode,
     } = args;
     let id = request_id.unwrap_or_else(uuid::Uuid::new_v4);
     let out = db::run(&pool, move |c| {
-        crate::db::refunds::refund(c, transaction, amount, id, &reason)
+        campuspay::db::refunds::refund(c, transaction, amount, id, &reason)
     })
     .await?;
     print(json, &out, |o| {
@@ -89,7 +89,7 @@ pub(super) async fn subsidy(command: SubsidyCommand, pool: db::Pool) -> Result<E
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| CliError::Failed(format!("{}: {e}", file.display())))?;
             let report = db::run(&pool, move |c| {
-                crate::db::subsidy::import(c, &text, batch.as_deref())
+                campuspay::db::subsidy::import(c, &text, batch.as_deref())
             })
             .await?;
             print(json, &report, |r| {
@@ -128,7 +128,10 @@ pub(super) async fn report(
             let offset = config.campus_offset;
             let date =
                 date.unwrap_or_else(|| chrono::Utc::now().with_timezone(&offset).date_naive());
-            let report = db::run(&pool, move |c| crate::db::report::daily(c, date, offset)).await?;
+            let report = db::run(&pool, move |c| {
+                campuspay::db::report::daily(c, date, offset)
+            })
+            .await?;
             if let Some(path) = csv {
                 std::fs::write(&path, report.to_csv())
                     .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;

@@ -2,11 +2,11 @@
 //! running the pipeline stages until a signal.
 
 use super::{pool, CliError};
-use crate::broker::connection::connect_retrying;
-use crate::broker::topology::{self, StageName};
-use crate::config::Config;
-use crate::db;
-use crate::pipeline::Pipeline;
+use campuspay::broker::connection::connect_retrying;
+use campuspay::broker::topology::{self, StageName};
+use campuspay::config::Config;
+use campuspay::db;
+use campuspay::pipeline::Pipeline;
 use std::process::ExitCode;
 
 pub(super) async fn migrate(config: Config) -> Result<ExitCode, CliError> {
@@ -52,11 +52,11 @@ pub(super) async fn run(
 ) -> Result<ExitCode, CliError> {
     if let Some(bad) = prefer_shards
         .iter()
-        .find(|s| **s >= crate::broker::topology::SETTLEMENT_SHARDS)
+        .find(|s| **s >= campuspay::broker::topology::SETTLEMENT_SHARDS)
     {
         return Err(CliError::Failed(format!(
             "--prefer-shards: there is no shard {bad} (shards are 0 to {})",
-            crate::broker::topology::SETTLEMENT_SHARDS - 1
+            campuspay::broker::topology::SETTLEMENT_SHARDS - 1
         )));
     }
     let mut config = config;
@@ -83,9 +83,9 @@ pub(super) async fn run(
         None
     } else {
         Some(
-            crate::platform::Platform::start(&config, pool, &config.http_addr).map_err(|e| {
-                CliError::Failed(format!("cannot serve HTTP on {}: {e}", config.http_addr))
-            })?,
+            campuspay::platform::Platform::start(&config, pool, &config.http_addr).map_err(
+                |e| CliError::Failed(format!("cannot serve HTTP on {}: {e}", config.http_addr)),
+            )?,
         )
     };
     log::info!(

@@ -2,10 +2,10 @@
 //! `/admin/v1`.
 
 use super::{print, CliError};
-use crate::auth::JwtKeys;
-use crate::config::Config;
-use crate::db::{self, admin};
-use crate::domain::UserId;
+use campuspay::auth::JwtKeys;
+use campuspay::config::Config;
+use campuspay::db::{self, admin};
+use campuspay::domain::UserId;
 use clap::Args;
 use std::process::ExitCode;
 
