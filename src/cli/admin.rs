@@ -1,6 +1,6 @@
 //! `campuspay admin`: the back-office verbs. Each group's clap types and handler live in its own
-//! file (`merchant`, `card`, `fee`, `token`, `qr`, `reports`); broker-only verbs are
-//! `campuspay::admin::queues`.
+//! file (`merchant`, `card`, `fee`, `token`, `qr`, `reports`); the broker-only verbs are
+//! `broker`, over `campuspay::admin::queues`.
 
 use super::{broker, card, fee, merchant, pool, qr, reports, token, CliError};
 use campuspay::config::Config;

@@ -2,8 +2,9 @@
 //! depend on them. Every command that prints data has `--json`.
 //!
 //! One file per verb group, holding its clap types and its handler: `run` (migrate, topology,
-//! run), `qr`, `admin` and the groups under it (`merchant`, `card`, `fee`, `token`, `reports`),
-//! `phone`, `pos`, `demo`. This file parses, dispatches, and holds what the groups share.
+//! run), `qr`, `admin` and the groups under it (`merchant`, `card`, `fee`, `token`, `reports`,
+//! `broker`), `phone`, `pos`, `demo`. This file parses, dispatches, and holds what the groups
+//! share.
 
 mod admin;
 mod broker;
