@@ -9,6 +9,8 @@
 //!
 //! Who owns what:
 //! - `domain`: pure types and rules (money, ids, codes, fees, the transaction state machine).
+//! - `emv`: the generic EMV merchant-presented QR codec (data objects, CRC, `describe`); pure,
+//!   and independent of `domain`, whose `campus_qr` maps the campus codes onto it.
 //! - `messages`: wire types — JSON for the outside (`scan.v1`, `result.v1`), versioned bincode
 //!   batches between stages — and their conversion into domain types.
 //! - `broker`: lapin only. The topology (`pay.requests`, `pay.stage`, `pay.results`,
@@ -21,7 +23,9 @@
 //! - `pipeline`: one actor per stage; `Pipeline::start` runs any subset of them.
 //! - `tsm`: issues one-time payment codes, stored as HMACs.
 //! - `admin`: the RabbitMQ management API. `sim`: POS simulator, demo campus and lunch hour.
-//! - `cli`: the `campuspay` command line.
+//!
+//! The `campuspay` command line (`cli`) and `campuspay bench` (`bench`) belong to the binary
+//! (`src/main.rs`), not to this library.
 //!
 //! Reliability rules: at-least-once on every hop; a stage acks its input only after its
 //! database work is committed and its output is confirmed by the broker; every handler is
@@ -29,12 +33,11 @@
 
 pub mod admin;
 pub mod auth;
-pub mod bench;
 pub mod broker;
-pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod emv;
 pub mod messages;
 pub mod metrics;
 pub mod ops;

@@ -1,7 +1,7 @@
 //! Merchant QR codes as a service: signing and checking dynamic codes, and the terminal id used
-//! for a merchant-only printed code. The EMV encoding itself is pure (`domain::merchant_qr`).
+//! for a merchant-only printed code. The EMV encoding itself is pure (`emv`, `domain::campus_qr`).
 
-use crate::domain::merchant_qr::signing_input;
+use crate::domain::campus_qr::signing_input;
 use crate::domain::{Amount, MerchantId, TerminalId};
 use hmac::{Hmac, Mac};
 use rand::Rng;

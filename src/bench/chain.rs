@@ -12,9 +12,19 @@
 //! design can do. The last hop echoes the request to the terminal's result queue, so the very
 //! same load generator drives the chain and the pipeline.
 
-use crate::broker::connection::connect;
-use crate::broker::topology::{REQUESTS, RESULTS};
-use crate::broker::BrokerError;
+use super::children::{wait_consumers, Children};
+use super::env::{close, fill_broker_counts, postgres_version, rabbit_version, BenchEnv};
+use super::load::{self, LoadOptions};
+use super::{
+    base_report, codes_needed, fail, fill_from_load, finish, interrupted, log_path, mode_of, seed,
+    terminal_specs, BenchArgs, BenchError,
+};
+use campuspay::auth::JwtKeys;
+use campuspay::broker::connection::{connect, connect_retrying};
+use campuspay::broker::topology::{REQUESTS, RESULTS};
+use campuspay::broker::BrokerError;
+use campuspay::config::Config;
+use campuspay::domain::PaymentCode;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
@@ -23,6 +33,8 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
+use std::process::ExitCode;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Hops of the standard baseline (the pipeline has five stages).
@@ -190,7 +202,7 @@ async fn hop(
                 while let Some(acked) = in_flight.next().await {
                     acked?;
                 }
-                super::close(conn, &[consume, publish]).await;
+                super::env::close(conn, &[consume, publish]).await;
                 return Ok(());
             }
         }
@@ -213,4 +225,120 @@ pub async fn run_hops(amqp_url: &str, hops: usize, prefetch: u16, shutdown: watc
     for t in tasks {
         let _ = t.await;
     }
+}
+
+pub(super) async fn chain_worker(config: &Config, hops: usize) -> Result<ExitCode, BenchError> {
+    let (tx, rx) = watch::channel(false);
+    let hops = actix_rt::spawn({
+        let url = config.amqp_url.clone();
+        let prefetch = config.prefetch;
+        async move { run_hops(&url, hops, prefetch, rx).await }
+    });
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(fail)?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    let _ = tx.send(true);
+    let _ = hops.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn bench_chain(
+    args: &BenchArgs,
+    config: &Config,
+    stop: watch::Receiver<bool>,
+) -> Result<ExitCode, BenchError> {
+    let mode = mode_of(args);
+    let mut env = BenchEnv::create(config, false, true, args.keep).await?;
+    let conn = connect_retrying(&env.amqp_url, "campuspay bench setup", 5).await?;
+    let ch = conn.create_channel().await?;
+    let hops = args.chain_hops.max(1);
+    declare(&ch, hops).await?;
+    close(conn, &[ch]).await;
+    let terminals: Vec<(String, String)> = (0..args.terminals)
+        .map(|i| {
+            (
+                seed::merchant_id(i % args.merchants.max(1)),
+                seed::terminal_id(i),
+            )
+        })
+        .collect();
+    let jwt = JwtKeys::new(config.jwt_secret.expose());
+    let specs = terminal_specs(&terminals, &jwt)?;
+    let n = codes_needed(args);
+    let codes: Vec<String> = {
+        let mut rng = rand::thread_rng();
+        (0..n)
+            .map(|_| PaymentCode::generate(&mut rng).expose().to_owned())
+            .collect()
+    };
+    let mut children = Children { procs: Vec::new() };
+    let hops_arg = hops.to_string();
+    children.spawn(
+        &["bench", "--chain-worker", "--chain-hops", &hops_arg],
+        &[("AMQP_URL", env.amqp_url.as_str())],
+        &log_path(args, &env.name, "chain-worker"),
+    )?;
+    let queues: Vec<String> = (1..=hops).map(queue).collect();
+    let outcome = async {
+        wait_consumers(&env.amqp_url, &queues, &mut children, &stop).await?;
+        // Only the standard five-hop chain is the baseline the targets are stated against.
+        let kind = if hops == HOPS {
+            "chain".to_owned()
+        } else {
+            format!("chain-{hops}-hops")
+        };
+        let mut report = base_report(args, &kind, mode);
+        report.terminals = Some(args.terminals);
+        report.workers = Some(1);
+        report.prefetch = Some(config.prefetch);
+        report.pos_connections = Some(args.pos_connections.unwrap_or(args.terminals));
+        report.machine.rabbitmq = rabbit_version(&env).await;
+        report.machine.postgres = postgres_version(env.admin_db_url.clone()).await;
+        let res = load::run(
+            LoadOptions {
+                amqp_url: env.amqp_url.clone(),
+                terminals: specs,
+                codes,
+                mode,
+                warmup: Duration::from_secs(args.warmup),
+                duration: Duration::from_secs(args.duration),
+                timeout: Duration::from_secs(args.timeout),
+                connections: args.pos_connections.unwrap_or(args.terminals),
+                max_in_flight: 200_000,
+                worker_pids: children.pids(),
+                management: (!args.no_queue_stats).then(|| (env.mgmt.clone(), env.name.clone())),
+                label: "chain".into(),
+                metrics_urls: Vec::new(),
+                warmed_up: None,
+            },
+            interrupted(stop.clone()),
+        )
+        .await
+        .map_err(fail)?;
+        fill_from_load(&mut report, &res, Duration::from_secs(args.timeout));
+        if !res.interrupted {
+            fill_broker_counts(&mut report, config, &env.name, res.samples.len()).await;
+        }
+        if hops != HOPS && args.label.is_none() {
+            report.label = format!("chain ({hops} hops) {}", report.label.trim_start_matches("chain "));
+        }
+        report.notes.push(format!(
+            "raw chain: {hops} durable quorum queues, each hop publishes every message on (persistent, mandatory, confirmed) and acks after the confirm; no database, no batching"
+        ));
+        Ok::<_, BenchError>(report)
+    }
+    .await;
+    children.stop(Duration::from_secs(10));
+    env.cleanup();
+    finish(&outcome?, args)
 }

@@ -14,9 +14,9 @@
 
 use super::seed::MAX_AMOUNT_FEN;
 use super::sys::{self, CpuReport, RssReport};
-use crate::admin::management::Management;
-use crate::broker::connection::connect;
-use crate::broker::topology::{provision_result_queue, REQUESTS};
+use campuspay::admin::management::Management;
+use campuspay::broker::connection::connect;
+use campuspay::broker::topology::{provision_result_queue, REQUESTS};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
@@ -222,7 +222,7 @@ fn scan_body(term: &Term, job: &Job) -> String {
         job.code,
         job.amount_fen / 100,
         job.amount_fen % 100,
-        crate::messages::format_time(chrono::Utc::now()),
+        campuspay::messages::format_time(chrono::Utc::now()),
     )
 }
 
@@ -783,7 +783,7 @@ pub async fn run(
             .conns
             .into_iter()
             .zip(session.channels)
-            .map(|(c, chs)| async move { super::close(c, &chs).await }),
+            .map(|(c, chs)| async move { super::env::close(c, &chs).await }),
     )
     .await;
     while let Ok(s) = samples_rx.try_recv() {

@@ -2,10 +2,17 @@
 //! scratch database created for the run and dropped after it. Transaction latencies come from
 //! pgbench's per-transaction log, so the report has the same percentiles as the others.
 
-use super::sys;
+use super::env::{postgres_version, BenchEnv};
+use super::load::Mode;
+use super::report::{self, Latency};
+use super::{base_report, blocking, check, fail, finish, sys, BenchArgs, BenchError};
+use campuspay::config::Config;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::process::ExitCode;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
 pub struct PgbenchOptions {
@@ -174,4 +181,67 @@ pub fn run(db_url: &str, opts: &PgbenchOptions) -> Result<PgbenchResult, String>
         version,
         command,
     })
+}
+
+pub(super) async fn bench_pgbench(
+    args: &BenchArgs,
+    config: &Config,
+    stop: watch::Receiver<bool>,
+) -> Result<ExitCode, BenchError> {
+    let mut env = BenchEnv::create(config, true, false, args.keep).await?;
+    let url = env.db_url.clone().unwrap_or_default();
+    let opts = PgbenchOptions {
+        clients: args.pgbench_clients,
+        jobs: args.pgbench_jobs,
+        scale: args.pgbench_scale,
+        duration: Duration::from_secs(args.duration),
+    };
+    check(&stop)?;
+    let pg_version = postgres_version(url.clone()).await;
+    let res = {
+        let url = url.clone();
+        blocking(move || run(&url, &opts).map_err(fail)).await
+    };
+    env.cleanup();
+    let res = res?;
+    let mut report = base_report(
+        args,
+        "pgbench",
+        Mode::Closed {
+            in_flight: args.pgbench_clients as usize,
+        },
+    );
+    report.label = args.label.clone().unwrap_or_else(|| {
+        format!(
+            "pgbench tpcb-like -c {} -s {}",
+            args.pgbench_clients, args.pgbench_scale
+        )
+    });
+    report.warmup_secs = 0.0;
+    report.command = res.command.clone();
+    report.completed = res.transactions;
+    report.sent = res.transactions;
+    report.throughput_per_sec = res.tps;
+    report.latency = Latency::of(res.samples.iter().map(|s| s.1).collect());
+    report.cpu = res.cpu.clone();
+    report.machine.postgres = pg_version;
+    report.outcomes.insert("committed".into(), res.transactions);
+    let per_sec: BTreeMap<u32, u64> = res.samples.iter().fold(BTreeMap::new(), |mut m, s| {
+        *m.entry(s.0 as u32).or_default() += 1;
+        m
+    });
+    let sent: Vec<u64> = (0..=per_sec.keys().max().copied().unwrap_or(0))
+        .map(|t| per_sec.get(&t).copied().unwrap_or(0))
+        .collect();
+    let (per_second, cdf) = report::series(&res.samples, &[], 0.0, &sent, &[]);
+    report.per_second = per_second;
+    report.cdf = cdf;
+    report.notes.push(format!(
+        "{}; tps is pgbench's own figure (without initial connection time); latency from its per-transaction log{}",
+        res.version,
+        res.latency_avg_ms
+            .map(|l| format!(", average {l:.3} ms"))
+            .unwrap_or_default()
+    ));
+    finish(&report, args)
 }

@@ -1,15 +1,16 @@
 //! A benchmark campus in a few set-based statements: merchants, terminals, cardholders with
-//! cards and a balanced top-up each, fee rules, and payment codes loaded with `COPY`.
+//! cards, fee rules, and payment codes loaded with `COPY`; each card's starting balance is one
+//! top-up entry posted through the ledger writer (`db::journal`), like every other credit.
 //!
 //! Issuing codes through the TSM costs a transaction per card (10,000 cards × a batch of 10
 //! codes takes minutes); here the codes are generated exactly as the TSM generates them (CSPRNG,
 //! Luhn, HMAC-SHA256 under the code key) and only their hashes are copied in, so the pipeline
 //! sees rows it cannot tell from TSM-issued ones.
 
-use crate::db::schema::payment_codes;
-use crate::db::DbError;
-use crate::domain::PaymentCode;
-use crate::tsm::code_hash;
+use campuspay::db::schema::payment_codes;
+use campuspay::db::{journal, DbError};
+use campuspay::domain::{AccountId, AccountKind, Amount, EntryKind, JournalEntry, PaymentCode};
+use campuspay::tsm::code_hash;
 use diesel::connection::SimpleConnection;
 use diesel::pg::{CopyFormat, PgConnection};
 use diesel::prelude::*;
@@ -85,28 +86,12 @@ pub fn seed(
                              WHEN g % 7 = 0 THEN 'staff'
                              ELSE 'student' END
                  FROM generate_series(1, {cards}) g;
-             INSERT INTO accounts (kind, owner, balance)
-                 SELECT 'card', user_id,
-                        CASE WHEN substr(user_id, 3)::int <= {broke} THEN {BROKE_BALANCE}
-                             ELSE {balance} END
-                 FROM cardholders ORDER BY user_id;
+             INSERT INTO accounts (kind, owner)
+                 SELECT 'card', user_id FROM cardholders ORDER BY user_id;
              -- No daily limit gets in the way of a long run; the per-transaction and
              -- password-free limits of each identity still apply.
              INSERT INTO cards (user_id, account_id, daily_limit)
                  SELECT owner, id, 100000000 FROM accounts WHERE kind = 'card' ORDER BY id;
-             -- Every balance is the sum of its postings: one balanced top-up entry per card.
-             INSERT INTO journal_entries (id, kind, memo)
-                 SELECT md5('bench-topup-' || id)::uuid, 'topup', 'bench seed'
-                 FROM accounts WHERE kind = 'card';
-             INSERT INTO postings (entry_id, leg, account_id, amount)
-                 SELECT md5('bench-topup-' || id)::uuid, 'card', id, balance
-                 FROM accounts WHERE kind = 'card';
-             INSERT INTO postings (entry_id, leg, account_id, amount)
-                 SELECT md5('bench-topup-' || a.id)::uuid, 'clearing', c.id, -a.balance
-                 FROM accounts a, accounts c
-                 WHERE a.kind = 'card' AND c.kind = 'topup_clearing';
-             UPDATE accounts SET balance = -(SELECT sum(balance) FROM accounts WHERE kind = 'card')
-                 WHERE kind = 'topup_clearing';
              INSERT INTO fee_rules (identity, rate, effective_from)
                  VALUES ('temporary', 0.10, now() - interval '1 day'),
                         ('external', 0.05, now() - interval '1 day');",
@@ -114,9 +99,43 @@ pub fn seed(
             terminals = opts.terminals,
         ))?;
 
-        let card_ids: Vec<i64> = crate::db::schema::cards::table
-            .select(crate::db::schema::cards::id)
-            .order(crate::db::schema::cards::id)
+        // The starting balances: one top-up per card, through the ledger writer.
+        let accounts: Vec<(i64, String)> = campuspay::db::schema::accounts::table
+            .filter(campuspay::db::schema::accounts::kind.eq(AccountKind::Card))
+            .select((
+                campuspay::db::schema::accounts::id,
+                campuspay::db::schema::accounts::owner,
+            ))
+            .order(campuspay::db::schema::accounts::id)
+            .load(conn)?;
+        let clearing = journal::clearing(conn)?;
+        let (full, low) = (
+            Amount::try_from_decimal(rust_decimal::Decimal::from(balance))
+                .map_err(|e| DbError::Invariant(format!("bench balance: {e}")))?,
+            Amount::parse(BROKE_BALANCE)
+                .map_err(|e| DbError::Invariant(format!("bench balance: {e}")))?,
+        );
+        let mut entries = Vec::with_capacity(accounts.len());
+        for (i, (id, _owner)) in accounts.iter().enumerate() {
+            let amount = if i < broke { low } else { full };
+            let entry = JournalEntry::credit(
+                uuid::Uuid::new_v4(),
+                EntryKind::Topup,
+                "bench seed",
+                AccountId(*id),
+                clearing,
+                amount,
+            )
+            .map_err(|e| DbError::Invariant(format!("bench top-up: {e}")))?;
+            entries.push(entry);
+        }
+        let ids: Vec<AccountId> = accounts.iter().map(|a| AccountId(a.0)).collect();
+        let mut locks = journal::lock_cards(conn, &ids)?;
+        journal::post(conn, &mut locks, &entries)?;
+
+        let card_ids: Vec<i64> = campuspay::db::schema::cards::table
+            .select(campuspay::db::schema::cards::id)
+            .order(campuspay::db::schema::cards::id)
             .load(conn)?;
         let mut rng = rand::thread_rng();
         let mut seen = HashSet::with_capacity(per_card * card_ids.len());
@@ -136,7 +155,7 @@ pub fn seed(
             }
         }
         let batch = uuid::Uuid::new_v4();
-        let expires = (crate::messages::now_micros() + opts.code_ttl).to_rfc3339();
+        let expires = (campuspay::messages::now_micros() + opts.code_ttl).to_rfc3339();
         diesel::copy_from(payment_codes::table)
             .from_raw_data(
                 (

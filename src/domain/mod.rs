@@ -35,12 +35,12 @@ macro_rules! named_enum {
     };
 }
 
+pub mod campus_qr;
 pub mod card;
 pub mod fee;
 pub mod identity;
 pub mod ids;
 pub mod ledger;
-pub mod merchant_qr;
 pub mod money;
 pub mod order;
 pub mod payment_code;

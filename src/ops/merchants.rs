@@ -4,7 +4,7 @@ use super::{Operator, Ops, OpsError};
 use crate::broker::connection::connect_retrying;
 use crate::broker::topology::provision_result_queue;
 use crate::db::{admin, forward};
-use crate::domain::merchant_qr::{encode_campus, MerchantQr};
+use crate::domain::campus_qr::{encode_campus, MerchantQr};
 use crate::domain::{MerchantId, Refusal, TerminalId};
 use crate::messages::external::pos_result_key;
 use serde::Serialize;

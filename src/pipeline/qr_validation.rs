@@ -14,7 +14,7 @@ use crate::broker::Outgoing;
 use crate::db::forward::{self, NewDynamicQr, OrderProblem};
 use crate::db::requests;
 use crate::db::{self, payments, validation, DbError};
-use crate::domain::merchant_qr::{encode_campus, MerchantQr};
+use crate::domain::campus_qr::{encode_campus, MerchantQr};
 use crate::domain::RequestId;
 use crate::domain::{DeclineReason, PaymentMode};
 use crate::messages::external::{

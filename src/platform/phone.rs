@@ -5,7 +5,7 @@ use super::auth::Cardholder;
 use super::error::ApiError;
 use super::AppState;
 use crate::db::{self, admin, forward};
-use crate::domain::merchant_qr::{decode_campus, MerchantQr};
+use crate::domain::campus_qr::{decode_campus, MerchantQr};
 use crate::domain::{
     Amount, MerchantId, PaymentMode, QrKind, RequestId, TerminalId, TransactionId,
 };

@@ -306,7 +306,7 @@ async fn forward_scan(
     campus: &Campus,
     jwt: &JwtKeys,
 ) -> Result<ForwardReport, SimError> {
-    use crate::domain::merchant_qr::{encode_campus, MerchantQr};
+    use crate::domain::campus_qr::{encode_campus, MerchantQr};
     let mut report = ForwardReport {
         qr_images: QR_DIR.into(),
         ..ForwardReport::default()

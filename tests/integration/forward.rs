@@ -2,7 +2,7 @@
 //! to the POS and to the phone's event stream; and every kind of bad input refused cleanly.
 
 use crate::helpers::*;
-use campuspay::domain::merchant_qr::{decode_campus, encode_campus, MerchantQr};
+use campuspay::domain::campus_qr::{decode_campus, encode_campus, MerchantQr};
 use campuspay::domain::{Amount, Identity, MerchantId, RequestId, TerminalId, TxState};
 use campuspay::sim::phone::{Answer, Phone};
 use std::io::{BufRead, BufReader};

@@ -4,7 +4,7 @@
 //! errors validate against the document's response schemas and against the body schema files.
 
 use crate::helpers::*;
-use campuspay::domain::merchant_qr::{decode_campus, encode_campus, MerchantQr};
+use campuspay::domain::campus_qr::{decode_campus, encode_campus, MerchantQr};
 use campuspay::domain::{Identity, MerchantId, PaymentCode, RequestId, TerminalId, UserId};
 use campuspay::sim::phone::{Answer, Phone};
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 
 use crate::helpers::*;
 use campuspay::db::{self, cards, refunds, report, subsidy};
-use campuspay::domain::merchant_qr::{encode_campus, MerchantQr};
+use campuspay::domain::campus_qr::{encode_campus, MerchantQr};
 use campuspay::domain::refund::RefundRefusal;
 use campuspay::domain::{
     Amount, DeclineReason, Identity, MerchantId, RequestId, TerminalId, TxState,

@@ -1,0 +1,195 @@
+//! The `campuspay` command line (DESIGN.md §8). Verbs and flags here are pinned: admin scripts
+//! depend on them. Every command that prints data has `--json`.
+//!
+//! One file per verb group, holding its clap types and its handler: `run` (migrate, topology,
+//! run), `qr`, `admin` and the groups under it (`merchant`, `card`, `fee`, `token`, `reports`,
+//! `broker`), `phone`, `pos`, `demo`. This file parses, dispatches, and holds what the groups
+//! share.
+
+mod admin;
+mod broker;
+mod card;
+mod demo;
+mod fee;
+mod merchant;
+mod phone;
+mod pos;
+mod qr;
+mod reports;
+mod run;
+mod token;
+
+use campuspay::config::Config;
+use campuspay::db::{self, DbError};
+use campuspay::domain::{Amount, FeeRate, PaymentCode};
+use campuspay::sim;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "campuspay",
+    version,
+    about = "Campus-card QR payments: pipeline, admin and simulators"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending database migrations.
+    Migrate,
+    /// Declare exchanges, queues and bindings on the broker.
+    Topology {
+        /// Print the topology as RabbitMQ definitions JSON instead of declaring it.
+        #[arg(long)]
+        print_definitions: bool,
+    },
+    /// Run pipeline stages (all by default) until SIGTERM or Ctrl-C.
+    Run {
+        /// Comma-separated subset: qr_validation,order,fee,settlement,fanout
+        #[arg(long, value_delimiter = ',')]
+        stages: Vec<String>,
+        /// Do not serve the payment platform's HTTP API (CAMPUSPAY_HTTP_ADDR).
+        #[arg(long)]
+        no_http: bool,
+        /// Settlement shards this process should be the active consumer of (e.g. `0,1`);
+        /// on the others it stands by and registers after CAMPUSPAY_STANDBY_DELAY_MS, so it
+        /// takes them over only if their process goes away. Default: all shards.
+        #[arg(long, value_delimiter = ',')]
+        prefer_shards: Vec<u32>,
+    },
+    /// Merchant QR payloads (EMV merchant-presented mode).
+    Qr {
+        #[command(subcommand)]
+        command: qr::QrCommand,
+    },
+    /// Back-office commands.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+    /// Simulated phone.
+    Phone {
+        #[command(subcommand)]
+        command: phone::PhoneCommand,
+    },
+    /// Simulated POS terminal.
+    Pos {
+        #[command(subcommand)]
+        command: pos::PosCommand,
+    },
+    /// Seed a demo campus and run a scripted lunch hour through the whole pipeline.
+    Demo {
+        /// Ordinary payments (scripted failures come on top).
+        #[arg(long, default_value_t = 240)]
+        payments: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Measure throughput and latency on a fresh database and vhost (docs/PERFORMANCE.md).
+    Bench(Box<crate::bench::BenchArgs>),
+}
+
+fn parse_amount(s: &str) -> Result<Amount, String> {
+    Amount::parse(s).map_err(|e| e.to_string())
+}
+fn parse_rate(s: &str) -> Result<FeeRate, String> {
+    FeeRate::parse(s).map_err(|e| e.to_string())
+}
+fn parse_code(s: &str) -> Result<PaymentCode, String> {
+    PaymentCode::parse(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("configuration: {0}")]
+    Config(#[from] campuspay::config::ConfigError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Broker(#[from] campuspay::broker::BrokerError),
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+    #[error(transparent)]
+    Auth(#[from] campuspay::auth::AuthError),
+    #[error(transparent)]
+    Sim(#[from] sim::SimError),
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
+    #[error(transparent)]
+    Ops(#[from] campuspay::ops::OpsError),
+    #[error("{}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    } else {
+        println!("{}", human(value));
+    }
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let system = actix_rt::System::new();
+    match system.block_on(dispatch(cli.command, config)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn pool(config: &Config) -> Result<db::Pool, CliError> {
+    let url = config.database_url.clone();
+    let size = config.db_pool_size;
+    // Building the pool opens a connection: keep that off the async thread.
+    tokio::task::spawn_blocking(move || db::pool(&url, size))
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?
+        .map_err(CliError::from)
+}
+
+async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError> {
+    match command {
+        Command::Migrate => run::migrate(config).await,
+        Command::Topology { print_definitions } => run::topology(print_definitions, config).await,
+        Command::Qr { command } => Ok(qr::run(command)),
+        Command::Run {
+            stages,
+            no_http,
+            prefer_shards,
+        } => run::run(stages, no_http, prefer_shards, config).await,
+        // Broker-only admin commands must work while PostgreSQL is down: no pool.
+        Command::Admin {
+            command: admin::AdminCommand::Broker(c),
+        } => admin::broker_admin(c, &config).await,
+        Command::Admin { command } => admin::run(command, config).await,
+        Command::Phone { command } => phone::run(command, config).await,
+        Command::Pos { command } => pos::run(command, config).await,
+        Command::Bench(args) => Ok(crate::bench::run(*args, config).await?),
+        Command::Demo { payments, json } => demo::run(payments, json, config).await,
+    }
+}

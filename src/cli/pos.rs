@@ -1,0 +1,210 @@
+//! `campuspay pos`: the simulated POS terminal (reverse-scan payments, follow-ups, dynamic QR
+//! codes) over AMQP.
+
+use super::qr::write_images;
+use super::{parse_amount, parse_code, print, CliError};
+use campuspay::auth::JwtKeys;
+use campuspay::broker::connection::connect_retrying;
+use campuspay::config::Config;
+use campuspay::domain::{Amount, MerchantId, PaymentCode, RequestId, TerminalId};
+use campuspay::sim::pos::Pos;
+use clap::{Args, Subcommand};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Subcommand)]
+pub enum PosCommand {
+    /// Scan a payment code: publish scan.v1, wait for the result on the terminal's queue.
+    /// Exit status: 0 approved, 2 declined, 1 error (e.g. no result in time).
+    Pay(PayArgs),
+    /// Ask what became of an earlier request (query.v1): prints its result or its status.
+    Query(FollowUpArgs),
+    /// Cancel an earlier request (reversal.v1): voids it, or refunds it if it was approved.
+    Reverse(FollowUpArgs),
+    /// Ask the gateway for a dynamic QR code with an amount in it (dynamic_qr.v1).
+    Qr {
+        #[arg(long)]
+        merchant: MerchantId,
+        #[arg(long)]
+        terminal: TerminalId,
+        #[arg(long, value_parser = parse_amount)]
+        amount: Amount,
+        #[arg(long)]
+        request_id: Option<RequestId>,
+        #[arg(long, env = "CAMPUSPAY_TERMINAL_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[arg(long)]
+        png: Option<std::path::PathBuf>,
+        #[arg(long)]
+        svg: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct FollowUpArgs {
+    #[arg(long)]
+    merchant: MerchantId,
+    #[arg(long)]
+    terminal: TerminalId,
+    /// The request_id of the earlier scan.
+    #[arg(long)]
+    request_id: RequestId,
+    #[arg(long, env = "CAMPUSPAY_TERMINAL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PayArgs {
+    #[arg(long)]
+    merchant: MerchantId,
+    #[arg(long)]
+    terminal: TerminalId,
+    #[arg(long, value_parser = parse_code)]
+    code: PaymentCode,
+    #[arg(long, value_parser = parse_amount)]
+    amount: Amount,
+    /// Reuse on retries: the same request never moves money twice.
+    #[arg(long)]
+    request_id: Option<RequestId>,
+    /// The terminal's token (from `admin terminal add`); default: minted with CAMPUSPAY_JWT_SECRET.
+    #[arg(long, env = "CAMPUSPAY_TERMINAL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) async fn run(command: PosCommand, config: Config) -> Result<ExitCode, CliError> {
+    match command {
+        PosCommand::Qr {
+            merchant,
+            terminal,
+            amount,
+            request_id,
+            token,
+            png,
+            svg,
+            timeout_secs,
+            json,
+        } => {
+            let jwt = JwtKeys::new(config.jwt_secret.expose());
+            let token = match token {
+                Some(t) => t,
+                None => jwt.issue_terminal(&merchant, &terminal)?,
+            };
+            let conn = connect_retrying(&config.amqp_url, "campuspay pos", 3).await?;
+            let mut pos = Pos::open(&conn, merchant, terminal, token).await?;
+            let rid = request_id.unwrap_or_else(RequestId::new_random);
+            let issued = pos
+                .request_dynamic_qr(rid, &amount.to_string(), Duration::from_secs(timeout_secs))
+                .await?;
+            let _ = conn.close(200, "done".into()).await;
+            if let Some(payload) = &issued.payload {
+                write_images(payload, png.as_deref(), svg.as_deref())?;
+            }
+            print(json, &issued, |i| match &i.payload {
+                Some(p) => format!(
+                    "dynamic QR for {} (expires {}):\n{p}",
+                    i.amount.map(|a| a.to_string()).unwrap_or_default(),
+                    i.expires_at.clone().unwrap_or_default()
+                ),
+                None => format!(
+                    "declined: {}",
+                    i.reason.map(|r| r.as_str()).unwrap_or("unknown")
+                ),
+            });
+            if issued.payload.is_none() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        PosCommand::Query(args) => return follow_up(&config, "query", args).await,
+        PosCommand::Reverse(args) => return follow_up(&config, "reversal", args).await,
+        PosCommand::Pay(args) => {
+            let jwt = JwtKeys::new(config.jwt_secret.expose());
+            let token = match args.token {
+                Some(t) => t,
+                None => jwt.issue_terminal(&args.merchant, &args.terminal)?,
+            };
+            let conn = connect_retrying(&config.amqp_url, "campuspay pos", 3).await?;
+            let mut pos = Pos::open(&conn, args.merchant, args.terminal, token).await?;
+            let request_id = args.request_id.unwrap_or_else(RequestId::new_random);
+            if !args.json {
+                println!(
+                    "scanning {} for {} (request {request_id}) …",
+                    args.code, args.amount
+                );
+            }
+            let result = pos
+                .pay(
+                    request_id,
+                    args.code.expose(),
+                    &args.amount.to_string(),
+                    Duration::from_secs(args.timeout_secs),
+                )
+                .await?;
+            let _ = conn.close(200, "done".into()).await;
+            print(args.json, &result, |r| {
+                format!(
+                    "{}{} — amount {} fee {} total {} (transaction {})",
+                    r.status.as_str().to_uppercase(),
+                    r.reason.map(|x| format!(" ({x})")).unwrap_or_default(),
+                    r.amount
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    r.fee,
+                    r.total.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                    r.transaction_id
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "none".into()),
+                )
+            });
+            // Scripts can tell a decline from an approval (and from an error, exit 1 too but
+            // with a message on stderr).
+            if result.status != campuspay::domain::TxState::Approved {
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pos query` / `pos reverse`: prints the JSON answer (result.v1 or query_status.v1).
+async fn follow_up(config: &Config, verb: &str, args: FollowUpArgs) -> Result<ExitCode, CliError> {
+    let token = match args.token {
+        Some(t) => t,
+        None => JwtKeys::new(config.jwt_secret.expose())
+            .issue_terminal(&args.merchant, &args.terminal)?,
+    };
+    let conn = connect_retrying(&config.amqp_url, "campuspay pos", 3).await?;
+    let mut pos = Pos::open(&conn, args.merchant, args.terminal, token).await?;
+    pos.send_follow_up(verb, args.request_id).await?;
+    let (kind, raw) = pos
+        .results()
+        .wait_any(
+            &[
+                campuspay::messages::external::RESULT_V1,
+                campuspay::messages::external::QUERY_STATUS_V1,
+            ],
+            args.request_id,
+            Duration::from_secs(args.timeout_secs),
+        )
+        .await?;
+    let _ = conn.close(200, "done".into()).await;
+    let value: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_default()
+    );
+    Ok(if kind == campuspay::messages::external::RESULT_V1 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}

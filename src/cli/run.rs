@@ -1,0 +1,129 @@
+//! `campuspay migrate`, `topology` and `run`: setting up the database and the broker, and
+//! running the pipeline stages until a signal.
+
+use super::{pool, CliError};
+use campuspay::broker::connection::connect_retrying;
+use campuspay::broker::topology::{self, StageName};
+use campuspay::config::Config;
+use campuspay::db;
+use campuspay::pipeline::Pipeline;
+use std::process::ExitCode;
+
+pub(super) async fn migrate(config: Config) -> Result<ExitCode, CliError> {
+    let pool = pool(&config).await?;
+    let applied = db::run(&pool, db::migrate).await?;
+    println!("migrations applied: {}", applied.len());
+    for m in applied {
+        println!("  {m}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn topology(
+    print_definitions: bool,
+    config: Config,
+) -> Result<ExitCode, CliError> {
+    let t = topology::topology();
+    if print_definitions {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&t.definitions_json()).unwrap_or_default()
+        );
+    } else {
+        let conn = connect_retrying(&config.amqp_url, "campuspay topology", 5).await?;
+        let channel = conn.create_channel().await?;
+        t.declare(&channel).await?;
+        let _ = conn.close(200, "done".into()).await;
+        println!(
+            "declared {} exchanges, {} queues, {} bindings",
+            t.exchanges.len(),
+            t.queues.len(),
+            t.bindings.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn run(
+    stages: Vec<String>,
+    no_http: bool,
+    prefer_shards: Vec<u32>,
+    config: Config,
+) -> Result<ExitCode, CliError> {
+    if let Some(bad) = prefer_shards
+        .iter()
+        .find(|s| **s >= campuspay::broker::topology::SETTLEMENT_SHARDS)
+    {
+        return Err(CliError::Failed(format!(
+            "--prefer-shards: there is no shard {bad} (shards are 0 to {})",
+            campuspay::broker::topology::SETTLEMENT_SHARDS - 1
+        )));
+    }
+    let mut config = config;
+    if !prefer_shards.is_empty() {
+        config.preferred_shards = Some(prefer_shards);
+    }
+    let stages: Vec<StageName> = if stages.is_empty() {
+        StageName::ALL.to_vec()
+    } else {
+        stages
+            .iter()
+            .map(|s| {
+                StageName::parse(s.trim()).ok_or_else(|| {
+                    CliError::Failed(format!(
+                        "unknown stage {s:?}: expected qr_validation, order, fee, settlement or fanout"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let pool = pool(&config).await?;
+    let pipeline = Pipeline::start(&config, pool.clone(), &stages);
+    let platform = if no_http {
+        None
+    } else {
+        Some(
+            campuspay::platform::Platform::start(&config, pool, &config.http_addr).map_err(
+                |e| CliError::Failed(format!("cannot serve HTTP on {}: {e}", config.http_addr)),
+            )?,
+        )
+    };
+    log::info!(
+        "running stages: {}",
+        stages
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    wait_for_signal().await;
+    log::info!("shutting down: finishing in-flight batches");
+    if let Some(p) = platform {
+        p.stop().await;
+    }
+    pipeline.shutdown().await;
+    log::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
