@@ -58,9 +58,7 @@ pub(super) async fn broker_admin(
     command: broker::BrokerAdminCommand,
     config: &Config,
 ) -> Result<ExitCode, CliError> {
-    broker::run(command, config)
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))
+    Ok(broker::run(command, config).await?)
 }
 
 /// Every back-office verb goes through `campuspay::ops`, as `/admin/v1` does, recorded under

@@ -122,13 +122,47 @@ pub enum CliError {
     Bench(#[from] crate::bench::BenchError),
     #[error(transparent)]
     Ops(#[from] campuspay::ops::OpsError),
+    #[error(transparent)]
+    Queues(#[from] campuspay::admin::queues::QueuesError),
     #[error("{}: {source}", path.display())]
     File {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("QR image: {0}")]
+    QrImage(#[from] campuspay::qr::RenderError),
+    #[error("cannot serve HTTP on {addr}: {source}")]
+    Serve {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("a background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The command line asks for something that cannot be (clap checks the rest).
     #[error("{0}")]
-    Failed(String),
+    Usage(String),
+}
+
+impl CliError {
+    /// The exit status: 2 for a usage error, as clap's own, 1 for everything else.
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Usage(_) => ExitCode::from(2),
+            CliError::Config(_)
+            | CliError::Db(_)
+            | CliError::Broker(_)
+            | CliError::Amqp(_)
+            | CliError::Auth(_)
+            | CliError::Sim(_)
+            | CliError::Bench(_)
+            | CliError::Ops(_)
+            | CliError::Queues(_)
+            | CliError::File { .. }
+            | CliError::QrImage(_)
+            | CliError::Serve { .. }
+            | CliError::Task(_) => ExitCode::FAILURE,
+        }
+    }
 }
 
 fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) {
@@ -157,7 +191,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            e.exit_code()
         }
     }
 }
@@ -166,10 +200,7 @@ async fn pool(config: &Config) -> Result<db::Pool, CliError> {
     let url = config.database_url.clone();
     let size = config.db_pool_size;
     // Building the pool opens a connection: keep that off the async thread.
-    tokio::task::spawn_blocking(move || db::pool(&url, size))
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))?
-        .map_err(CliError::from)
+    Ok(tokio::task::spawn_blocking(move || db::pool(&url, size)).await??)
 }
 
 async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError> {

@@ -69,8 +69,7 @@ pub(super) async fn run(command: PhoneCommand, config: Config) -> Result<ExitCod
             let ok = tokio::task::spawn_blocking(move || {
                 phone_scan(&platform, &token, &qr, amount.as_deref(), json)
             })
-            .await
-            .map_err(|e| CliError::Failed(e.to_string()))??;
+            .await??;
             if !ok {
                 return Ok(ExitCode::FAILURE);
             }

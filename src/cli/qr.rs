@@ -72,15 +72,20 @@ pub(super) fn write_images(
     png: Option<&std::path::Path>,
     svg: Option<&std::path::Path>,
 ) -> Result<(), CliError> {
-    let fail = |e: String| CliError::Failed(e);
+    fn file(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+        move |source| CliError::File {
+            path: path.to_owned(),
+            source,
+        }
+    }
     if let Some(path) = png {
-        let bytes = campuspay::qr::render_png(payload).map_err(|e| fail(e.to_string()))?;
-        std::fs::write(path, bytes).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        let bytes = campuspay::qr::render_png(payload)?;
+        std::fs::write(path, bytes).map_err(file(path))?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = svg {
-        let text = campuspay::qr::render_svg(payload).map_err(|e| fail(e.to_string()))?;
-        std::fs::write(path, text).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        let text = campuspay::qr::render_svg(payload)?;
+        std::fs::write(path, text).map_err(file(path))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

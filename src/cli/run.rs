@@ -54,7 +54,7 @@ pub(super) async fn run(
         .iter()
         .find(|s| **s >= campuspay::broker::topology::SETTLEMENT_SHARDS)
     {
-        return Err(CliError::Failed(format!(
+        return Err(CliError::Usage(format!(
             "--prefer-shards: there is no shard {bad} (shards are 0 to {})",
             campuspay::broker::topology::SETTLEMENT_SHARDS - 1
         )));
@@ -70,7 +70,7 @@ pub(super) async fn run(
             .iter()
             .map(|s| {
                 StageName::parse(s.trim()).ok_or_else(|| {
-                    CliError::Failed(format!(
+                    CliError::Usage(format!(
                         "unknown stage {s:?}: expected qr_validation, order, fee, settlement or fanout"
                     ))
                 })
@@ -84,7 +84,10 @@ pub(super) async fn run(
     } else {
         Some(
             campuspay::platform::Platform::start(&config, pool, &config.http_addr).map_err(
-                |e| CliError::Failed(format!("cannot serve HTTP on {}: {e}", config.http_addr)),
+                |source| CliError::Serve {
+                    addr: config.http_addr.clone(),
+                    source,
+                },
             )?,
         )
     };
