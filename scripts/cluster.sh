@@ -423,6 +423,23 @@ pg_sync_state() {
     pg_sql "$1" -c "select sync_state from pg_stat_replication where application_name = '$(pg_app "$2")'" 2>/dev/null
 }
 pg_is_sync() { [[ "$(pg_sync_state "$1" "$2")" == sync ]]; }
+pg_is_streaming() {
+    [[ "$(pg_sql "$1" -c "select state from pg_stat_replication where application_name = '$(pg_app "$2")'" 2>/dev/null)" == streaming ]]
+}
+
+# pg_follow P S: standby S (just started) must stream from primary P; only then
+# P is made to wait for it on every commit (doing it earlier would block every
+# commit on P if S never connects).
+pg_follow() {
+    local p=$1 s=$2
+    wait_for 30 "postgres: pg$s streams from pg$p" pg_is_streaming "$p" "$s" ||
+        die "postgres: pg$s does not stream from pg$p after 30 s (see $CLUSTER_DIR/pg/pg$s.log); pg$p does not wait for it"
+    if [[ "$(pg_sql "$p" -c 'show synchronous_standby_names')" != "$(pg_app "$s")" ]]; then
+        pg_require_sync "$p" "$s"
+    fi
+    wait_for 30 "postgres: pg$s is the synchronous standby of pg$p" pg_is_sync "$p" "$s" ||
+        die "postgres: pg$s is not a synchronous standby of pg$p after 30 s (see $CLUSTER_DIR/pg/pg$s.log)"
+}
 
 pg_up() {
     mkdir -p "$CLUSTER_DIR/pg/run"
@@ -451,11 +468,7 @@ pg_up() {
         return
     fi
     pg_start "$s"
-    if [[ "$(pg_sql "$p" -c 'show synchronous_standby_names')" != "$(pg_app "$s")" ]]; then
-        pg_require_sync "$p" "$s"
-    fi
-    wait_for 30 "postgres: pg$s streams from pg$p synchronously" pg_is_sync "$p" "$s" ||
-        die "postgres: pg$s is not a synchronous standby of pg$p after 30 s (see $CLUSTER_DIR/pg/pg$s.log)"
+    pg_follow "$p" "$s"
 }
 
 pg_primary_url_hosts() {
@@ -485,8 +498,8 @@ export RABBITMQ_MANAGEMENT_URLS=${http[*]}
 export RABBITMQ_MANAGEMENT_URL=${http[0]}
 export RABBITMQ_NODES=${names[*]}
 export DATABASE_URL=postgres://postgres@$(pg_primary_url_hosts)/$PG_DB?target_session_attrs=read-write
-export PG_PRIMARY_URL=postgres://postgres@127.0.0.1:${PG_PORTS[1]}/$PG_DB
-export PG_STANDBY_URL=postgres://postgres@127.0.0.1:${PG_PORTS[2]}/$PG_DB
+export PG1_URL=postgres://postgres@127.0.0.1:${PG_PORTS[1]}/$PG_DB
+export PG2_URL=postgres://postgres@127.0.0.1:${PG_PORTS[2]}/$PG_DB
 EOF
     mv "$CLUSTER_DIR/env.tmp" "$CLUSTER_DIR/env"
 }
@@ -613,7 +626,9 @@ cmd_status() {
     for n in "${NODES[@]}"; do
         if rmq_serving "$n"; then
             echo "-- cluster_status as seen by node $n"
-            ctl "$n" cluster_status 2>&1 | sed -n '/^Disk Nodes/,/^Feature flags/p' | grep -v '^Feature flags' || true
+            ctl "$n" cluster_status --formatter json 2>/dev/null |
+                grep -o '"disk_nodes":[^]]*]\|"running_nodes":[^]]*]\|"partitions":{[^}]*}\|"alarms":[^]]*]' |
+                sed 's/^"\([a-z_]*\)":/  \1: /' || true
             break
         fi
     done
@@ -750,6 +765,15 @@ cmd_pg_start() {
     wait_for 30 "pg-start: pg$i accepts connections" pg_ready "$i" || die "pg$i not ready"
 }
 
+# pg-stop I: stop instance I (1 or 2) in immediate mode, whatever its role.
+cmd_pg_stop() {
+    local i=${1:-}
+    [[ "$i" == 1 || "$i" == 2 ]] || die "usage: pg-stop 1|2"
+    pg_running "$i" || die "pg$i is not running"
+    pg_ctl "$i" -m immediate -w stop >/dev/null || die "pg_ctl stop -m immediate failed on pg$i"
+    log "pg-stop: pg$i (127.0.0.1:${PG_PORTS[$i]}) stopped in immediate mode"
+}
+
 # pg-rejoin: turn the old primary into a synchronous standby of the promoted one
 # (pg_rewind), restoring a two-node set-up after pg-kill-primary + pg-promote.
 cmd_pg_rejoin() {
@@ -758,6 +782,9 @@ cmd_pg_rejoin() {
     o=$(other "$p")
     pg_running "$o" && die "pg$o is running; stop it first (pg-kill-primary kills only the primary)"
     pg_sql "$p" -c "select pg_create_physical_replication_slot('$(pg_app "$o")')" >/dev/null 2>&1 || true
+    # A freshly promoted primary still has the old timeline in its control file
+    # until its first checkpoint; pg_rewind would then see nothing to rewind.
+    pg_sql "$p" -c checkpoint >/dev/null || die "checkpoint on pg$p failed"
     log "pg-rejoin: pg_rewind pg$o onto pg$p"
     as_pg "$PG_BIN/pg_rewind" -D "$(pgdir "$o")" \
         --source-server="host=127.0.0.1 port=${PG_PORTS[$p]} user=postgres dbname=postgres" \
@@ -769,8 +796,7 @@ cmd_pg_rejoin() {
     chown postgres:postgres "$(pgdir "$o")/standby.signal"
     pg_standby_conf "$o"
     pg_start "$o"
-    pg_require_sync "$p" "$o"
-    wait_for 30 "pg-rejoin: pg$o streams from pg$p synchronously" pg_is_sync "$p" "$o" || die "pg$o is not a synchronous standby"
+    pg_follow "$p" "$o"
 }
 
 usage() {
@@ -795,6 +821,7 @@ usage: scripts/cluster.sh COMMAND [ARGS]     (as root; CLUSTER_DIR=$CLUSTER_DIR)
   pg-kill-primary      pg_ctl stop -m immediate on the current primary
   pg-promote           promote the standby (it then needs no synchronous standby)
   pg-start I           start instance I (1 or 2) again, if that is safe
+  pg-stop I            stop instance I in immediate mode, whatever its role
   pg-rejoin            make the old primary a synchronous standby of the new one
 EOF
 }
@@ -803,7 +830,7 @@ main() {
     local cmd=${1:-help}
     shift || true
     case "$cmd" in
-    up | down | rabbit-kill | rabbit-start | partition | heal | pg-kill-primary | pg-promote | pg-start | pg-rejoin)
+    up | down | rabbit-kill | rabbit-start | partition | heal | pg-kill-primary | pg-promote | pg-start | pg-stop | pg-rejoin)
         # One mutating command at a time (tests may call helpers concurrently).
         exec 9>"$LOCK_FILE"
         flock -w 300 9 || die "another cluster.sh holds $LOCK_FILE"
@@ -829,6 +856,7 @@ main() {
     pg-kill-primary) cmd_pg_kill_primary ;;
     pg-promote) cmd_pg_promote ;;
     pg-start) cmd_pg_start "$@" ;;
+    pg-stop) cmd_pg_stop "$@" ;;
     pg-rejoin) cmd_pg_rejoin ;;
     help | -h | --help) usage ;;
     *)
