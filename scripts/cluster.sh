@@ -10,13 +10,15 @@
 #
 # Usage: scripts/cluster.sh COMMAND [ARGS]   (see `scripts/cluster.sh help`)
 #
-# Layout (all under $CLUSTER_DIR, default /tmp/campuspay-cluster):
+# Layout (all under $CLUSTER_DIR, default /dev/shm/campuspay-cluster: RAM-backed,
+# so `down` is instant; on this machine's disk deleting PostgreSQL's ~3000 small
+# files took 5-7 s):
 #   env                 connection settings (`source` it; make can `include` it)
 #   home/.erlang.cookie the cluster's own Erlang cookie (HOME of the nodes/CLI)
 #   rmqN/               node N: rabbitmq-env.conf, rabbitmq.conf, enabled_plugins,
 #                       mnesia/, log/, pid
 #   pg/pg1, pg/pg2      PostgreSQL data dirs (pg1 starts as primary), pg/run
-#                       (unix sockets), pg/pgN.log
+#                       (unix sockets), pg/pgN.log, pg/pgN.ready (data dir complete)
 #
 # Network: bridge cpbr0 = $CLUSTER_NET.1/24 in the root namespace; node N lives
 # in namespace cp-rmqN behind veth cpvethN (root side) with IP $CLUSTER_NET.(10+N).
@@ -27,7 +29,7 @@ set -euo pipefail
 
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
-CLUSTER_DIR=${CLUSTER_DIR:-/tmp/campuspay-cluster}
+CLUSTER_DIR=${CLUSTER_DIR:-/dev/shm/campuspay-cluster}
 CLUSTER_NET=${CLUSTER_NET:-10.77.0} # a /24 used only for the bridge and namespaces
 NODES=(1 2 3)
 BRIDGE=cpbr0
@@ -35,7 +37,7 @@ RMQ_BIN=/usr/lib/rabbitmq/bin
 RMQ_USER=guest # guest works over the veths because of `loopback_users = none`
 RMQ_PASS=guest
 PG_BIN=/usr/lib/postgresql/15/bin
-PG_PORTS=([1]=5433 [2]=5434)
+PG_PORTS=([1]=${PG1_PORT:-5433} [2]=${PG2_PORT:-5434})
 PG_DB=campuspay
 LOCK_FILE=${CLUSTER_LOCK:-/tmp/campuspay-cluster.lock}
 NODE_BOOT_TIMEOUT=${NODE_BOOT_TIMEOUT:-90}
@@ -62,6 +64,9 @@ dist_port() { echo $((25700 + $1)); }
 rdir() { echo "$CLUSTER_DIR/rmq$1"; }
 pgdir() { echo "$CLUSTER_DIR/pg/pg$1"; }
 pg_app() { echo "campuspay_pg$1"; }
+# Set once instance I's data dir is complete (outside it: pg_basebackup and
+# pg_rewind copy data dirs).
+pg_ready_marker() { echo "$CLUSTER_DIR/pg/pg$1.ready"; }
 other() { echo $((3 - $1)); } # the other PostgreSQL instance
 
 check_node_arg() {
@@ -190,6 +195,11 @@ cluster_name = campuspay-test
 
 # Detect a dead peer in ~10 s (default 60 s) so the partition tests are quick.
 net_ticktime = 10
+
+# Propose 10 s AMQP heartbeats (default 60 s): a client connected to a node
+# that is cut off gets no RST, only silence; heartbeats turn that into a
+# connection error within ~20 s instead of ~2 min.
+heartbeat = 10
 
 log.file.level = info
 log.console = false
@@ -338,6 +348,9 @@ pg_start() {
     if pg_running "$i"; then
         return
     fi
+    if tcp_open 127.0.0.1 "${PG_PORTS[$i]}"; then
+        die "postgres pg$i: port ${PG_PORTS[$i]} on 127.0.0.1 is taken by another process (set PG1_PORT/PG2_PORT)"
+    fi
     log "postgres pg$i: starting on 127.0.0.1:${PG_PORTS[$i]}"
     pg_ctl "$i" -l "$CLUSTER_DIR/pg/pg$i.log" -w -t 60 start >/dev/null ||
         die "postgres pg$i did not start (see $CLUSTER_DIR/pg/pg$i.log)"
@@ -346,7 +359,7 @@ pg_start() {
 pg_init_primary() {
     local d
     d=$(pgdir 1)
-    if [[ -f "$d/campuspay-ready" ]]; then
+    if [[ -f "$(pg_ready_marker 1)" ]]; then
         return
     fi
     rm -rf "$d"
@@ -366,6 +379,7 @@ wal_level = replica
 max_wal_senders = 10
 max_replication_slots = 10
 wal_log_hints = on            # lets pg_rewind turn an old primary into a standby
+wal_keep_size = 64MB          # ... and keeps the WAL pg_rewind reads from it
 hot_standby = on
 synchronous_commit = on
 EOF
@@ -378,7 +392,7 @@ EOF
     pg_sql 1 -c "select pg_create_physical_replication_slot('$(pg_app 2)')" >/dev/null ||
         die "could not create the replication slot on pg1"
     pg_sql 1 -c "create database $PG_DB" >/dev/null || die "could not create database $PG_DB"
-    touch "$d/campuspay-ready"
+    touch "$(pg_ready_marker 1)"
 }
 
 # pg_make_standby I: base backup of the other (primary) instance into pg I.
@@ -386,13 +400,13 @@ pg_make_standby() {
     local i=$1 p d
     p=$(other "$i")
     d=$(pgdir "$i")
-    rm -rf "$d"
+    rm -rf "$d" "$(pg_ready_marker "$i")"
     log "postgres pg$i: pg_basebackup -R from pg$p"
     as_pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "${PG_PORTS[$p]}" -U postgres -D "$d" \
         -R -X stream -S "$(pg_app "$i")" -c fast >"$CLUSTER_DIR/pg/basebackup.log" 2>&1 ||
         die "pg_basebackup failed (see $CLUSTER_DIR/pg/basebackup.log)"
     pg_standby_conf "$i"
-    touch "$d/campuspay-ready"
+    touch "$(pg_ready_marker "$i")"
 }
 
 # Per-instance settings of a standby I following the other instance.  It has
@@ -444,7 +458,7 @@ pg_follow() {
 pg_up() {
     mkdir -p "$CLUSTER_DIR/pg/run"
     chown postgres:postgres "$CLUSTER_DIR/pg" "$CLUSTER_DIR/pg/run"
-    if [[ ! -f "$(pgdir 1)/campuspay-ready" && ! -f "$(pgdir 2)/campuspay-ready" ]]; then
+    if [[ ! -f "$(pg_ready_marker 1)" && ! -f "$(pg_ready_marker 2)" ]]; then
         pg_init_primary
     fi
     # Which instance is the primary: a running one not in recovery, else one
@@ -455,13 +469,13 @@ pg_up() {
     done
     if [[ -z "$p" ]]; then
         for i in 1 2; do
-            if [[ -f "$(pgdir "$i")/campuspay-ready" && ! -f "$(pgdir "$i")/standby.signal" ]]; then p=$i; fi
+            if [[ -f "$(pg_ready_marker "$i")" && ! -f "$(pgdir "$i")/standby.signal" ]]; then p=$i; fi
         done
     fi
     [[ -n "$p" ]] || die "postgres: found no primary in $CLUSTER_DIR/pg; run 'down' then 'up'"
     s=$(other "$p")
     pg_start "$p"
-    if [[ ! -f "$(pgdir "$s")/campuspay-ready" ]]; then
+    if [[ ! -f "$(pg_ready_marker "$s")" ]]; then
         pg_make_standby "$s"
     elif [[ ! -f "$(pgdir "$s")/standby.signal" ]]; then
         log "postgres pg$s: is an old primary (pg$p was promoted); not starting it (see 'pg-rejoin')"
@@ -595,9 +609,10 @@ cmd_down() {
     # Wait for the killed beams to be reaped before removing their files.
     local n
     for n in "${NODES[@]}"; do
-        wait_for 10 "down: rabbit node $n gone" rmq_dead "$n" 2>/dev/null || true
+        wait_for 10 "down: rabbit node $n gone" rmq_dead "$n" || true
     done
     if [[ -d "$CLUSTER_DIR" ]]; then
+        log "down: removing $CLUSTER_DIR"
         rm -rf "$CLUSTER_DIR"
     fi
     log "down: done in $(elapsed)s (nothing left under $CLUSTER_DIR, no namespaces, no $BRIDGE)"
