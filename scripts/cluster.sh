@@ -81,10 +81,12 @@ tcp_open() {
 }
 
 # mgmt N PATH [curl args...]: management API call on node N (root namespace).
+# A cut-off node fails the connect in 1 s; a live node can take ~10 s to answer
+# while it still waits for a peer that was just cut off (stats collection).
 mgmt() {
     local n=$1 path=$2
     shift 2
-    curl -sf --max-time 5 -u "$RMQ_USER:$RMQ_PASS" "$@" \
+    curl -sf --connect-timeout 1 --max-time 15 -u "$RMQ_USER:$RMQ_PASS" "$@" \
         "http://$(ip_of "$n"):$(mgmt_port "$n")$path"
 }
 
