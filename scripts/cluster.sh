@@ -209,11 +209,15 @@ EOF
         if ((n != 1)); then
             cat <<EOF
 
-# Join node 1 on first boot (peer discovery).  A node that already belongs to
-# the cluster skips this on restart.  'up' checks membership afterwards and
-# falls back to rabbitmqctl join_cluster if the node formed a cluster of its own.
+# Join node 1 on first boot (peer discovery), retrying for up to 60 s while
+# node 1 is still booting (all three start together).  A node that already
+# belongs to the cluster skips this on restart.  'up' checks membership
+# afterwards and falls back to rabbitmqctl join_cluster if the node formed a
+# cluster of its own.
 cluster_formation.peer_discovery_backend = classic_config
 cluster_formation.classic_config.nodes.1 = $(node_name 1)
+cluster_formation.discovery_retry_limit = 120
+cluster_formation.discovery_retry_interval = 500
 EOF
         fi
     } >"$d/rabbitmq.conf"
@@ -271,18 +275,22 @@ rmq_paused() {
     [[ "$(ctl "$1" eval 'rabbit:is_running().' 2>/dev/null)" == false ]]
 }
 
-# True if node N is a member (running or not) of node 1's cluster.
-rmq_member_of_1() {
-    mgmt 1 /api/nodes | grep -q "\"name\":\"$(node_name "$1")\""
+# Node 1's cluster members (disk nodes), one per line.
+rmq_members_of_1() {
+    ctl 1 cluster_status --formatter json 2>/dev/null | grep -o '"disk_nodes":\[[^]]*\]' |
+        grep -o '"[^"]*@[^"]*"' | tr -d '"'
 }
 
 rmq_join() {
     local n=$1
     log "rabbit node $n: not a member of node 1's cluster; join_cluster"
-    ctl "$n" stop_app >/dev/null || die "rabbit node $n: stop_app failed"
-    ctl "$n" reset >/dev/null || die "rabbit node $n: reset failed"
-    ctl "$n" join_cluster "$(node_name 1)" >/dev/null || die "rabbit node $n: join_cluster $(node_name 1) failed"
-    ctl "$n" start_app >/dev/null || die "rabbit node $n: start_app failed"
+    local out
+    out="$(rdir "$n")/join.log"
+    ctl "$n" stop_app >"$out" 2>&1 || die "rabbit node $n: stop_app failed (see $out)"
+    ctl "$n" reset >>"$out" 2>&1 || die "rabbit node $n: reset failed (see $out)"
+    ctl "$n" join_cluster "$(node_name 1)" >>"$out" 2>&1 ||
+        die "rabbit node $n: join_cluster $(node_name 1) failed (see $out)"
+    ctl "$n" start_app >>"$out" 2>&1 || die "rabbit node $n: start_app failed (see $out)"
 }
 
 # --- network namespaces ----------------------------------------------------------
@@ -547,15 +555,15 @@ cmd_up() {
         [[ -f "$(rdir "$n")/rabbitmq.conf" ]] || write_rmq_config "$n"
     done
 
-    # Node 1 first (the others join it on their first boot), PostgreSQL while
-    # it boots.
-    rmq_start 1
+    # All three nodes boot together (2 and 3 keep retrying to join node 1
+    # until it is up), PostgreSQL meanwhile.
+    for n in "${NODES[@]}"; do rmq_start "$n"; done
     pg_up
-    rmq_wait_serving 1
-    for n in 2 3; do rmq_start "$n"; done
-    for n in 2 3; do rmq_wait_serving "$n"; done
+    for n in "${NODES[@]}"; do rmq_wait_serving "$n"; done
+    local members
+    members=$(rmq_members_of_1) || die "rabbit: cluster_status on node 1 failed"
     for n in 2 3; do
-        rmq_member_of_1 "$n" || rmq_join "$n"
+        grep -qx "$(node_name "$n")" <<<"$members" || rmq_join "$n"
     done
     local have_nodes
     wait_for 30 "rabbit: cluster of 3 running nodes" rmq_sees_all 1 || {
