@@ -392,6 +392,7 @@ wal_log_hints = on            # lets pg_rewind turn an old primary into a standb
 wal_keep_size = 64MB          # ... and keeps the WAL pg_rewind reads from it
 hot_standby = on
 synchronous_commit = on
+wal_retrieve_retry_interval = 1s  # a standby reconnects within 1 s (default 5 s)
 EOF
     cat >>"$d/postgresql.auto.conf" <<EOF
 port = ${PG_PORTS[1]}
