@@ -25,6 +25,11 @@
 # `partition N` sets cpvethN down: node N loses the other nodes AND every
 # client; `heal N` sets it up again.  PostgreSQL listens on 127.0.0.1 in the
 # root namespace.
+#
+# Environment: CLUSTER_DIR, CLUSTER_NET (10.77.0), PG1_PORT (5433), PG2_PORT
+# (5434), CLUSTER_LOCK (lock file serialising mutating commands),
+# NODE_BOOT_TIMEOUT (90 s).  Progress goes to stderr; `up` prints the settings
+# on stdout.  docs/CLUSTER.md has the details.
 set -euo pipefail
 
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
@@ -741,7 +746,7 @@ cmd_rabbit_leader() {
         done
         die "leader $leader is not one of our nodes"
     done
-    die "no node answered for queue '$q' in vhost '$vhost'"
+    die "queue '$q' in vhost '$vhost': not found, or no node answered"
 }
 
 # Current primary: a running instance not in recovery.
