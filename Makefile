@@ -9,6 +9,11 @@
 #   make test-broker-restart
 #                   only the fault test that restarts RabbitMQ mid-stream (it
 #                   affects everything on the broker, so it runs alone)
+#   make cluster    a local 3-node RabbitMQ cluster (network namespaces) and a
+#                   PostgreSQL primary + synchronous standby; prints the settings
+#                   and writes them to $CLUSTER_DIR/env (docs/CLUSTER.md; root)
+#   make cluster-status / cluster-down / cluster-selftest
+#                   inspect it / delete it / exercise every fault helper (~1 min)
 #   make bench      release build, then the raw 5-hop chain baseline, pgbench
 #                   tpcb-like, the pipeline at max throughput (closed loop) and
 #                   at 200/1000/2000 payments/s offered (open loop), then a
@@ -38,7 +43,7 @@ export DATABASE_URL AMQP_URL RABBITMQ_MANAGEMENT_URL
 
 export RUST_BACKTRACE = 1
 
-.PHONY: all services build db demo test test-broker-restart bench fmt clippy clean
+.PHONY: all services build db demo test test-broker-restart cluster cluster-status cluster-down cluster-selftest bench fmt clippy clean
 
 all: build
 
@@ -73,6 +78,20 @@ test: services
 
 test-broker-restart: services
 	$(CARGO) test --test integration broker_stopped_and_started_mid_stream -- --ignored --test-threads=1 --nocapture
+
+# The local cluster (scripts/cluster.sh; docs/CLUSTER.md). Independent of
+# `services`: other ports, node names and directories than the default servers.
+cluster:
+	./scripts/cluster.sh up
+
+cluster-status:
+	./scripts/cluster.sh status
+
+cluster-down:
+	./scripts/cluster.sh down
+
+cluster-selftest:
+	./scripts/cluster-selftest.sh
 
 # Benchmarks. Each run makes (and drops) its own database and vhost; nothing else
 # should load the machine meanwhile (docs/PERFORMANCE.md).
