@@ -19,7 +19,7 @@
 #                   at 200/1000/2000 payments/s offered (open loop), then a
 #                   memory soak at 1000/s for BENCH_SOAK_SECS (600; 0 skips it);
 #                   reports and summary.md (ratios, targets) in bench-out/
-#                   (docs/PERFORMANCE.md). About 18 minutes (8 without the soak).
+#                   (docs/PERFORMANCE.md). About 20 minutes (8 without the soak).
 #
 # Tests create their own databases and vhosts, so `test` does not need `db`.
 

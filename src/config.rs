@@ -1,4 +1,4 @@
-//! Settings from environment variables (DESIGN.md §8), validated once at start-up.
+//! Settings from environment variables (the README's Configuration table), validated once at start-up.
 
 use std::time::Duration;
 

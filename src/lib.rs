@@ -1,14 +1,17 @@
 //! # campuspay
 //!
 //! A campus-card (一卡通) QR payment system. Cardholders pay campus merchants with their phone;
-//! POS terminals and phones learn the result asynchronously. The architecture (DESIGN.md):
+//! POS terminals and phones learn the result asynchronously. `docs/ARCHITECTURE.md` describes
+//! the whole; this is the map of the library:
 //!
 //! ```text
 //!  POS ──AMQP──▶ pay.requests ─▶ [qr_validation] ─▶ [order] ─▶ [fee] ─▶ [settlement ×4] ─▶ [fanout] ─▶ pay.results
+//!  phone ─HTTP─▶ platform ──────────────────────────▶ [order]
 //! ```
 //!
 //! Who owns what:
-//! - `domain`: pure types and rules (money, ids, codes, fees, the transaction state machine).
+//! - `domain`: pure types and rules — money, ids, codes, identities, card limits, states, and
+//!   the money decisions (settlement, refunds, fee rules, journal entries). No I/O.
 //! - `emv`: the generic EMV merchant-presented QR codec (data objects, CRC, `describe`); pure,
 //!   and independent of `domain`, whose `campus_qr` maps the campus codes onto it.
 //! - `messages`: wire types — JSON for the outside (`scan.v1`, `result.v1`), versioned bincode
@@ -16,13 +19,16 @@
 //! - `broker`: lapin only. The topology (`pay.requests`, `pay.stage`, `pay.results`,
 //!   `pay.dead`, the `campuspay.<stage>` quorum queues), the confirmed publisher and the
 //!   consumer loop that feeds stage actors with natural batches.
-//! - `db`: diesel only. Tables by owner: `transactions` and `payment_codes` (state) are written
-//!   by the order stage, `transactions.fee*` by fee, `accounts`/`journal_entries`/`postings` and
-//!   the final transaction state by settlement; merchants, terminals, cards and fee rules by
-//!   admin commands; `payment_codes` rows are created by the TSM.
+//! - `db`: diesel only. One repository per job: `validation`, `orders`, `fees`, `settle` for
+//!   the stages; `journal`, the one writer of the ledger (settlement, reversals, refunds,
+//!   top-ups, subsidies), which also owns the lock order; `admin`, `cards`, `codes`,
+//!   `forward`, `refunds`, `subsidy`, `report`, `ledger` (the invariants), `audit`.
 //! - `pipeline`: one actor per stage; `Pipeline::start` runs any subset of them.
-//! - `tsm`: issues one-time payment codes, stored as HMACs.
-//! - `admin`: the RabbitMQ management API. `sim`: POS simulator, demo campus and lunch hour.
+//! - `ops`: the back office's use cases, shared by the CLI, `/admin/v1` and the console.
+//! - `platform`: actix-web — the phone's API, `/admin/v1`, the event stream.
+//! - `tsm`: issues one-time payment codes, stored as keyed hashes; PIN hashes.
+//! - `admin`: the RabbitMQ management API, queue and dead-letter operations. `sim`: POS and
+//!   phone simulators, demo campus and lunch hour.
 //!
 //! The `campuspay` command line (`cli`) and `campuspay bench` (`bench`) belong to the binary
 //! (`src/main.rs`), not to this library.

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sha2::Sha256;
 use std::time::Duration;
 
-/// Codes per batch (DESIGN.md §1).
+/// Codes per batch (docs/ARCHITECTURE.md §1).
 pub const BATCH_SIZE: usize = 10;
 
 /// The keyed hash under which a code is stored and looked up.

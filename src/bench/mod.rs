@@ -1,5 +1,5 @@
 //! `campuspay bench`: measures the pipeline end to end on its own fresh database and vhost, and
-//! the two baselines the targets are stated against (issue #6, `docs/PERFORMANCE.md`):
+//! the two baselines the targets are stated against (`docs/PERFORMANCE.md`):
 //!
 //! - the pipeline: a campus is seeded in bulk (`seed`), a worker process (`campuspay run
 //!   --no-http`, so the load generator's CPU is not the worker's) runs every stage, and the load

@@ -41,7 +41,7 @@ pub struct SummaryRow {
     pub other_cores: Option<f64>,
 }
 
-/// Reads every report in `dir` and works out the ratios and targets (DESIGN/issue #6).
+/// Reads every report in `dir` and works out the ratios and targets (docs/PERFORMANCE.md).
 pub fn summarize(dir: &Path) -> Result<(Summary, String), String> {
     let mut reports: Vec<(String, Report)> = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;

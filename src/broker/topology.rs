@@ -8,7 +8,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 use serde_json::{json, Map, Value};
 
-/// Pinned external exchanges (DESIGN.md §3).
+/// Pinned external exchanges (docs/ARCHITECTURE.md §3).
 pub const REQUESTS: &str = "pay.requests";
 pub const RESULTS: &str = "pay.results";
 pub const DEAD: &str = "pay.dead";

@@ -1,4 +1,4 @@
-//! The `campuspay` command line (DESIGN.md §8). Verbs and flags here are pinned: admin scripts
+//! The `campuspay` command line (the README's CLI reference). Verbs and flags here are pinned: admin scripts
 //! depend on them. Every command that prints data has `--json`.
 //!
 //! One file per verb group, holding its clap types and its handler: `run` (migrate, topology,

@@ -1,4 +1,4 @@
-//! Merchant-presented QR codes (正扫): the three campus code kinds of DESIGN.md §1
+//! Merchant-presented QR codes (正扫): the three campus code kinds of docs/ARCHITECTURE.md §1
 //! ([`MerchantQr`], [`encode_campus`], [`decode_campus`]), mapped onto the generic EMV MPM codec
 //! of [`crate::emv`].
 

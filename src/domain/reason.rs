@@ -1,4 +1,4 @@
-//! Stable decline reason codes (DESIGN.md §3). Terminals and phones switch on these strings:
+//! Stable decline reason codes (docs/ARCHITECTURE.md §3). Terminals and phones switch on these strings:
 //! never rename one.
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! External JSON messages (`scan.v1`, `result.v1`), parsed in two steps so that bad input is
-//! handled exactly as DESIGN.md §3 says: what cannot be tied to a request at all is
+//! handled exactly as docs/ARCHITECTURE.md §2 says: what cannot be tied to a request at all is
 //! dead-lettered; what can is answered with a `declined` result naming the reason.
 
 use crate::domain::{

@@ -1,7 +1,7 @@
 //! Internal stage messages: a batch of payments, bincode (2.x, serde) after a version byte.
 //!
 //! Every item carries its own id, idempotency key and outcome, so one message can hold many
-//! payments while acks and results stay per payment at the edges (DESIGN.md §2).
+//! payments while acks and results stay per payment at the edges (docs/ARCHITECTURE.md §2).
 
 use crate::domain::{
     Amount, DeclineReason, Identity, MerchantId, Money, PaymentMode, RequestId, TerminalId,

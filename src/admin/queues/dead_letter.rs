@@ -269,7 +269,7 @@ pub(super) fn table_to_json(t: &FieldTable) -> Value {
     )
 }
 
-/// Payment codes are one-time credentials (DESIGN.md §6): mask them wherever they appear.
+/// Payment codes are one-time credentials (docs/ARCHITECTURE.md §6): mask them wherever they appear.
 fn mask_codes(v: &mut Value) {
     match v {
         Value::Object(m) => {
