@@ -12,6 +12,7 @@
 //! confirms, its receiver acks results in bulk (`multiple`) whenever the queue momentarily runs
 //! dry, the way an efficient POS client would.
 
+use super::scrape::{scrape, Metrics};
 use super::seed::MAX_AMOUNT_FEN;
 use super::sys::{self, CpuReport, RssReport};
 use campuspay::admin::management::Management;
@@ -116,60 +117,6 @@ pub struct LoadResult {
     pub started_wall: Option<SystemTime>,
     /// Worker metrics at the end of the warm-up and at the end of sending (summed over workers).
     pub metrics: Option<(Metrics, Metrics)>,
-}
-
-/// `(metric name, stage label) → value`, from Prometheus text.
-pub type Metrics = BTreeMap<(String, String), f64>;
-
-fn parse_metrics(text: &str, into: &mut Metrics) {
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((key, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(v) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        let (name, labels) = match key.split_once('{') {
-            Some((n, l)) => (n, l.trim_end_matches('}')),
-            None => (key, ""),
-        };
-        // Per-stage series only, and not the histogram buckets.
-        if name.ends_with("_bucket") {
-            continue;
-        }
-        let Some(stage) = labels
-            .split(',')
-            .find_map(|kv| kv.strip_prefix("stage=\""))
-            .map(|s| s.trim_end_matches('"').to_owned())
-        else {
-            continue;
-        };
-        *into.entry((name.to_owned(), stage)).or_default() += v;
-    }
-}
-
-/// Scrapes every worker (blocking HTTP, so on the blocking pool).
-async fn scrape(urls: &[String]) -> Option<Metrics> {
-    if urls.is_empty() {
-        return None;
-    }
-    let urls = urls.to_vec();
-    tokio::task::spawn_blocking(move || {
-        let mut m = Metrics::new();
-        for u in &urls {
-            let text = ureq::get(u)
-                .timeout(Duration::from_secs(5))
-                .call()
-                .ok()?
-                .into_string()
-                .ok()?;
-            parse_metrics(&text, &mut m);
-        }
-        Some(m)
-    })
-    .await
-    .ok()
-    .flatten()
 }
 
 struct Pending {

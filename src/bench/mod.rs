@@ -24,6 +24,7 @@ pub mod load;
 pub mod pgbench;
 mod pipeline;
 pub mod report;
+pub mod scrape;
 pub mod seed;
 pub mod summary;
 pub mod svg;
@@ -270,7 +271,7 @@ fn fill_from_load(r: &mut Report, res: &LoadResult, timeout: Duration) {
     r.worker_rss_mb = res.rss.clone();
     r.queues = res.queues.clone();
     if let Some((a, b)) = &res.metrics {
-        let get = |m: &load::Metrics, name: &str, stage: &str| {
+        let get = |m: &scrape::Metrics, name: &str, stage: &str| {
             m.get(&(name.to_owned(), stage.to_owned()))
                 .copied()
                 .unwrap_or(0.0)

@@ -54,11 +54,16 @@ pub enum AdminCommand {
     Verify(reports::VerifyArgs),
 }
 
+/// The broker-only verbs must work while PostgreSQL is down: their pool opens no connection
+/// until the operators' trail is written, and a failure there is only logged.
 pub(super) async fn broker_admin(
     command: broker::BrokerAdminCommand,
-    config: &Config,
+    config: Config,
 ) -> Result<ExitCode, CliError> {
-    Ok(broker::run(command, config).await?)
+    let url = config.database_url.clone();
+    let pool = tokio::task::spawn_blocking(move || campuspay::db::pool(&url, 1)).await??;
+    let ops = Ops::new(pool, config);
+    Ok(broker::run(command, &ops, &Operator::from_shell()).await?)
 }
 
 /// Every back-office verb goes through `campuspay::ops`, as `/admin/v1` does, recorded under
@@ -68,7 +73,7 @@ pub(super) async fn run(command: AdminCommand, config: Config) -> Result<ExitCod
     let ops = Ops::new(pool, config.clone());
     let me = Operator::from_shell();
     match command {
-        AdminCommand::Broker(c) => broker_admin(c, &config).await,
+        AdminCommand::Broker(c) => broker::run(c, &ops, &me).await.map_err(CliError::from),
         AdminCommand::Token(args) => token::run(args, &ops, &me).await,
         AdminCommand::Qr { command } => qr::admin(command, &ops, &me).await,
         AdminCommand::Merchant { command } => merchant::merchant(command, &ops, &me).await,

@@ -3,14 +3,12 @@
 //! `campuspay::admin::queues`. Broker only: these run while PostgreSQL is down.
 
 use super::print;
-use campuspay::admin::management::Management;
 use campuspay::admin::queues::{
-    check_limit, committed_definitions, dead_drop, dead_list, dead_replay, dead_show, human_age,
-    purge, queue_overview, topology_check, vhost_of, Body, DeadLetter, DeadLetterDetail,
-    DeadListing, DropReport, PurgeConfirm, QueueOverview, QueueRow, QueuesError, ReplayReport,
-    Selection, TopologyReport, DEFAULT_DEAD_LIMIT, DEFAULT_DROP_RECORD,
+    check_limit, human_age, Body, DeadLetter, DeadLetterDetail, DeadListing, DropReport,
+    PurgeConfirm, QueueOverview, QueueRow, QueuesError, ReplayReport, Selection, TopologyReport,
+    DEFAULT_DEAD_LIMIT, DEFAULT_DROP_RECORD,
 };
-use campuspay::config::Config;
+use campuspay::ops::{queues, Operator, Ops};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -376,15 +374,17 @@ fn exit(ok: bool) -> ExitCode {
 }
 
 /// Runs one broker admin command; the vhost is the path of `AMQP_URL`.
+/// The broker verbs, through `ops::queues` like `/admin/v1`'s. `ops` may hold a database
+/// pool that cannot connect: these verbs need only the broker (the operators' trail is then
+/// logged instead).
 pub(super) async fn run(
     command: BrokerAdminCommand,
-    config: &Config,
+    ops: &Ops,
+    me: &Operator,
 ) -> Result<ExitCode, QueuesError> {
-    let amqp = config.amqp_url.as_str();
     match command {
         BrokerAdminCommand::Queues { results, json } => {
-            let mgmt = Management::new(&config.management_url)?;
-            let o = queue_overview(&mgmt, &vhost_of(amqp)?, results).await?;
+            let o = queues::overview(ops, results).await?;
             print(json, &o, overview_text);
         }
         BrokerAdminCommand::Queue {
@@ -396,7 +396,7 @@ pub(super) async fn run(
                     json,
                 },
         } => {
-            let p = purge(amqp, &name, PurgeConfirm { yes, force }).await?;
+            let p = queues::purge(ops, me, &name, PurgeConfirm { yes, force }).await?;
             print(json, &p, |p| {
                 format!(
                     "purged {} messages from {} (vhost {})",
@@ -406,11 +406,11 @@ pub(super) async fn run(
         }
         BrokerAdminCommand::Dead { command } => match command {
             DeadCommand::List { limit, json } => {
-                let l = dead_list(amqp, limit).await?;
+                let l = queues::dead_list(ops, limit).await?;
                 print(json, &l, listing_text);
             }
             DeadCommand::Show { id, limit, json } => {
-                let d = dead_show(amqp, &id, limit).await?;
+                let d = queues::dead_show(ops, &id, limit).await?;
                 print(json, &d, |d| detail_text(d));
             }
             DeadCommand::Replay {
@@ -425,7 +425,7 @@ pub(super) async fn run(
                 } else {
                     Selection::Ids(ids)
                 };
-                let r = dead_replay(amqp, &selection, limit, config.confirm_timeout).await?;
+                let r = queues::dead_replay(ops, me, &selection, limit).await?;
                 print(json, &r, replay_text);
                 return Ok(exit(r.ok()));
             }
@@ -436,7 +436,7 @@ pub(super) async fn run(
                 limit,
                 json,
             } => {
-                let r = dead_drop(amqp, &ids, &reason, &record, limit).await?;
+                let r = queues::dead_drop(ops, me, &ids, &reason, &record, limit).await?;
                 print(json, &r, drop_text);
                 return Ok(exit(r.not_found.is_empty()));
             }
@@ -444,9 +444,7 @@ pub(super) async fn run(
         BrokerAdminCommand::Topology {
             command: TopologyCommand::Check { definitions, json },
         } => {
-            let mgmt = Management::new(&config.management_url)?;
-            let (committed, name) = committed_definitions(definitions.as_deref())?;
-            let r = topology_check(&mgmt, &vhost_of(amqp)?, &committed, &name).await?;
+            let r = queues::topology_check(ops, definitions.as_deref()).await?;
             print(json, &r, topology_text);
             return Ok(exit(r.ok));
         }

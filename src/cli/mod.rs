@@ -216,7 +216,7 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
         // Broker-only admin commands must work while PostgreSQL is down: no pool.
         Command::Admin {
             command: admin::AdminCommand::Broker(c),
-        } => admin::broker_admin(c, &config).await,
+        } => admin::broker_admin(c, config).await,
         Command::Admin { command } => admin::run(command, config).await,
         Command::Phone { command } => phone::run(command, config).await,
         Command::Pos { command } => pos::run(command, config).await,

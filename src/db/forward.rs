@@ -72,25 +72,41 @@ pub struct NewDynamicQr<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Checks the merchant and terminal exist.
+/// What `check_terminal` can find missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TerminalProblem {
+    UnknownMerchant,
+    UnknownTerminal,
+}
+
+impl From<TerminalProblem> for OrderProblem {
+    fn from(p: TerminalProblem) -> OrderProblem {
+        match p {
+            TerminalProblem::UnknownMerchant => OrderProblem::UnknownMerchant,
+            TerminalProblem::UnknownTerminal => OrderProblem::UnknownTerminal,
+        }
+    }
+}
+
+/// Checks the merchant and terminal exist; the merchant's name.
 pub fn check_terminal(
     conn: &mut PgConnection,
     m: &str,
     t: Option<&str>,
-) -> Result<Result<String, OrderProblem>, DbError> {
+) -> Result<Result<String, TerminalProblem>, DbError> {
     let name: Option<String> = merchants::table
         .find(m)
         .select(merchants::name)
         .first(conn)
         .optional()?;
     let Some(name) = name else {
-        return Ok(Err(OrderProblem::UnknownMerchant));
+        return Ok(Err(TerminalProblem::UnknownMerchant));
     };
     if let Some(t) = t {
         let exists: bool =
             diesel::select(diesel::dsl::exists(terminals::table.find((m, t)))).get_result(conn)?;
         if !exists {
-            return Ok(Err(OrderProblem::UnknownTerminal));
+            return Ok(Err(TerminalProblem::UnknownTerminal));
         }
     }
     Ok(Ok(name))
@@ -100,7 +116,7 @@ pub fn check_terminal(
 pub fn issue_dynamic(
     conn: &mut PgConnection,
     new: NewDynamicQr,
-) -> Result<Result<DynamicQrRow, OrderProblem>, DbError> {
+) -> Result<Result<DynamicQrRow, TerminalProblem>, DbError> {
     if let Err(p) = check_terminal(conn, new.merchant.as_str(), Some(new.terminal.as_str()))? {
         return Ok(Err(p));
     }
@@ -215,7 +231,7 @@ pub fn create_order(
         // A merchant-only printed code has no terminal of its own (results go to the counter).
         let terminal = (new.qr_kind != QrKind::StaticMerchant).then_some(new.terminal.as_str());
         if let Err(p) = check_terminal(conn, new.merchant.as_str(), terminal)? {
-            return Ok(Err(p));
+            return Ok(Err(p.into()));
         }
         let id = Uuid::new_v4();
         if let Some(reference) = new.dynamic_reference {

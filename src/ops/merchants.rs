@@ -92,10 +92,13 @@ pub async fn static_qr(
         .db(move |c| {
             let found = forward::check_terminal(c, mm.as_str(), tt.as_ref().map(|t| t.as_str()))?;
             Ok(found.map_err(|p| match (p, tt) {
-                (forward::OrderProblem::UnknownTerminal, Some(t)) => {
+                (forward::TerminalProblem::UnknownTerminal, Some(t)) => {
                     Refusal::UnknownTerminal(mm.clone(), t)
                 }
-                _ => Refusal::UnknownMerchant(mm.clone()),
+                (forward::TerminalProblem::UnknownTerminal, None)
+                | (forward::TerminalProblem::UnknownMerchant, _) => {
+                    Refusal::UnknownMerchant(mm.clone())
+                }
             }))
         })
         .await?;

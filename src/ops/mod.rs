@@ -9,6 +9,7 @@
 pub mod cards;
 pub mod merchants;
 pub mod money;
+pub mod queues;
 pub mod reports;
 pub mod tokens;
 

@@ -40,7 +40,9 @@ pub fn result_of(item: &PaymentItem) -> Option<ResultV1> {
         },
         reason: match done.status {
             TxState::Voided => Some(done.reason.unwrap_or(DeclineReason::Voided)),
-            _ => done.reason,
+            TxState::Created | TxState::Approved | TxState::Declined | TxState::Reversed => {
+                done.reason
+            }
         },
         merchant_id: item.merchant_id.clone(),
         terminal_id: item.terminal_id.clone(),
@@ -72,7 +74,7 @@ impl Stage for Fanout {
                     match result.status {
                         TxState::Approved => "approved",
                         TxState::Reversed => "reversed",
-                        _ => "declined",
+                        TxState::Declined | TxState::Voided | TxState::Created => "declined",
                     },
                     result.reason.map(|r| r.as_str()),
                 );

@@ -11,7 +11,7 @@ use crate::broker::consumer::{Disposition, HandlerOutput, Incoming};
 use crate::broker::topology::StageName;
 use crate::broker::topology::RESULTS;
 use crate::broker::Outgoing;
-use crate::db::forward::{self, NewDynamicQr, OrderProblem};
+use crate::db::forward::{self, NewDynamicQr, TerminalProblem};
 use crate::db::requests;
 use crate::db::{self, payments, validation, DbError};
 use crate::domain::campus_qr::{encode_campus, MerchantQr};
@@ -394,8 +394,8 @@ async fn issue_dynamic_codes(
                 Ok(name) => name,
                 Err(p) => {
                     let reason = match p {
-                        OrderProblem::UnknownMerchant => DeclineReason::UnknownMerchant,
-                        _ => DeclineReason::UnknownTerminal,
+                        TerminalProblem::UnknownMerchant => DeclineReason::UnknownMerchant,
+                        TerminalProblem::UnknownTerminal => DeclineReason::UnknownTerminal,
                     };
                     answers.push(answer(
                         IssueStatus::Declined,
@@ -450,9 +450,13 @@ async fn issue_dynamic_codes(
                     Some(row.reference),
                     Some(format_time(row.expires_at)),
                 )),
-                Err(_) => answers.push(answer(
+                // The terminal was checked above; only a concurrent removal lands here.
+                Err(p) => answers.push(answer(
                     IssueStatus::Declined,
-                    Some(DeclineReason::UnknownTerminal),
+                    Some(match p {
+                        TerminalProblem::UnknownMerchant => DeclineReason::UnknownMerchant,
+                        TerminalProblem::UnknownTerminal => DeclineReason::UnknownTerminal,
+                    }),
                     Some(req.amount),
                     None,
                     None,

@@ -86,10 +86,9 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn queues_overview(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (m, vhost) = management(&state)?;
-    let o = queues::queue_overview(&m, &vhost, false)
+    let o = ops::queues::overview(&ops_of(&state), false)
         .await
-        .map_err(|e| ApiError::new(503, "unavailable", e.to_string()))?;
+        .map_err(queues_error)?;
     Ok(HttpResponse::Ok().json(o))
 }
 
@@ -249,9 +248,9 @@ async fn dead_letters(
     q: web::Query<DeadQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    let listing = queues::dead_list(&state.config.amqp_url, limit)
+    let listing = ops::queues::dead_list(&ops_of(&state), limit)
         .await
-        .map_err(|e| ApiError::new(503, "unavailable", e.to_string()))?;
+        .map_err(queues_error)?;
     Ok(HttpResponse::Ok().json(listing))
 }
 
@@ -290,7 +289,16 @@ fn queues_error(e: queues::QueuesError) -> ApiError {
         Q::BadLimit(_) | Q::NothingSelected | Q::UnknownStage(_) | Q::NoReason => {
             ApiError::bad_request("invalid_body", e.to_string())
         }
-        other => ApiError::new(503, "unavailable", other.to_string()),
+        Q::Management(_)
+        | Q::Broker(_)
+        | Q::Amqp(_)
+        | Q::BadAmqpUrl(_)
+        | Q::Record { .. }
+        | Q::Definitions { .. }
+        | Q::Task(_) => {
+            log::warn!("queue operation failed: {e}");
+            ApiError::new(503, "unavailable", e.to_string())
+        }
     }
 }
 
@@ -305,7 +313,7 @@ struct ReplayBody {
 }
 
 async fn dead_replay(
-    _: Admin,
+    who: Admin,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -315,14 +323,9 @@ async fn dead_replay(
     } else {
         queues::Selection::Ids(b.ids)
     };
-    let r = queues::dead_replay(
-        &state.config.amqp_url,
-        &selection,
-        10_000,
-        state.config.confirm_timeout,
-    )
-    .await
-    .map_err(queues_error)?;
+    let r = ops::queues::dead_replay(&ops_of(&state), &operator(&who), &selection, 10_000)
+        .await
+        .map_err(queues_error)?;
     Ok(HttpResponse::Ok().json(r))
 }
 
@@ -334,15 +337,22 @@ struct DropBody {
 }
 
 async fn dead_drop(
-    _: Admin,
+    who: Admin,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let b: DropBody = super::json_object(&body)?;
     let record = std::path::PathBuf::from("dead-letters-dropped.jsonl");
-    let r = queues::dead_drop(&state.config.amqp_url, &b.ids, &b.reason, &record, 10_000)
-        .await
-        .map_err(queues_error)?;
+    let r = ops::queues::dead_drop(
+        &ops_of(&state),
+        &operator(&who),
+        &b.ids,
+        &b.reason,
+        &record,
+        10_000,
+    )
+    .await
+    .map_err(queues_error)?;
     Ok(HttpResponse::Ok().json(r))
 }
 
@@ -355,7 +365,7 @@ struct PurgeQuery {
 }
 
 async fn purge(
-    _: Admin,
+    who: Admin,
     state: web::Data<AppState>,
     path: web::Path<String>,
     q: web::Query<PurgeQuery>,
@@ -364,16 +374,14 @@ async fn purge(
         yes: q.yes,
         force: q.force,
     };
-    let r = queues::purge(&state.config.amqp_url, &path, confirm)
+    let r = ops::queues::purge(&ops_of(&state), &operator(&who), &path, confirm)
         .await
         .map_err(queues_error)?;
     Ok(HttpResponse::Ok().json(r))
 }
 
 async fn topology_check(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (m, vhost) = management(&state)?;
-    let (committed, name) = queues::committed_definitions(None).map_err(queues_error)?;
-    let r = queues::topology_check(&m, &vhost, &committed, &name)
+    let r = ops::queues::topology_check(&ops_of(&state), None)
         .await
         .map_err(queues_error)?;
     Ok(HttpResponse::Ok().json(r))

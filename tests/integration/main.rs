@@ -1,6 +1,7 @@
 //! Integration tests against the real RabbitMQ and PostgreSQL. Each test gets its own database
 //! and vhost (random names), so tests run in parallel and leave nothing behind.
 
+mod architecture;
 mod concurrency;
 mod declines;
 mod e2e;
