@@ -24,7 +24,7 @@ async fn an_unbalanced_entry_cannot_commit_and_postings_are_append_only() {
     let card = format!("(SELECT id FROM accounts WHERE kind = 'card' AND owner = '{user}')");
     let clearing = "(SELECT id FROM accounts WHERE kind = 'topup_clearing')";
 
-    // One leg of 5.00 with nothing against it: refused at commit, nothing stored.
+    // One leg of 5.00 with nothing against it: refused, nothing stored.
     let entry = uuid::Uuid::new_v4();
     let err = in_one_transaction(
         &env,
@@ -43,20 +43,43 @@ async fn an_unbalanced_entry_cannot_commit_and_postings_are_append_only() {
         .await;
     assert_eq!(n, 0);
 
-    // The same entry with both legs, written by two statements, commits: the check is
-    // deferred to the commit.
-    in_one_transaction(
+    // Both legs, but the second by a statement of its own: an entry's postings are written
+    // together, in one statement, and the first statement alone does not balance.
+    let err = in_one_transaction(
         &env,
         format!(
             "INSERT INTO journal_entries (id, kind) VALUES ('{entry}', 'topup');
              INSERT INTO postings (entry_id, leg, account_id, amount) VALUES ('{entry}', 'card', {card}, 5.00);
-             INSERT INTO postings (entry_id, leg, account_id, amount) VALUES ('{entry}', 'clearing', {clearing}, -5.00);
+             INSERT INTO postings (entry_id, leg, account_id, amount) VALUES ('{entry}', 'clearing', {clearing}, -5.00);"
+        ),
+    )
+    .await
+    .expect_err("legs written by two statements");
+    assert!(err.contains("does not balance"), "{err}");
+
+    // Balanced and written together: commits.
+    in_one_transaction(
+        &env,
+        format!(
+            "INSERT INTO journal_entries (id, kind) VALUES ('{entry}', 'topup');
+             INSERT INTO postings (entry_id, leg, account_id, amount) VALUES
+                 ('{entry}', 'card', {card}, 5.00), ('{entry}', 'clearing', {clearing}, -5.00);
              UPDATE accounts SET balance = balance + 5.00 WHERE id = {card};
              UPDATE accounts SET balance = balance - 5.00 WHERE id = {clearing};"
         ),
     )
     .await
     .expect("a balanced entry commits");
+    // Nor can a leg be added to it afterwards.
+    let err = in_one_transaction(
+        &env,
+        format!(
+            "INSERT INTO postings (entry_id, leg, account_id, amount) VALUES ('{entry}', 'fee', {clearing}, 1.00);"
+        ),
+    )
+    .await
+    .expect_err("a leg added to a committed entry");
+    assert!(err.contains("with its card leg"), "{err}");
     assert_eq!(env.balance(&user).await, money("15.00"));
 
     // Postings are never edited or deleted: a correction is a new entry.
