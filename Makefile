@@ -39,7 +39,10 @@ export PATH := $(PATH):$(HOME)/.cargo/bin
 DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/campuspay
 AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 RABBITMQ_MANAGEMENT_URL ?= http://guest:guest@127.0.0.1:15672
-export DATABASE_URL AMQP_URL RABBITMQ_MANAGEMENT_URL
+# The demo, the tests and the bench run with the development keys published in the source;
+# campuspay refuses to start without real secrets unless CAMPUSPAY_ENV=development.
+CAMPUSPAY_ENV ?= development
+export DATABASE_URL AMQP_URL RABBITMQ_MANAGEMENT_URL CAMPUSPAY_ENV
 
 export RUST_BACKTRACE = 1
 

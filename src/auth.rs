@@ -1,8 +1,18 @@
-//! JWTs for terminals, cardholders and admins: HS256 only (pinned), expiry required.
+//! JWTs for terminals, cardholders and operators: HS256 only (pinned), one key per role
+//! (`keys::Keys`), with issuer, audience, expiry and issue time required, and a maximum
+//! lifetime per role enforced on verification (a token minted with a ten-year `exp` is refused
+//! even when its signature is good). Terminal and cardholder tokens carry a version (`ver`);
+//! the database holds the current one, and bumping it revokes every older token at once.
 
 use crate::domain::{MerchantId, TerminalId, UserId};
+use crate::keys::Keys;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+/// `iss` of every token campuspay issues.
+pub const ISSUER: &str = "campuspay";
+/// Clock skew tolerated between the machines that issue and check tokens.
+const LEEWAY_SECS: i64 = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -12,8 +22,34 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Terminal, Role::Cardholder, Role::Admin];
+
+    /// `aud` of this role's tokens.
+    pub fn audience(self) -> &'static str {
+        match self {
+            Role::Terminal => "campuspay:terminal",
+            Role::Cardholder => "campuspay:cardholder",
+            Role::Admin => "campuspay:admin",
+        }
+    }
+
+    /// The longest a token of this role may live, whatever its `exp` says. A till's token is
+    /// a device credential rotated with `admin terminal rotate`; a phone signs in again; an
+    /// operator's token is for a working week at most.
+    pub fn max_lifetime_secs(self) -> i64 {
+        match self {
+            Role::Terminal => 90 * 86_400,
+            Role::Cardholder => 30 * 86_400,
+            Role::Admin => 7 * 86_400,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
+    pub iss: String,
+    pub aud: String,
     pub sub: String,
     pub role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -22,6 +58,9 @@ pub struct Claims {
     pub terminal_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// The token version of the terminal or cardholder when the token was issued.
+    #[serde(default)]
+    pub ver: i32,
     pub iat: i64,
     pub exp: i64,
 }
@@ -34,86 +73,164 @@ pub enum AuthError {
     Invalid(String),
     #[error("token does not grant this: {0}")]
     Forbidden(&'static str),
+    #[error("token revoked (a newer one was issued, or the credentials were withdrawn)")]
+    Revoked,
 }
 
-pub struct JwtKeys {
+struct RoleKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
 }
 
-/// Terminal tokens are long-lived device credentials; rotate by re-provisioning.
-pub const TERMINAL_TOKEN_DAYS: i64 = 365;
-
-impl JwtKeys {
-    pub fn new(secret: &[u8]) -> JwtKeys {
+impl RoleKeys {
+    fn new(role: Role, secret: &[u8]) -> RoleKeys {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 30;
-        JwtKeys {
+        validation.set_required_spec_claims(&["exp", "iat", "sub", "aud", "iss"]);
+        validation.set_audience(&[role.audience()]);
+        validation.set_issuer(&[ISSUER]);
+        validation.leeway = LEEWAY_SECS as u64;
+        RoleKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
         }
     }
+}
 
-    pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
-        encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
-            .map_err(|e| AuthError::Invalid(e.to_string()))
+pub struct JwtKeys {
+    terminal: RoleKeys,
+    cardholder: RoleKeys,
+    admin: RoleKeys,
+}
+
+impl JwtKeys {
+    pub fn new(keys: &Keys) -> JwtKeys {
+        JwtKeys {
+            terminal: RoleKeys::new(Role::Terminal, keys.terminal_tokens.expose()),
+            cardholder: RoleKeys::new(Role::Cardholder, keys.cardholder_tokens.expose()),
+            admin: RoleKeys::new(Role::Admin, keys.admin_tokens.expose()),
+        }
     }
 
+    fn of(&self, role: Role) -> &RoleKeys {
+        match role {
+            Role::Terminal => &self.terminal,
+            Role::Cardholder => &self.cardholder,
+            Role::Admin => &self.admin,
+        }
+    }
+
+    /// Signs claims as they are, with the key of their role (tests use this to forge what an
+    /// attacker would try).
+    pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &self.of(claims.role).encoding,
+        )
+        .map_err(|e| AuthError::Invalid(e.to_string()))
+    }
+
+    fn issue(
+        &self,
+        role: Role,
+        sub: String,
+        ttl_secs: i64,
+        fill: impl FnOnce(&mut Claims),
+    ) -> Result<String, AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = Claims {
+            iss: ISSUER.into(),
+            aud: role.audience().into(),
+            sub,
+            role,
+            merchant_id: None,
+            terminal_id: None,
+            user_id: None,
+            ver: 0,
+            iat: now,
+            exp: now + ttl_secs.clamp(1, role.max_lifetime_secs()),
+        };
+        fill(&mut claims);
+        self.sign(&claims)
+    }
+
+    /// A terminal's token, valid for the longest a terminal token may live.
     pub fn issue_terminal(
         &self,
         merchant: &MerchantId,
         terminal: &TerminalId,
+        version: i32,
     ) -> Result<String, AuthError> {
-        let now = chrono::Utc::now().timestamp();
-        self.sign(&Claims {
-            sub: format!("terminal:{merchant}:{terminal}"),
-            role: Role::Terminal,
-            merchant_id: Some(merchant.to_string()),
-            terminal_id: Some(terminal.to_string()),
-            user_id: None,
-            iat: now,
-            exp: now + TERMINAL_TOKEN_DAYS * 86_400,
+        self.issue(
+            Role::Terminal,
+            format!("terminal:{merchant}:{terminal}"),
+            Role::Terminal.max_lifetime_secs(),
+            |c| {
+                c.merchant_id = Some(merchant.to_string());
+                c.terminal_id = Some(terminal.to_string());
+                c.ver = version;
+            },
+        )
+    }
+
+    pub fn issue_cardholder(
+        &self,
+        user: &UserId,
+        ttl_secs: i64,
+        version: i32,
+    ) -> Result<String, AuthError> {
+        self.issue(Role::Cardholder, format!("user:{user}"), ttl_secs, |c| {
+            c.user_id = Some(user.to_string());
+            c.ver = version;
         })
     }
 
-    pub fn issue_cardholder(&self, user: &UserId, ttl_secs: i64) -> Result<String, AuthError> {
-        let now = chrono::Utc::now().timestamp();
-        self.sign(&Claims {
-            sub: format!("user:{user}"),
-            role: Role::Cardholder,
-            merchant_id: None,
-            terminal_id: None,
-            user_id: Some(user.to_string()),
-            iat: now,
-            exp: now + ttl_secs,
-        })
-    }
-
-    /// An operator's token for `/admin/v1`.
+    /// An operator's token for `/admin/v1` and the console.
     pub fn issue_admin(&self, name: &str, ttl_secs: i64) -> Result<String, AuthError> {
-        let now = chrono::Utc::now().timestamp();
-        self.sign(&Claims {
-            sub: format!("admin:{name}"),
-            role: Role::Admin,
-            merchant_id: None,
-            terminal_id: None,
-            user_id: None,
-            iat: now,
-            exp: now + ttl_secs,
-        })
+        self.issue(Role::Admin, format!("admin:{name}"), ttl_secs, |_| {})
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        decode::<Claims>(token, &self.decoding, &self.validation)
+    /// A token of `role`: signed with that role's key, for that audience, not expired, issued
+    /// not in the future and living no longer than the role allows.
+    pub fn verify(&self, role: Role, token: &str) -> Result<Claims, AuthError> {
+        let keys = self.of(role);
+        let claims = decode::<Claims>(token, &keys.decoding, &keys.validation)
             .map(|d| d.claims)
-            .map_err(|e| AuthError::Invalid(e.to_string()))
+            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        if claims.role != role {
+            return Err(AuthError::Forbidden(
+                "the token's role does not match its key",
+            ));
+        }
+        let now = chrono::Utc::now().timestamp();
+        if claims.iat > now + LEEWAY_SECS {
+            return Err(AuthError::Invalid("issued in the future".into()));
+        }
+        if claims.exp - claims.iat > role.max_lifetime_secs() {
+            return Err(AuthError::Invalid(format!(
+                "lives longer than a {role:?} token may ({} days)",
+                role.max_lifetime_secs() / 86_400
+            )));
+        }
+        Ok(claims)
+    }
+
+    /// Whichever role's token this is (to tell "wrong role" from "no valid token").
+    pub fn verify_any(&self, token: &str) -> Result<Claims, AuthError> {
+        let mut last = AuthError::Missing;
+        for role in Role::ALL {
+            match self.verify(role, token) {
+                Ok(c) => return Ok(c),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// Checks an AMQP `authorization` header (`Bearer <jwt>`) for a terminal acting as
-    /// `merchant`/`terminal`.
+    /// `merchant`/`terminal`. The caller still compares `ver` with the database.
     pub fn verify_terminal(
         &self,
         header: Option<&str>,
@@ -123,10 +240,7 @@ impl JwtKeys {
         let token = header
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or(AuthError::Missing)?;
-        let claims = self.verify(token.trim())?;
-        if claims.role != Role::Terminal {
-            return Err(AuthError::Forbidden("role is not terminal"));
-        }
+        let claims = self.verify(Role::Terminal, token.trim())?;
         if claims.merchant_id.as_deref() != Some(merchant.as_str())
             || claims.terminal_id.as_deref() != Some(terminal.as_str())
         {
@@ -140,6 +254,10 @@ impl JwtKeys {
 mod tests {
     use super::*;
 
+    fn keys() -> JwtKeys {
+        JwtKeys::new(&Keys::derive(&[1; 32], &[2; 32]))
+    }
+
     fn ids() -> (MerchantId, TerminalId) {
         (
             MerchantId::parse("m1").unwrap(),
@@ -149,11 +267,11 @@ mod tests {
 
     #[test]
     fn terminal_token_round_trip_and_binding() {
-        let keys = JwtKeys::new(b"0123456789abcdef0123456789abcdef");
+        let keys = keys();
         let (m, t) = ids();
-        let tok = keys.issue_terminal(&m, &t).unwrap();
+        let tok = keys.issue_terminal(&m, &t, 3).unwrap();
         let header = format!("Bearer {tok}");
-        assert!(keys.verify_terminal(Some(&header), &m, &t).is_ok());
+        assert_eq!(keys.verify_terminal(Some(&header), &m, &t).unwrap().ver, 3);
         let other = TerminalId::parse("t2").unwrap();
         assert!(matches!(
             keys.verify_terminal(Some(&header), &m, &other),
@@ -163,27 +281,64 @@ mod tests {
     }
 
     #[test]
-    fn forged_and_expired_tokens_fail() {
-        let keys = JwtKeys::new(b"0123456789abcdef0123456789abcdef");
-        let forger = JwtKeys::new(b"another-secret-another-secret-xx");
+    fn a_token_for_one_role_is_refused_for_another() {
+        let keys = keys();
         let (m, t) = ids();
-        let forged = forger.issue_terminal(&m, &t).unwrap();
-        assert!(keys.verify(&forged).is_err());
+        let user = UserId::parse("s001").unwrap();
+        let cardholder = keys.issue_cardholder(&user, 600, 1).unwrap();
+        let admin = keys.issue_admin("ops", 600).unwrap();
+        let terminal = keys.issue_terminal(&m, &t, 1).unwrap();
+        assert!(keys.verify(Role::Admin, &cardholder).is_err());
+        assert!(keys.verify(Role::Terminal, &admin).is_err());
+        assert!(keys.verify(Role::Cardholder, &terminal).is_err());
+        assert_eq!(keys.verify_any(&admin).unwrap().role, Role::Admin);
+        // Signed with the admin key but claiming another audience or role: refused.
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = keys.verify(Role::Admin, &admin).unwrap();
+        claims.aud = Role::Cardholder.audience().into();
+        assert!(keys
+            .verify(Role::Admin, &keys.sign(&claims).unwrap())
+            .is_err());
+        claims.aud = Role::Admin.audience().into();
+        claims.iss = "someone-else".into();
+        assert!(keys
+            .verify(Role::Admin, &keys.sign(&claims).unwrap())
+            .is_err());
+        claims.iss = ISSUER.into();
+        claims.iat = now;
+        claims.exp = now + 10 * 365 * 86_400;
+        let long = keys.sign(&claims).unwrap();
+        assert!(
+            matches!(keys.verify(Role::Admin, &long), Err(AuthError::Invalid(e)) if e.contains("longer")),
+            "a ten-year token"
+        );
+    }
+
+    #[test]
+    fn forged_and_expired_tokens_fail() {
+        let keys = keys();
+        let forger = JwtKeys::new(&Keys::derive(&[9; 32], &[2; 32]));
+        let (m, t) = ids();
+        let forged = forger.issue_terminal(&m, &t, 1).unwrap();
+        assert!(keys.verify(Role::Terminal, &forged).is_err());
         let now = chrono::Utc::now().timestamp();
         let expired = keys
             .sign(&Claims {
+                iss: ISSUER.into(),
+                aud: Role::Terminal.audience().into(),
                 sub: "x".into(),
                 role: Role::Terminal,
                 merchant_id: Some("m1".into()),
                 terminal_id: Some("t1".into()),
                 user_id: None,
+                ver: 1,
                 iat: now - 7200,
                 exp: now - 3600,
             })
             .unwrap();
-        assert!(keys.verify(&expired).is_err());
+        assert!(keys.verify(Role::Terminal, &expired).is_err());
         // alg=none: header {"alg":"none"}, no signature.
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4Iiwicm9sZSI6InRlcm1pbmFsIiwiZXhwIjo0MTAyNDQ0ODAwfQ.";
-        assert!(keys.verify(none).is_err());
+        assert!(keys.verify_any(none).is_err());
     }
 }

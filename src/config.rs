@@ -1,20 +1,31 @@
 //! Settings from environment variables (the README's Configuration table), validated once at start-up.
 
+use crate::domain::refund::ReversalWindow;
+use crate::keys::Keys;
 use std::time::Duration;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/campuspay";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_MANAGEMENT_URL: &str = "http://guest:guest@127.0.0.1:15672";
 
-/// Used only outside production mode, and loudly: anyone can mint tokens with it.
+/// Published in this source file, so usable only with `CAMPUSPAY_ENV=development`: anyone can
+/// mint tokens and forge codes with them.
 const DEV_JWT_SECRET: &str = "campuspay-dev-secret-do-not-use-in-production";
 const DEV_CODE_KEY: &str = "campuspay-dev-code-key-do-not-use-in-production";
 const MIN_SECRET_LEN: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0} must be set in production mode (CAMPUSPAY_ENV=production)")]
+    #[error(
+        "{0} is not set: campuspay refuses to run without real secrets unless \
+         CAMPUSPAY_ENV=development (which uses keys published in the source)"
+    )]
     Missing(&'static str),
+    #[error(
+        "{0} is the published development secret: set a secret of your own (at least \
+         {MIN_SECRET_LEN} random bytes), or CAMPUSPAY_ENV=development"
+    )]
+    DevelopmentSecret(&'static str),
     #[error("{name} must be at least {MIN_SECRET_LEN} bytes long")]
     TooShort { name: &'static str },
     #[error("{name}={value:?} is not valid: {why}")]
@@ -48,9 +59,12 @@ impl std::fmt::Debug for Secret {
 pub struct Config {
     pub database_url: String,
     pub amqp_url: String,
+    /// The broker user of `amqp_url`: the pipeline's own service account. A request that this
+    /// user published (the platform's web tills, tools) is trusted like the pipeline itself.
+    pub broker_user: String,
     pub management_url: String,
-    pub jwt_secret: Secret,
-    pub code_key: Secret,
+    /// One key per purpose, derived from `CAMPUSPAY_JWT_SECRET` and `CAMPUSPAY_CODE_KEY`.
+    pub keys: Keys,
     /// How long an issued payment code stays valid.
     pub code_ttl: Duration,
     /// How long a dynamic merchant QR code stays payable.
@@ -73,7 +87,25 @@ pub struct Config {
     /// not prefer, so that the preferring process (started at about the same time) becomes
     /// the shard's single active consumer.
     pub standby_delay: Duration,
-    pub production: bool,
+    /// How far back a POS may reverse its own payments.
+    pub reversal_window: ReversalWindow,
+    /// `CAMPUSPAY_ENV=development`: the published development keys are allowed.
+    pub development: bool,
+}
+
+/// `day` (the current campus day) or a number of seconds, 60 to 604800.
+fn parse_reversal_window(value: Option<String>) -> Result<ReversalWindow, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("day") => Ok(ReversalWindow::CampusDay),
+        Some(v) => match v.parse::<u32>() {
+            Ok(s) if (60..=604_800).contains(&s) => Ok(ReversalWindow::Seconds(s)),
+            _ => Err(ConfigError::Invalid {
+                name: "CAMPUSPAY_REVERSAL_WINDOW",
+                value: v.to_owned(),
+                why: "expected `day` or a number of seconds from 60 to 604800",
+            }),
+        },
+    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -130,29 +162,40 @@ pub fn campus_day_start(
     chrono::DateTime::<chrono::Utc>::from_naive_utc_and_offset(midnight - offset, chrono::Utc)
 }
 
+/// Whether `CAMPUSPAY_ENV` names development (case-insensitive). Anything else, and no value,
+/// is production: a forgotten variable must not open the published keys.
+pub fn is_development(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("development"))
+}
+
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
-        let production = env("CAMPUSPAY_ENV").as_deref() == Some("production");
+        let development = is_development(env("CAMPUSPAY_ENV").as_deref());
         let secret = |name: &'static str, dev: &str| -> Result<Secret, ConfigError> {
             match env(name) {
                 Some(v) if v.len() < MIN_SECRET_LEN => Err(ConfigError::TooShort { name }),
+                Some(v) if v == dev && !development => Err(ConfigError::DevelopmentSecret(name)),
                 Some(v) => Ok(Secret::new(v)),
-                None if production => Err(ConfigError::Missing(name)),
-                None => {
+                None if development => {
                     log::warn!(
-                        "{name} is not set: using the development default (not for production)"
+                        "{name} is not set: using the development key published in the source \
+                         (CAMPUSPAY_ENV=development; never for real money)"
                     );
                     Ok(Secret::new(dev))
                 }
+                None => Err(ConfigError::Missing(name)),
             }
         };
+        let jwt_secret = secret("CAMPUSPAY_JWT_SECRET", DEV_JWT_SECRET)?;
+        let code_key = secret("CAMPUSPAY_CODE_KEY", DEV_CODE_KEY)?;
+        let amqp_url = env("AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.into());
         Ok(Config {
             database_url: env("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
-            amqp_url: env("AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.into()),
+            broker_user: crate::broker::amqp_url::user(&amqp_url),
+            amqp_url,
             management_url: env("RABBITMQ_MANAGEMENT_URL")
                 .unwrap_or_else(|| DEFAULT_MANAGEMENT_URL.into()),
-            jwt_secret: secret("CAMPUSPAY_JWT_SECRET", DEV_JWT_SECRET)?,
-            code_key: secret("CAMPUSPAY_CODE_KEY", DEV_CODE_KEY)?,
+            keys: Keys::derive(jwt_secret.expose(), code_key.expose()),
             code_ttl: Duration::from_secs(parse_num("CAMPUSPAY_CODE_TTL_SECS", 600, 10, 86_400)?),
             dynamic_qr_ttl: Duration::from_secs(parse_num(
                 "CAMPUSPAY_DYNAMIC_QR_TTL_SECS",
@@ -180,7 +223,8 @@ impl Config {
                 0,
                 60_000,
             )?),
-            production,
+            reversal_window: parse_reversal_window(env("CAMPUSPAY_REVERSAL_WINDOW"))?,
+            development,
         })
     }
 
@@ -189,10 +233,10 @@ impl Config {
         Config {
             database_url: database_url.into(),
             amqp_url: amqp_url.into(),
+            broker_user: crate::broker::amqp_url::user(amqp_url),
             management_url: env("RABBITMQ_MANAGEMENT_URL")
                 .unwrap_or_else(|| DEFAULT_MANAGEMENT_URL.into()),
-            jwt_secret: Secret::new(DEV_JWT_SECRET),
-            code_key: Secret::new(DEV_CODE_KEY),
+            keys: Keys::derive(DEV_JWT_SECRET.as_bytes(), DEV_CODE_KEY.as_bytes()),
             code_ttl: Duration::from_secs(600),
             dynamic_qr_ttl: Duration::from_secs(300),
             http_addr: "127.0.0.1:0".into(),
@@ -204,7 +248,8 @@ impl Config {
             confirm_timeout: Duration::from_secs(10),
             preferred_shards: None,
             standby_delay: Duration::from_secs(3),
-            production: false,
+            reversal_window: ReversalWindow::CampusDay,
+            development: true,
         }
     }
 }
@@ -243,5 +288,21 @@ mod tests {
                 .with_ymd_and_hms(2026, 11, 26, 16, 0, 0)
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn only_an_explicit_development_opens_the_published_keys() {
+        for dev in ["development", "Development", "DEVELOPMENT", " development "] {
+            assert!(is_development(Some(dev)), "{dev:?}");
+        }
+        for prod in [
+            None,
+            Some(""),
+            Some("production"),
+            Some("Production"),
+            Some("dev"),
+        ] {
+            assert!(!is_development(prod), "{prod:?}");
+        }
     }
 }

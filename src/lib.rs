@@ -44,6 +44,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod emv;
+pub mod keys;
 pub mod messages;
 pub mod metrics;
 pub mod ops;

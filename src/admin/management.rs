@@ -7,6 +7,7 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManagementError {
+    /// The URL is shown with its password replaced: it ends up in logs and HTTP answers.
     #[error("RABBITMQ_MANAGEMENT_URL {0:?} must look like http://user:pass@host:port")]
     BadUrl(String),
     #[error("management API {method} {path}: {detail}")]
@@ -15,6 +16,21 @@ pub enum ManagementError {
         path: String,
         detail: String,
     },
+}
+
+/// A URL with the password part of its user info replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL at all: show no part of it that could be a secret.
+        return "<not a URL>".into();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => format!("{scheme}://{userinfo}@{host}"),
+        },
+        None => url.to_owned(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -40,12 +56,9 @@ fn encode(segment: &str) -> String {
 
 impl Management {
     pub fn new(url: &str) -> Result<Management, ManagementError> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| ManagementError::BadUrl(url.into()))?;
-        let (creds, host) = rest
-            .split_once('@')
-            .ok_or_else(|| ManagementError::BadUrl(url.into()))?;
+        let bad = || ManagementError::BadUrl(redact_url(url));
+        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+        let (creds, host) = rest.split_once('@').ok_or_else(bad)?;
         let auth = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(creds.as_bytes())
@@ -176,5 +189,106 @@ impl Management {
                 None,
             )?
             .unwrap_or(Value::Null))
+    }
+
+    /// Creates a user, or sets a new password for an existing one (no tags: it cannot use the
+    /// management API).
+    pub fn put_user(&self, name: &str, password: &str) -> Result<(), ManagementError> {
+        self.call(
+            "PUT",
+            &format!("/api/users/{}", encode(name)),
+            Some(serde_json::json!({"password": password, "tags": ""})),
+        )?;
+        Ok(())
+    }
+
+    /// Deletes a user; a user that is not there is already deleted.
+    pub fn delete_user(&self, name: &str) -> Result<(), ManagementError> {
+        match self.call("DELETE", &format!("/api/users/{}", encode(name)), None) {
+            Ok(_) => Ok(()),
+            Err(ManagementError::Http { detail, .. }) if detail.starts_with("HTTP 404") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The names of all users.
+    pub fn users(&self) -> Result<Vec<String>, ManagementError> {
+        Ok(match self.call("GET", "/api/users", None)? {
+            Some(Value::Array(v)) => v
+                .iter()
+                .filter_map(|u| u["name"].as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// A user's permissions on a vhost: regular expressions over resource names.
+    pub fn set_permissions(
+        &self,
+        vhost: &str,
+        user: &str,
+        configure: &str,
+        write: &str,
+        read: &str,
+    ) -> Result<(), ManagementError> {
+        self.call(
+            "PUT",
+            &format!("/api/permissions/{}/{}", encode(vhost), encode(user)),
+            Some(serde_json::json!({"configure": configure, "write": write, "read": read})),
+        )?;
+        Ok(())
+    }
+
+    /// A user's topic permissions on one topic exchange: regular expressions over the routing
+    /// keys it may publish (`write`) and bind (`read`) with.
+    pub fn set_topic_permissions(
+        &self,
+        vhost: &str,
+        user: &str,
+        exchange: &str,
+        write: &str,
+        read: &str,
+    ) -> Result<(), ManagementError> {
+        self.call(
+            "PUT",
+            &format!("/api/topic-permissions/{}/{}", encode(vhost), encode(user)),
+            Some(serde_json::json!({"exchange": exchange, "write": write, "read": read})),
+        )?;
+        Ok(())
+    }
+
+    /// Force-closes every connection of `user` (a deleted user's open connections would
+    /// otherwise live on); returns how many.
+    pub fn close_user_connections(&self, user: &str) -> Result<usize, ManagementError> {
+        let all = match self.call("GET", "/api/connections?columns=name,user", None)? {
+            Some(Value::Array(v)) => v,
+            _ => Vec::new(),
+        };
+        let mut closed = 0;
+        for c in all.iter().filter(|c| c["user"].as_str() == Some(user)) {
+            if let Some(name) = c["name"].as_str() {
+                // Gone already: fine.
+                if self.close_connection(name).is_ok() {
+                    closed += 1;
+                }
+            }
+        }
+        Ok(closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_url_is_reported_without_its_password() {
+        let e = Management::new("https://ops:s3cret@mq:15672")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(e.contains("ops:***@mq:15672"), "{e}");
+        let e = Management::new("ops:s3cret").unwrap_err().to_string();
+        assert!(!e.contains("s3cret"), "{e}");
     }
 }

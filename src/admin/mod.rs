@@ -1,4 +1,5 @@
 //! Operating the system: the RabbitMQ management API (vhosts, definitions, queues).
 
+pub mod access;
 pub mod management;
 pub mod queues;

@@ -272,7 +272,7 @@ pub(super) async fn bench_chain(
             )
         })
         .collect();
-    let jwt = JwtKeys::new(config.jwt_secret.expose());
+    let jwt = JwtKeys::new(&config.keys);
     let specs = terminal_specs(&terminals, &jwt)?;
     let n = codes_needed(args);
     let codes: Vec<String> = {

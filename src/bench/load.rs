@@ -130,6 +130,7 @@ struct Term {
     terminal: String,
     routing_key: String,
     authorization: String,
+    broker_user: String,
     pending: Mutex<HashMap<Uuid, Pending>>,
 }
 
@@ -186,10 +187,13 @@ async fn sender(
         "authorization".into(),
         AMQPValue::LongString(term.authorization.as_str().into()),
     );
+    // The bench's tills publish as the pipeline's own broker user (trusted for any till), and
+    // say so in `user-id` as every publisher to `pay.requests` must.
     let props = BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type("application/json".into())
-        .with_headers(headers);
+        .with_headers(headers)
+        .with_user_id(term.broker_user.as_str().into());
     let fail = |id: &Uuid| {
         if term.take(id).is_some() {
             counters.publish_errors.fetch_add(1, Ordering::Relaxed);
@@ -478,6 +482,7 @@ async fn open_terminals(
             terminal: spec.terminal.clone(),
             routing_key: format!("pos.{}.{}.scan", spec.merchant, spec.terminal),
             authorization: format!("Bearer {}", spec.token),
+            broker_user: campuspay::broker::amqp_url::user(&opts.amqp_url),
             pending: Mutex::new(HashMap::new()),
         });
         channels[i % n_conn].push(pub_channel.clone());

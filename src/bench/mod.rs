@@ -352,9 +352,11 @@ fn terminal_specs(
     terminals
         .iter()
         .map(|(m, t)| {
+            // The seed's terminals are new: token version 1.
             let token = jwt.issue_terminal(
                 &MerchantId::parse(m).map_err(fail)?,
                 &TerminalId::parse(t).map_err(fail)?,
+                1,
             )?;
             Ok(TerminalSpec {
                 merchant: m.clone(),

@@ -71,7 +71,7 @@ async fn pipeline_inner(
         broke_percent: args.broke_percent,
         code_ttl: chrono::Duration::hours(6),
     };
-    let key = config.code_key.clone();
+    let key = config.keys.payment_codes.clone();
     let campus = {
         let pool = pool.clone();
         blocking(move || {
@@ -91,7 +91,7 @@ async fn pipeline_inner(
     );
     check(stop)?;
 
-    let jwt = JwtKeys::new(config.jwt_secret.expose());
+    let jwt = JwtKeys::new(&config.keys);
     let specs = terminal_specs(&campus.terminals, &jwt)?;
     let mut report = base_report(args, "pipeline", mode);
     report.cards = Some(args.cards);

@@ -24,6 +24,9 @@ pub struct Incoming {
     pub routing_key: String,
     /// The `authorization` header, when it is a string.
     pub authorization: Option<String>,
+    /// The `user-id` property: RabbitMQ refuses a publish whose user-id is not the user the
+    /// connection logged in as, so when present it names who published.
+    pub user_id: Option<String>,
     pub body: Vec<u8>,
     pub redelivered: bool,
 }
@@ -150,6 +153,7 @@ fn incoming(d: &Delivery) -> Incoming {
         exchange: d.exchange.to_string(),
         routing_key: d.routing_key.to_string(),
         authorization,
+        user_id: d.properties.user_id().as_ref().map(|u| u.to_string()),
         body: d.data.clone(),
         redelivered: d.redelivered,
     }

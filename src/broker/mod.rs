@@ -1,6 +1,7 @@
 //! lapin only: connections, the topology, the confirmed publisher and the consumer loop that
 //! feeds stage actors. Nothing here knows about payments.
 
+pub mod amqp_url;
 pub mod connection;
 pub mod consumer;
 pub mod publisher;

@@ -45,6 +45,9 @@ impl Outgoing {
 pub struct Publisher {
     channel: Channel,
     timeout: Duration,
+    /// Set as every message's `user-id` property: the broker refuses a publish whose user-id
+    /// is not the user this connection logged in as, so a consumer can trust it.
+    user_id: Option<String>,
 }
 
 impl Publisher {
@@ -53,7 +56,18 @@ impl Publisher {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        Ok(Publisher { channel, timeout })
+        Ok(Publisher {
+            channel,
+            timeout,
+            user_id: None,
+        })
+    }
+
+    /// Names the broker user every message is published as (it must be the user the
+    /// connection logged in as, or the broker closes the channel).
+    pub fn as_user(mut self, user: &str) -> Publisher {
+        self.user_id = Some(user.to_owned());
+        self
     }
 
     /// Publishes all messages, then waits for every confirm. Returns the first failure.
@@ -64,10 +78,13 @@ impl Publisher {
             for (k, v) in &m.headers {
                 headers.insert(k.as_str().into(), AMQPValue::LongString(v.as_str().into()));
             }
-            let props = BasicProperties::default()
+            let mut props = BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_content_type(m.content_type.into())
                 .with_headers(headers);
+            if let Some(u) = &self.user_id {
+                props = props.with_user_id(u.as_str().into());
+            }
             let confirm = self
                 .channel
                 .basic_publish(

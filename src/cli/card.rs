@@ -36,7 +36,12 @@ pub enum CardCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Set the card's 6-digit payment PIN (stored only as a keyed hash).
+    /// Lift a PIN lock (after five wrong PINs in a row) and clear the count of wrong PINs.
+    PinUnlock {
+        #[arg(long)]
+        user: UserId,
+    },
+    /// Set the card's 6-digit payment PIN (stored only as a keyed hash); lifts a PIN lock.
     Pin {
         #[arg(long)]
         user: UserId,
@@ -144,6 +149,10 @@ pub(super) async fn run(
                     if l.has_pin { " (PIN set)" } else { " (no PIN)" }
                 )
             });
+        }
+        CardCommand::PinUnlock { user } => {
+            ops::cards::unlock_pin(ops, me, &user).await?;
+            println!("PIN of {user} unlocked");
         }
         CardCommand::Pin { user, pin } => {
             ops::cards::set_pin(ops, me, &user, &pin).await?;

@@ -20,7 +20,8 @@ pub enum MerchantCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TerminalCommand {
-    /// Register a terminal, provision its result queue and print its token.
+    /// Register a terminal: its result queue, its own broker user (it may publish only its own
+    /// requests and read only its own results) and its token. Prints the credentials once.
     Add {
         #[arg(long)]
         merchant: MerchantId,
@@ -29,6 +30,44 @@ pub enum TerminalCommand {
         #[arg(long)]
         json: bool,
     },
+    /// New credentials for a terminal (a new broker password and token); the old ones stop
+    /// working at once. Prints them once.
+    Rotate {
+        #[arg(long)]
+        merchant: MerchantId,
+        #[arg(long)]
+        id: TerminalId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a terminal: its broker user is deleted and its tokens revoked, at once. Its
+    /// payments stay in the books.
+    Remove {
+        #[arg(long)]
+        merchant: MerchantId,
+        #[arg(long)]
+        id: TerminalId,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn credentials_text(what: &str, c: &ops::merchants::TerminalCredentials) -> String {
+    format!(
+        "terminal {}/{} {what}; results arrive on queue {}\n\
+         broker user: {}\n\
+         broker password: {}\n\
+         amqp url: {}\n\
+         token: {}\n\
+         (shown once: store them on the terminal now)",
+        c.merchant_id,
+        c.terminal_id,
+        c.result_queue,
+        c.broker.user,
+        c.broker.password,
+        c.broker.amqp_url,
+        c.token
+    )
 }
 
 pub(super) async fn merchant(
@@ -55,10 +94,19 @@ pub(super) async fn terminal(
     match command {
         TerminalCommand::Add { merchant, id, json } => {
             let out = ops::merchants::add_terminal(ops, me, &merchant, &id).await?;
+            print(json, &out, |o| credentials_text("added", o));
+        }
+        TerminalCommand::Rotate { merchant, id, json } => {
+            let out = ops::merchants::rotate_terminal(ops, me, &merchant, &id).await?;
+            print(json, &out, |o| credentials_text("has new credentials", o));
+        }
+        TerminalCommand::Remove { merchant, id, json } => {
+            let out = ops::merchants::remove_terminal(ops, me, &merchant, &id).await?;
             print(json, &out, |o| {
                 format!(
-                    "terminal {merchant}/{id} added; results arrive on queue {}\ntoken: {}",
-                    o.result_queue, o.token
+                    "terminal {merchant}/{id} removed: broker user deleted, tokens revoked, \
+                     {} open connection(s) closed",
+                    o.connections_closed
                 )
             });
         }

@@ -179,6 +179,10 @@ fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) 
 /// Entry point used by `main`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Decoding a QR payload needs no settings (and no secrets).
+    if let Command::Qr { command } = cli.command {
+        return qr::run(command);
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

@@ -2,7 +2,6 @@
 //! platform's HTTP API).
 
 use super::{pool, print, CliError};
-use campuspay::auth::JwtKeys;
 use campuspay::config::Config;
 use campuspay::domain::UserId;
 use campuspay::{sim, tsm};
@@ -44,9 +43,14 @@ pub(super) async fn run(command: PhoneCommand, config: Config) -> Result<ExitCod
     match command {
         PhoneCommand::Codes { user, json } => {
             let pool = pool(&config).await?;
-            let issued = tsm::issue(&pool, config.code_key.expose(), &user, config.code_ttl)
-                .await?
-                .map_err(campuspay::ops::OpsError::from)?;
+            let issued = tsm::issue(
+                &pool,
+                config.keys.payment_codes.expose(),
+                &user,
+                config.code_ttl,
+            )
+            .await?
+            .map_err(campuspay::ops::OpsError::from)?;
             print(json, &issued, |i| {
                 let mut s = format!(
                     "10 payment codes for {} (valid until {}):\n",
@@ -65,7 +69,10 @@ pub(super) async fn run(command: PhoneCommand, config: Config) -> Result<ExitCod
             platform,
             json,
         } => {
-            let token = JwtKeys::new(config.jwt_secret.expose()).issue_cardholder(&user, 3600)?;
+            let pool = pool(&config).await?;
+            let token = campuspay::sim::Tokens::new(&config, pool)
+                .cardholder(&user, 3600)
+                .await?;
             let ok = tokio::task::spawn_blocking(move || {
                 phone_scan(&platform, &token, &qr, amount.as_deref(), json)
             })

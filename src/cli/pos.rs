@@ -3,7 +3,6 @@
 
 use super::qr::write_images;
 use super::{parse_amount, parse_code, print, CliError};
-use campuspay::auth::JwtKeys;
 use campuspay::broker::connection::connect_retrying;
 use campuspay::config::Config;
 use campuspay::domain::{Amount, MerchantId, PaymentCode, RequestId, TerminalId};
@@ -33,6 +32,10 @@ pub enum PosCommand {
         request_id: Option<RequestId>,
         #[arg(long, env = "CAMPUSPAY_TERMINAL_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// The terminal's own broker login (`amqp_url` printed by `admin terminal add`); default:
+        /// AMQP_URL, the pipeline's own user, which may act for any till (development).
+        #[arg(long, env = "CAMPUSPAY_TERMINAL_AMQP_URL", hide_env_values = true)]
+        amqp_url: Option<String>,
         #[arg(long)]
         png: Option<std::path::PathBuf>,
         #[arg(long)]
@@ -55,6 +58,10 @@ pub struct FollowUpArgs {
     request_id: RequestId,
     #[arg(long, env = "CAMPUSPAY_TERMINAL_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The terminal's own broker login (`amqp_url` printed by `admin terminal add`); default:
+    /// AMQP_URL, the pipeline's own user, which may act for any till (development).
+    #[arg(long, env = "CAMPUSPAY_TERMINAL_AMQP_URL", hide_env_values = true)]
+    amqp_url: Option<String>,
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
 }
@@ -72,13 +79,50 @@ pub struct PayArgs {
     /// Reuse on retries: the same request never moves money twice.
     #[arg(long)]
     request_id: Option<RequestId>,
-    /// The terminal's token (from `admin terminal add`); default: minted with CAMPUSPAY_JWT_SECRET.
+    /// The terminal's token (from `admin terminal add`); default: one minted with
+    /// CAMPUSPAY_JWT_SECRET for the terminal's current token version.
     #[arg(long, env = "CAMPUSPAY_TERMINAL_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The terminal's own broker login (`amqp_url` printed by `admin terminal add`); default:
+    /// AMQP_URL, the pipeline's own user, which may act for any till (development).
+    #[arg(long, env = "CAMPUSPAY_TERMINAL_AMQP_URL", hide_env_values = true)]
+    amqp_url: Option<String>,
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
     #[arg(long)]
     json: bool,
+}
+
+/// Connects as the till: with its own broker login when given (it declares nothing), else with
+/// the pipeline's user (which provisions the result queue); the token given, or one minted
+/// for the terminal's current version.
+async fn open_till(
+    config: &Config,
+    merchant: MerchantId,
+    terminal: TerminalId,
+    token: Option<String>,
+    amqp_url: Option<String>,
+) -> Result<(lapin::Connection, Pos), CliError> {
+    let token = match token {
+        Some(t) => t,
+        None => {
+            let ops = campuspay::ops::Ops::new(super::pool(config).await?, config.clone());
+            campuspay::ops::tokens::terminal(&ops, &merchant, &terminal).await?
+        }
+    };
+    match amqp_url {
+        Some(url) => {
+            let conn = connect_retrying(&url, "campuspay pos", 3).await?;
+            let user = campuspay::broker::amqp_url::user(&url);
+            let pos = Pos::open_as_terminal(&conn, &user, merchant, terminal, token).await?;
+            Ok((conn, pos))
+        }
+        None => {
+            let conn = connect_retrying(&config.amqp_url, "campuspay pos", 3).await?;
+            let pos = Pos::open(&conn, &config.broker_user, merchant, terminal, token).await?;
+            Ok((conn, pos))
+        }
+    }
 }
 
 pub(super) async fn run(command: PosCommand, config: Config) -> Result<ExitCode, CliError> {
@@ -89,18 +133,13 @@ pub(super) async fn run(command: PosCommand, config: Config) -> Result<ExitCode,
             amount,
             request_id,
             token,
+            amqp_url,
             png,
             svg,
             timeout_secs,
             json,
         } => {
-            let jwt = JwtKeys::new(config.jwt_secret.expose());
-            let token = match token {
-                Some(t) => t,
-                None => jwt.issue_terminal(&merchant, &terminal)?,
-            };
-            let conn = connect_retrying(&config.amqp_url, "campuspay pos", 3).await?;
-            let mut pos = Pos::open(&conn, merchant, terminal, token).await?;
+            let (conn, mut pos) = open_till(&config, merchant, terminal, token, amqp_url).await?;
             let rid = request_id.unwrap_or_else(RequestId::new_random);
             let issued = pos
                 .request_dynamic_qr(rid, &amount.to_string(), Duration::from_secs(timeout_secs))
@@ -127,13 +166,14 @@ pub(super) async fn run(command: PosCommand, config: Config) -> Result<ExitCode,
         PosCommand::Query(args) => return follow_up(&config, "query", args).await,
         PosCommand::Reverse(args) => return follow_up(&config, "reversal", args).await,
         PosCommand::Pay(args) => {
-            let jwt = JwtKeys::new(config.jwt_secret.expose());
-            let token = match args.token {
-                Some(t) => t,
-                None => jwt.issue_terminal(&args.merchant, &args.terminal)?,
-            };
-            let conn = connect_retrying(&config.amqp_url, "campuspay pos", 3).await?;
-            let mut pos = Pos::open(&conn, args.merchant, args.terminal, token).await?;
+            let (conn, mut pos) = open_till(
+                &config,
+                args.merchant,
+                args.terminal,
+                args.token,
+                args.amqp_url,
+            )
+            .await?;
             let request_id = args.request_id.unwrap_or_else(RequestId::new_random);
             if !args.json {
                 println!(
@@ -177,13 +217,14 @@ pub(super) async fn run(command: PosCommand, config: Config) -> Result<ExitCode,
 
 /// `pos query` / `pos reverse`: prints the JSON answer (result.v1 or query_status.v1).
 async fn follow_up(config: &Config, verb: &str, args: FollowUpArgs) -> Result<ExitCode, CliError> {
-    let token = match args.token {
-        Some(t) => t,
-        None => JwtKeys::new(config.jwt_secret.expose())
-            .issue_terminal(&args.merchant, &args.terminal)?,
-    };
-    let conn = connect_retrying(&config.amqp_url, "campuspay pos", 3).await?;
-    let mut pos = Pos::open(&conn, args.merchant, args.terminal, token).await?;
+    let (conn, mut pos) = open_till(
+        config,
+        args.merchant,
+        args.terminal,
+        args.token,
+        args.amqp_url,
+    )
+    .await?;
     pos.send_follow_up(verb, args.request_id).await?;
     let (kind, raw) = pos
         .results()

@@ -13,6 +13,10 @@ pub struct TokenArgs {
     user: Option<UserId>,
     #[arg(long)]
     admin: Option<String>,
+    /// With --user: revoke every token the cardholder holds (a lost phone) instead of issuing
+    /// one.
+    #[arg(long, requires = "user")]
+    revoke: bool,
     /// Validity in seconds.
     #[arg(long, default_value_t = 86_400)]
     ttl: i64,
@@ -24,9 +28,19 @@ pub(super) async fn run(args: TokenArgs, ops: &Ops, me: &Operator) -> Result<Exi
     let TokenArgs {
         user,
         admin: operator,
+        revoke,
         ttl,
         json,
     } = args;
+    if let (true, Some(user)) = (revoke, &user) {
+        let version = ops::tokens::revoke_cardholder(ops, me, user).await?;
+        print(
+            json,
+            &serde_json::json!({"user_id": user, "token_version": version}),
+            |_| format!("every earlier token of {user} is revoked"),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let (token, who) = match (user, operator) {
         (Some(user), _) => (
             ops::tokens::cardholder(ops, me, &user, ttl).await?,

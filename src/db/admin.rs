@@ -69,27 +69,143 @@ pub fn add_merchant(
     })
 }
 
+/// Registers a terminal (or brings back one that was removed, with a new token version, so the
+/// tokens it had before stay dead). `broker_user`: its own broker user (`None` for a till that
+/// only ever acts through the pipeline's user, e.g. the demo's). Returns its token version.
 pub fn add_terminal(
     conn: &mut PgConnection,
     m: &MerchantId,
     t: &TerminalId,
-) -> Result<Result<(), Refusal>, DbError> {
+    broker_user: Option<&str>,
+) -> Result<Result<i32, Refusal>, DbError> {
     if !merchant_exists(conn, m)? {
         return Ok(Err(Refusal::UnknownMerchant(m.clone())));
+    }
+    let revived: Option<i32> = diesel::update(
+        terminals::table
+            .find((m.as_str(), t.as_str()))
+            .filter(terminals::removed_at.is_not_null()),
+    )
+    .set((
+        terminals::removed_at.eq(None::<DateTime<Utc>>),
+        terminals::token_version.eq(terminals::token_version + 1),
+        terminals::broker_user.eq(broker_user),
+    ))
+    .returning(terminals::token_version)
+    .get_result(conn)
+    .optional()?;
+    if let Some(v) = revived {
+        return Ok(Ok(v));
     }
     unless_exists(
         conn,
         Refusal::TerminalExists(m.clone(), t.clone()),
         |conn| {
-            diesel::insert_into(terminals::table)
+            Ok(diesel::insert_into(terminals::table)
                 .values((
                     terminals::merchant_id.eq(m.as_str()),
                     terminals::id.eq(t.as_str()),
+                    terminals::broker_user.eq(broker_user),
                 ))
-                .execute(conn)?;
-            Ok(())
+                .returning(terminals::token_version)
+                .get_result(conn)?)
         },
     )
+}
+
+/// A terminal's credentials as the database knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalCredentials {
+    pub token_version: i32,
+    pub broker_user: Option<String>,
+}
+
+/// Bumps a live terminal's token version (every token it holds stops working) and records its
+/// broker user; the new version.
+pub fn rotate_terminal(
+    conn: &mut PgConnection,
+    m: &MerchantId,
+    t: &TerminalId,
+    broker_user: &str,
+) -> Result<Result<i32, Refusal>, DbError> {
+    let v: Option<i32> = diesel::update(
+        terminals::table
+            .find((m.as_str(), t.as_str()))
+            .filter(terminals::removed_at.is_null()),
+    )
+    .set((
+        terminals::token_version.eq(terminals::token_version + 1),
+        terminals::broker_user.eq(broker_user),
+    ))
+    .returning(terminals::token_version)
+    .get_result(conn)
+    .optional()?;
+    Ok(v.ok_or_else(|| Refusal::UnknownTerminal(m.clone(), t.clone())))
+}
+
+/// Marks a terminal removed and revokes its tokens; its credentials as they were.
+pub fn remove_terminal(
+    conn: &mut PgConnection,
+    m: &MerchantId,
+    t: &TerminalId,
+) -> Result<Result<TerminalCredentials, Refusal>, DbError> {
+    let row: Option<(i32, Option<String>)> = diesel::update(
+        terminals::table
+            .find((m.as_str(), t.as_str()))
+            .filter(terminals::removed_at.is_null()),
+    )
+    .set((
+        terminals::removed_at.eq(diesel::dsl::now),
+        terminals::token_version.eq(terminals::token_version + 1),
+    ))
+    .returning((terminals::token_version, terminals::broker_user))
+    .get_result(conn)
+    .optional()?;
+    Ok(row
+        .map(|(token_version, broker_user)| TerminalCredentials {
+            token_version,
+            broker_user,
+        })
+        .ok_or_else(|| Refusal::UnknownTerminal(m.clone(), t.clone())))
+}
+
+/// The token version of a live terminal (`None`: unknown or removed).
+pub fn terminal_token_version(
+    conn: &mut PgConnection,
+    m: &MerchantId,
+    t: &TerminalId,
+) -> Result<Option<i32>, DbError> {
+    Ok(terminals::table
+        .find((m.as_str(), t.as_str()))
+        .filter(terminals::removed_at.is_null())
+        .select(terminals::token_version)
+        .first(conn)
+        .optional()?)
+}
+
+/// The current token version of a cardholder.
+pub fn cardholder_token_version(
+    conn: &mut PgConnection,
+    user: &UserId,
+) -> Result<Option<i32>, DbError> {
+    Ok(cardholders::table
+        .find(user.as_str())
+        .select(cardholders::token_version)
+        .first(conn)
+        .optional()?)
+}
+
+/// Revokes every token the cardholder holds (a lost phone); the new version.
+pub fn revoke_cardholder_tokens(
+    conn: &mut PgConnection,
+    user: &UserId,
+) -> Result<Result<i32, Refusal>, DbError> {
+    let v: Option<i32> = diesel::update(cardholders::table.find(user.as_str()))
+        .set(cardholders::token_version.eq(cardholders::token_version + 1))
+        .returning(cardholders::token_version)
+        .get_result(conn)
+        .optional()?;
+    Ok(v.ok_or_else(|| Refusal::NoCard(user.clone())))
 }
 
 pub fn add_card(

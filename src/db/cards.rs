@@ -2,7 +2,9 @@
 
 use super::schema::*;
 use super::{money, DbError};
+use crate::domain::pin::{self, PinAttempt, PinState};
 use crate::domain::{Amount, CardId, CardLimits, CardStatus, CodeState, Refusal, UserId};
+use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use rust_decimal::Decimal;
@@ -185,13 +187,20 @@ pub fn set_limits(
     })
 }
 
+/// Sets a new PIN (stored as its keyed hash); a lock and the count of wrong PINs go with the
+/// old one.
 pub fn set_pin_hash(
     conn: &mut PgConnection,
     user: &UserId,
     hash: &[u8],
 ) -> Result<Result<(), Refusal>, DbError> {
     let n = diesel::update(cards::table.filter(cards::user_id.eq(user.as_str())))
-        .set(cards::pin_hash.eq(hash))
+        .set((
+            cards::pin_hash.eq(hash),
+            cards::pin_failures.eq(0),
+            cards::pin_locks.eq(0),
+            cards::pin_locked_until.eq(None::<DateTime<Utc>>),
+        ))
         .execute(conn)?;
     if n == 0 {
         return Ok(Err(Refusal::NoCard(user.clone())));
@@ -206,4 +215,80 @@ pub fn pin_hash_of(conn: &mut PgConnection, user: &UserId) -> Result<Option<Vec<
         .first::<Option<Vec<u8>>>(conn)
         .optional()?
         .flatten())
+}
+
+/// What a PIN attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinOutcome {
+    Checked(PinAttempt),
+    /// The card has no PIN: nothing to check, nothing counted.
+    NotSet,
+}
+
+/// Checks `given` (the keyed hash of the PIN typed) against the card's PIN and counts the
+/// attempt (`domain::pin`), with the card row locked so that concurrent attempts count one by
+/// one. Must run inside the caller's transaction, which must commit for the count to stick
+/// (even when the attempt failed). `None`: no card.
+pub fn attempt_pin(
+    conn: &mut PgConnection,
+    user: &UserId,
+    given: &[u8],
+) -> Result<Option<PinOutcome>, DbError> {
+    type Row = (i64, Option<Vec<u8>>, i32, i32, Option<DateTime<Utc>>);
+    let row: Option<Row> = cards::table
+        .filter(cards::user_id.eq(user.as_str()))
+        .select((
+            cards::id,
+            cards::pin_hash,
+            cards::pin_failures,
+            cards::pin_locks,
+            cards::pin_locked_until,
+        ))
+        .for_update()
+        .first(conn)
+        .optional()?;
+    let Some((card_id, stored, failures, locks, locked_until)) = row else {
+        return Ok(None);
+    };
+    let Some(stored) = stored else {
+        return Ok(Some(PinOutcome::NotSet));
+    };
+    let state = PinState {
+        failures,
+        locks,
+        locked_until,
+    };
+    // Keyed hashes of equal length: a constant-time comparison costs nothing here.
+    let correct = stored.len() == given.len()
+        && stored
+            .iter()
+            .zip(given)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    let (verdict, next) = pin::attempt(state, correct, crate::messages::now_micros());
+    if next != state {
+        diesel::update(cards::table.find(card_id))
+            .set((
+                cards::pin_failures.eq(next.failures),
+                cards::pin_locks.eq(next.locks),
+                cards::pin_locked_until.eq(next.locked_until),
+            ))
+            .execute(conn)?;
+    }
+    Ok(Some(PinOutcome::Checked(verdict)))
+}
+
+/// Lifts a PIN lock and clears the count of wrong PINs (an operator, after checking who asks).
+pub fn unlock_pin(conn: &mut PgConnection, user: &UserId) -> Result<Result<(), Refusal>, DbError> {
+    let n = diesel::update(cards::table.filter(cards::user_id.eq(user.as_str())))
+        .set((
+            cards::pin_failures.eq(0),
+            cards::pin_locks.eq(0),
+            cards::pin_locked_until.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)?;
+    if n == 0 {
+        return Ok(Err(Refusal::NoCard(user.clone())));
+    }
+    Ok(Ok(()))
 }

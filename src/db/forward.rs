@@ -1,8 +1,10 @@
 //! Forward-scan (正扫) repository: dynamic merchant QR codes and the phone's orders.
 
+use super::cards::PinOutcome;
 use super::payments::load_card_ref;
 use super::schema::*;
 use super::{money, DbError};
+use crate::domain::pin::PinAttempt;
 use crate::domain::{
     Amount, CardId, CardStatus, DeclineReason, Identity, MerchantId, Money, OrderState,
     OrderStatus, QrKind, TerminalId, TxState, UserId,
@@ -42,8 +44,10 @@ pub enum OrderProblem {
     NoCard,
     #[error("this amount is above the card's password-free limit: confirm with the card's PIN")]
     PinRequired,
-    #[error("wrong PIN")]
-    PinInvalid,
+    #[error("wrong PIN{}", tries_left.map(|n| format!("; {n} more wrong and the PIN locks")).unwrap_or_default())]
+    PinInvalid { tries_left: Option<i32> },
+    #[error("the PIN is locked after too many wrong tries; it unlocks at {until} (or ask the card office)")]
+    PinLocked { until: DateTime<Utc> },
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -427,13 +431,28 @@ pub fn submit_order(
         let limits = super::cards::limits_of_cards(conn, &[CardId(card_id)])?;
         let needs_pin = limits.first().is_some_and(|l| l.limits().needs_pin(amount));
         let pin_verified = match (pin.pin, pin.hash) {
-            (Some(_), Some(given)) => {
-                let stored = super::cards::pin_hash_of(conn, user)?;
-                if stored.as_deref() != Some(given.as_slice()) {
-                    return Ok(Err(OrderProblem::PinInvalid));
+            (Some(_), Some(given)) => match super::cards::attempt_pin(conn, user, &given)? {
+                None => return Ok(Err(OrderProblem::NoCard)),
+                Some(PinOutcome::NotSet) => {
+                    return Ok(Err(OrderProblem::PinInvalid { tries_left: None }))
                 }
-                true
-            }
+                Some(PinOutcome::Checked(PinAttempt::Accepted)) => true,
+                Some(PinOutcome::Checked(PinAttempt::Wrong {
+                    locked_until: Some(until),
+                    ..
+                }))
+                | Some(PinOutcome::Checked(PinAttempt::Locked { until })) => {
+                    return Ok(Err(OrderProblem::PinLocked { until }))
+                }
+                Some(PinOutcome::Checked(PinAttempt::Wrong {
+                    tries_left,
+                    locked_until: None,
+                })) => {
+                    return Ok(Err(OrderProblem::PinInvalid {
+                        tries_left: Some(tries_left),
+                    }))
+                }
+            },
             _ => false,
         };
         if needs_pin && !pin_verified {

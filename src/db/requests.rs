@@ -74,14 +74,26 @@ pub fn query(
     }
 }
 
-/// Reverses (or voids) a request; returns its row afterwards.
+/// What a reversal found and did.
+pub struct Reversal {
+    /// The request's row afterwards.
+    pub row: TransactionRow,
+    pub card: Option<CardRef>,
+    /// An approved payment processed before the window opened: nothing changed; an operator
+    /// refunds it if it must be.
+    pub window_closed: bool,
+}
+
+/// Reverses (or voids) a request. An approved payment is reversed only if it was processed
+/// at or after `window_opens`.
 pub fn reverse(
     conn: &mut PgConnection,
     scope: &str,
     request_id: Uuid,
     merchant: &MerchantId,
     terminal: &TerminalId,
-) -> Result<(TransactionRow, Option<CardRef>), DbError> {
+    window_opens: chrono::DateTime<chrono::Utc>,
+) -> Result<Reversal, DbError> {
     conn.transaction(|conn| {
         let at = now_micros();
         let row = match find(conn, scope, request_id, true)? {
@@ -108,6 +120,7 @@ pub fn reverse(
                 })?
             }
         };
+        let mut window_closed = false;
         match row.state {
             TxState::Created => {
                 check_transition(&row, TxState::Voided)?;
@@ -123,6 +136,9 @@ pub fn reverse(
                 ))
                 .execute(conn)?;
             }
+            TxState::Approved if row.processed_at.is_some_and(|p| p < window_opens) => {
+                window_closed = true;
+            }
             TxState::Approved => compensate(conn, &row, at)?,
             TxState::Declined | TxState::Reversed | TxState::Voided => {}
         }
@@ -130,7 +146,11 @@ pub fn reverse(
             DbError::Invariant(format!("request {request_id} vanished while locked"))
         })?;
         let card = card_of(conn, &row)?;
-        Ok((row, card))
+        Ok(Reversal {
+            row,
+            card,
+            window_closed,
+        })
     })
 }
 

@@ -17,6 +17,7 @@ diesel::table! {
         name -> Text,
         identity -> Text,
         created_at -> Timestamptz,
+        token_version -> Int4,
     }
 }
 
@@ -31,6 +32,9 @@ diesel::table! {
         created_at -> Timestamptz,
         password_free_limit -> Nullable<Numeric>,
         pin_hash -> Nullable<Bytea>,
+        pin_failures -> Int4,
+        pin_locks -> Int4,
+        pin_locked_until -> Nullable<Timestamptz>,
     }
 }
 
@@ -68,6 +72,9 @@ diesel::table! {
         merchant_id -> Text,
         id -> Text,
         created_at -> Timestamptz,
+        token_version -> Int4,
+        broker_user -> Nullable<Text>,
+        removed_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -195,6 +202,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    subsidy_credits (batch, row_key) {
+        batch -> Text,
+        row_key -> Text,
+        user_id -> Text,
+        amount -> Numeric,
+        entry_id -> Uuid,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     cardholders,
@@ -213,6 +231,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     refunds,
     static_qr_codes,
     operator_actions,
+    subsidy_credits,
 );
 
 diesel::table! {

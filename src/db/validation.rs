@@ -1,5 +1,6 @@
-//! QR validation's repository: which merchants, terminals and payment codes (by keyed hash)
-//! exist, and the per-terminal counters that throttle code guessing.
+//! QR validation's repository: which merchants and (live) terminals exist with their
+//! credentials, which payment codes (by keyed hash) exist, and the per-terminal counters that
+//! throttle code guessing.
 
 use super::payments::card_ref;
 use super::schema::*;
@@ -12,31 +13,70 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use std::collections::{HashMap, HashSet};
 
-/// What QR validation needs to know about a batch, in three queries.
-#[derive(Debug, Default)]
-pub struct ValidationLookup {
-    pub merchants: HashSet<String>,
-    pub terminals: HashSet<(String, String)>,
-    pub cards_by_code: HashMap<Vec<u8>, CardRef>,
+/// Failed payment-code attempts a terminal may make within the current and the previous
+/// minute before it is throttled (`rate_limited`). A cashier mistypes a few; a guesser needs
+/// millions.
+pub const FAILURE_LIMIT: i64 = 10;
+
+/// A live terminal's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalAccess {
+    pub token_version: i32,
+    pub broker_user: Option<String>,
 }
 
-pub fn lookup_for_validation(
-    conn: &mut PgConnection,
-    merchant_ids: &[String],
-    code_hashes: &[Vec<u8>],
-) -> Result<ValidationLookup, DbError> {
+/// The merchants and live terminals a batch names.
+#[derive(Debug, Default)]
+pub struct Gate {
+    pub merchants: HashSet<String>,
+    pub terminals: HashMap<(String, String), TerminalAccess>,
+}
+
+pub fn gate(conn: &mut PgConnection, merchant_ids: &[String]) -> Result<Gate, DbError> {
+    if merchant_ids.is_empty() {
+        return Ok(Gate::default());
+    }
     let merchants: HashSet<String> = merchants::table
         .filter(merchants::id.eq_any(merchant_ids))
         .select(merchants::id)
         .load::<String>(conn)?
         .into_iter()
         .collect();
-    let terminals: HashSet<(String, String)> = terminals::table
+    let terminals = terminals::table
         .filter(terminals::merchant_id.eq_any(merchant_ids))
-        .select((terminals::merchant_id, terminals::id))
-        .load::<(String, String)>(conn)?
+        .filter(terminals::removed_at.is_null())
+        .select((
+            terminals::merchant_id,
+            terminals::id,
+            terminals::token_version,
+            terminals::broker_user,
+        ))
+        .load::<(String, String, i32, Option<String>)>(conn)?
         .into_iter()
+        .map(|(m, t, token_version, broker_user)| {
+            (
+                (m, t),
+                TerminalAccess {
+                    token_version,
+                    broker_user,
+                },
+            )
+        })
         .collect();
+    Ok(Gate {
+        merchants,
+        terminals,
+    })
+}
+
+/// The cards behind the payment codes that exist, by keyed hash.
+pub fn cards_by_code(
+    conn: &mut PgConnection,
+    code_hashes: &[Vec<u8>],
+) -> Result<HashMap<Vec<u8>, CardRef>, DbError> {
+    if code_hashes.is_empty() {
+        return Ok(HashMap::new());
+    }
     let rows: Vec<(Vec<u8>, i64, i64, String)> = payment_codes::table
         .inner_join(cards::table)
         .filter(payment_codes::code_hash.eq_any(code_hashes))
@@ -60,40 +100,47 @@ pub fn lookup_for_validation(
             .into_iter()
             .collect()
     };
-    let mut cards_by_code = HashMap::with_capacity(rows.len());
+    let mut cards = HashMap::with_capacity(rows.len());
     for (hash, card_id, account_id, user) in &rows {
         let identity = *identities
             .get(user)
             .ok_or_else(|| DbError::Invariant(format!("card {card_id} has no cardholder")))?;
-        cards_by_code.insert(
+        cards.insert(
             hash.clone(),
             card_ref(*card_id, *account_id, user, identity)?,
         );
     }
-    Ok(ValidationLookup {
-        merchants,
-        terminals,
-        cards_by_code,
-    })
+    Ok(cards)
 }
 
-/// Failed payment-code attempts a terminal may make within the current and the previous
-/// minute before it is throttled (`rate_limited`). A cashier mistypes a few; a guesser needs
-/// millions.
-pub const FAILURE_LIMIT: i64 = 10;
-
-/// The terminals among `merchants`' that are over the failure limit right now.
-pub fn throttled_terminals(
+/// Takes a transaction-scoped lock per terminal (in one order, so two batches wait rather than
+/// deadlock) and returns each terminal's failures in the current and the previous minute. With
+/// the locks held until the caller's commit, a terminal's failures are counted one at a time
+/// across every process: two batches of the same terminal cannot both spend its allowance.
+pub fn lock_failure_counts(
     conn: &mut PgConnection,
-    merchant_ids: &[String],
-) -> Result<HashSet<(String, String)>, DbError> {
+    terminals: &[(String, String)],
+) -> Result<HashMap<(String, String), i64>, DbError> {
     use chrono::DurationRound;
+    if terminals.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut keys: Vec<String> = terminals.iter().map(|(m, t)| format!("{m}/{t}")).collect();
+    keys.sort();
+    keys.dedup();
+    diesel::sql_query(
+        "SELECT pg_advisory_xact_lock(hashtextextended('terminal_failures/' || k, 0)) \
+         FROM unnest($1::text[]) AS k ORDER BY k",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&keys)
+    .execute(conn)?;
     // The start of the previous minute: the counters are per minute.
     let window_start = (now_micros() - chrono::Duration::minutes(1))
         .duration_trunc(chrono::Duration::minutes(1))
         .map_err(|e| DbError::Invariant(format!("minute window: {e}")))?;
+    let merchants: Vec<&str> = terminals.iter().map(|(m, _)| m.as_str()).collect();
     let rows: Vec<(String, String, DateTime<Utc>, i32)> = terminal_failures::table
-        .filter(terminal_failures::merchant_id.eq_any(merchant_ids))
+        .filter(terminal_failures::merchant_id.eq_any(&merchants))
         .filter(terminal_failures::minute.ge(window_start))
         .select((
             terminal_failures::merchant_id,
@@ -106,11 +153,7 @@ pub fn throttled_terminals(
     for (m, t, _, n) in rows {
         *sums.entry((m, t)).or_default() += i64::from(n);
     }
-    Ok(sums
-        .into_iter()
-        .filter(|(_, n)| *n >= FAILURE_LIMIT)
-        .map(|(k, _)| k)
-        .collect())
+    Ok(sums)
 }
 
 /// Adds failed attempts to the terminals' counters for the current minute.
@@ -130,11 +173,13 @@ pub fn record_failures(
         .bind::<diesel::sql_types::Integer, _>(n)
         .execute(conn)?;
     }
-    // Old counters are useless after the window; keep the table small.
-    diesel::delete(
-        terminal_failures::table
-            .filter(terminal_failures::minute.lt(now_micros() - chrono::Duration::minutes(10))),
-    )
-    .execute(conn)?;
+    if !failures.is_empty() {
+        // Old counters are useless after the window; keep the table small.
+        diesel::delete(
+            terminal_failures::table
+                .filter(terminal_failures::minute.lt(now_micros() - chrono::Duration::minutes(10))),
+        )
+        .execute(conn)?;
+    }
     Ok(())
 }

@@ -44,6 +44,7 @@ pub mod ledger;
 pub mod money;
 pub mod order;
 pub mod payment_code;
+pub mod pin;
 pub mod reason;
 pub mod refund;
 pub mod refusal;

@@ -24,11 +24,13 @@ pub enum DeclineReason {
     Voided,
     RateLimited,
     PinRequired,
+    PinLocked,
+    ReversalWindowClosed,
     InternalError,
 }
 
 impl DeclineReason {
-    pub const ALL: [DeclineReason; 18] = [
+    pub const ALL: [DeclineReason; 20] = [
         DeclineReason::InvalidMessage,
         DeclineReason::Unauthorized,
         DeclineReason::UnknownCode,
@@ -46,6 +48,8 @@ impl DeclineReason {
         DeclineReason::Voided,
         DeclineReason::RateLimited,
         DeclineReason::PinRequired,
+        DeclineReason::PinLocked,
+        DeclineReason::ReversalWindowClosed,
         DeclineReason::InternalError,
     ];
 
@@ -68,6 +72,8 @@ impl DeclineReason {
             DeclineReason::Voided => "voided",
             DeclineReason::RateLimited => "rate_limited",
             DeclineReason::PinRequired => "pin_required",
+            DeclineReason::PinLocked => "pin_locked",
+            DeclineReason::ReversalWindowClosed => "reversal_window_closed",
             DeclineReason::InternalError => "internal_error",
         }
     }

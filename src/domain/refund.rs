@@ -4,6 +4,7 @@
 //! everything that remains.
 
 use super::{Amount, Money, TxState};
+use chrono::{DateTime, Utc};
 
 /// What a payment took from the card (its fee may be zero).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +86,26 @@ pub fn plan_reversal(paid: Paid, done: Refunded) -> RefundPlan {
         amount: paid.amount.money() - done.amount,
         fee: paid.fee - done.fee,
         remaining: Money::ZERO,
+    }
+}
+
+/// How far back a POS may reverse its own payments: a stolen till token must not refund old
+/// sales; later an operator refunds (`ops::money::refund`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReversalWindow {
+    /// Payments of the current campus day (the default).
+    CampusDay,
+    /// Payments of the last so many seconds.
+    Seconds(u32),
+}
+
+impl ReversalWindow {
+    /// The earliest processing time a payment may have to be reversed now.
+    pub fn opens_at(self, now: DateTime<Utc>, campus_day_start: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            ReversalWindow::CampusDay => campus_day_start,
+            ReversalWindow::Seconds(s) => now - chrono::Duration::seconds(i64::from(s)),
+        }
     }
 }
 

@@ -72,6 +72,8 @@ pub enum DeadReason {
     UnknownType,
     NoRequestId,
     UndecodableStageMessage,
+    /// An internal stage message whose MAC does not verify: forged or altered.
+    UnauthenticatedStageMessage,
 }
 
 impl DeadReason {
@@ -83,6 +85,7 @@ impl DeadReason {
             DeadReason::UnknownType => "unknown_type",
             DeadReason::NoRequestId => "no_request_id",
             DeadReason::UndecodableStageMessage => "undecodable_stage_message",
+            DeadReason::UnauthenticatedStageMessage => "unauthenticated_stage_message",
         }
     }
 }

@@ -1,17 +1,27 @@
-//! Internal stage messages: a batch of payments, bincode (2.x, serde) after a version byte.
+//! Internal stage messages: a batch of payments, bincode (2.x, serde) after a version byte and
+//! followed by an HMAC-SHA256 tag under the stage MAC key (`keys::Keys::stage_mac`).
 //!
 //! Every item carries its own id, idempotency key and outcome, so one message can hold many
 //! payments while acks and results stay per payment at the edges (docs/ARCHITECTURE.md §2).
+//!
+//! The tag is what lets a stage believe an item (its card, its "PIN verified" fact, its
+//! outcome): only the pipeline's own processes hold the key, and a message whose tag does not
+//! verify — forged by someone who can publish on the broker, or altered — is dead-lettered
+//! unread and moves nothing. It is checked before bincode ever parses the body.
 
 use crate::domain::{
     Amount, DeclineReason, Identity, MerchantId, Money, PaymentMode, RequestId, TerminalId,
     TransactionId, TxState, UserId,
 };
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
-/// 2: items carry `pin_verified`.
-pub const VERSION: u8 = 2;
+/// 2: items carry `pin_verified`. 3: the batch carries an HMAC-SHA256 tag.
+pub const VERSION: u8 = 3;
+/// Length of the tag at the end of an encoded batch.
+pub const MAC_LEN: usize = 32;
 /// Upper bound on items in one stage message; stages never build larger ones.
 pub const MAX_BATCH_ITEMS: usize = 1000;
 /// Upper bound on an encoded batch (a payment item is ~200 bytes).
@@ -27,6 +37,8 @@ pub enum DecodeError {
     Bincode(String),
     #[error("stage message has {0} items (limit {MAX_BATCH_ITEMS})")]
     TooManyItems(usize),
+    #[error("stage message is not authenticated: its MAC does not verify")]
+    BadMac,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,8 +124,14 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_ENCODED_BYTES>()
 }
 
+/// HMAC takes keys of any length, so this never fails; the callers still map the error.
+fn mac(key: &[u8]) -> Result<Hmac<Sha256>, hmac::digest::InvalidLength> {
+    Hmac::<Sha256>::new_from_slice(key)
+}
+
 impl StageBatch {
-    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+    /// The version byte, the bincode body, then the tag over both.
+    pub fn encode(&self, key: &[u8]) -> Result<Vec<u8>, EncodeError> {
         if self.items.len() > MAX_BATCH_ITEMS {
             return Err(EncodeError(format!("{} items", self.items.len())));
         }
@@ -121,14 +139,44 @@ impl StageBatch {
         let body = bincode::serde::encode_to_vec(self, config())
             .map_err(|e| EncodeError(e.to_string()))?;
         out.extend_from_slice(&body);
+        let mut m = mac(key).map_err(|e| EncodeError(e.to_string()))?;
+        m.update(&out);
+        out.extend_from_slice(&m.finalize().into_bytes());
         Ok(out)
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<StageBatch, DecodeError> {
+    /// Checks the tag (in constant time), then decodes.
+    pub fn decode(bytes: &[u8], key: &[u8]) -> Result<StageBatch, DecodeError> {
+        let (&version, _) = bytes.split_first().ok_or(DecodeError::Empty)?;
+        if version != VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        if bytes.len() < 1 + MAC_LEN {
+            return Err(DecodeError::BadMac);
+        }
+        let (signed, tag) = bytes.split_at(bytes.len() - MAC_LEN);
+        let mut m = mac(key).map_err(|_| DecodeError::BadMac)?;
+        m.update(signed);
+        m.verify_slice(tag).map_err(|_| DecodeError::BadMac)?;
+        Self::decode_unverified(signed)
+    }
+
+    /// Decodes without checking the tag — for showing a dead letter to an operator, never for
+    /// acting on it. `bytes` may carry the tag or not.
+    pub fn decode_unverified(bytes: &[u8]) -> Result<StageBatch, DecodeError> {
         let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
         if version != VERSION {
             return Err(DecodeError::Version(version));
         }
+        let body = match body.len().checked_sub(MAC_LEN) {
+            // With a tag, bincode stops short of it: try the body without it first.
+            Some(n) if Self::parse(&body[..n]).is_ok() => &body[..n],
+            _ => body,
+        };
+        Self::parse(body)
+    }
+
+    fn parse(body: &[u8]) -> Result<StageBatch, DecodeError> {
         let (batch, used): (StageBatch, usize) = bincode::serde::decode_from_slice(body, config())
             .map_err(|e| DecodeError::Bincode(e.to_string()))?;
         if used != body.len() {
@@ -172,14 +220,17 @@ mod tests {
         }
     }
 
+    const KEY: &[u8] = b"stage-mac-key-for-the-unit-tests";
+
     #[test]
     fn round_trip() {
         let b = StageBatch {
             items: vec![item(), item()],
         };
-        let bytes = b.encode().unwrap();
+        let bytes = b.encode(KEY).unwrap();
         assert_eq!(bytes[0], VERSION);
-        assert_eq!(StageBatch::decode(&bytes).unwrap(), b);
+        assert_eq!(StageBatch::decode(&bytes, KEY).unwrap(), b);
+        assert_eq!(StageBatch::decode_unverified(&bytes).unwrap(), b);
     }
 
     #[test]
@@ -187,13 +238,40 @@ mod tests {
         let b = StageBatch {
             items: vec![item()],
         };
-        let mut bytes = b.encode().unwrap();
-        assert_eq!(StageBatch::decode(&[]), Err(DecodeError::Empty));
+        let mut bytes = b.encode(KEY).unwrap();
+        assert_eq!(StageBatch::decode(&[], KEY), Err(DecodeError::Empty));
         bytes[0] = 1;
-        assert_eq!(StageBatch::decode(&bytes), Err(DecodeError::Version(1)));
-        assert!(StageBatch::decode(b"\x01{\"json\":true}").is_err());
+        assert_eq!(
+            StageBatch::decode(&bytes, KEY),
+            Err(DecodeError::Version(1))
+        );
+        assert!(StageBatch::decode(b"\x03{\"json\":true}", KEY).is_err());
         bytes[0] = VERSION;
         bytes.truncate(bytes.len() - 3);
-        assert!(StageBatch::decode(&bytes).is_err());
+        assert!(StageBatch::decode(&bytes, KEY).is_err());
+    }
+
+    #[test]
+    fn a_forged_or_altered_batch_does_not_verify() {
+        let b = StageBatch {
+            items: vec![item()],
+        };
+        let good = b.encode(KEY).unwrap();
+        // Encoded under another key: a forger without ours.
+        let forged = b.encode(b"another-key-another-key-another!").unwrap();
+        assert_eq!(StageBatch::decode(&forged, KEY), Err(DecodeError::BadMac));
+        // One bit changed anywhere (the "PIN verified" flag, an amount): refused.
+        for i in [1, good.len() / 2, good.len() - 1] {
+            let mut altered = good.clone();
+            altered[i] ^= 1;
+            assert_eq!(
+                StageBatch::decode(&altered, KEY),
+                Err(DecodeError::BadMac),
+                "byte {i}"
+            );
+        }
+        // No tag at all: refused.
+        let untagged = &good[..good.len() - MAC_LEN];
+        assert_eq!(StageBatch::decode(untagged, KEY), Err(DecodeError::BadMac));
     }
 }

@@ -111,10 +111,24 @@ pub async fn set_pin(ops: &Ops, who: &Operator, user: &UserId, pin: &str) -> Res
     if !crate::tsm::valid_pin(pin) {
         return Err(Refusal::InvalidPin.into());
     }
-    let hash = crate::tsm::pin_hash(ops.config.code_key.expose(), user, pin);
+    let hash = crate::tsm::pin_hash(ops.config.keys.pin_hashes.expose(), user, pin);
     let u = user.clone();
     ops.db(move |c| cards::set_pin_hash(c, &u, &hash)).await?;
     ops.record(who, "card.pin", user.to_string(), serde_json::json!({}))
         .await;
+    Ok(())
+}
+
+/// Lifts a PIN lock and clears the count of wrong PINs.
+pub async fn unlock_pin(ops: &Ops, who: &Operator, user: &UserId) -> Result<(), OpsError> {
+    let u = user.clone();
+    ops.db(move |c| cards::unlock_pin(c, &u)).await?;
+    ops.record(
+        who,
+        "card.pin_unlock",
+        user.to_string(),
+        serde_json::json!({}),
+    )
+    .await;
     Ok(())
 }

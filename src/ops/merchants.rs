@@ -1,6 +1,10 @@
 //! Merchants, their terminals, and the static QR codes printed for their counters.
 
 use super::{Operator, Ops, OpsError};
+use crate::admin::access::{self, BrokerLogin};
+use crate::admin::management::Management;
+use crate::auth::JwtKeys;
+use crate::broker::amqp_url;
 use crate::broker::connection::connect_retrying;
 use crate::broker::topology::provision_result_queue;
 use crate::db::{admin, forward};
@@ -27,27 +31,70 @@ pub async fn add_merchant(
     Ok(())
 }
 
-/// What a new terminal needs to start: where its results arrive and its token.
+/// What a terminal needs to start, shown once: its broker login, where its results arrive, and
+/// its token.
 #[derive(Debug, Clone, Serialize)]
-pub struct TerminalAdded {
+pub struct TerminalCredentials {
     pub merchant_id: MerchantId,
     pub terminal_id: TerminalId,
     pub result_queue: String,
+    pub broker: BrokerLogin,
     pub token: String,
+    pub token_version: i32,
 }
 
-/// Registers a terminal, provisions its durable result queue and issues its token.
+fn management(ops: &Ops) -> Result<Management, OpsError> {
+    Ok(Management::new(&ops.config.management_url)?)
+}
+
+fn broker_user(ops: &Ops, m: &MerchantId, t: &TerminalId) -> String {
+    let vhost = amqp_url::vhost(&ops.config.amqp_url).unwrap_or_else(|| "/".into());
+    access::terminal_user(&vhost, m, t)
+}
+
+/// The broker user with a new password, the token of `version`: what add and rotate hand out.
+async fn credentials(
+    ops: &Ops,
+    m: &MerchantId,
+    t: &TerminalId,
+    version: i32,
+) -> Result<TerminalCredentials, OpsError> {
+    let queue = pos_result_key(m, t);
+    provision(ops, &queue).await?;
+    let (mgmt, amqp, mm, tt) = (
+        management(ops)?,
+        ops.config.amqp_url.clone(),
+        m.clone(),
+        t.clone(),
+    );
+    let broker = tokio::task::spawn_blocking(move || access::grant(&mgmt, &amqp, &mm, &tt))
+        .await
+        .map_err(|e| OpsError::Task(e.to_string()))??;
+    let token = JwtKeys::new(&ops.config.keys).issue_terminal(m, t, version)?;
+    Ok(TerminalCredentials {
+        merchant_id: m.clone(),
+        terminal_id: t.clone(),
+        result_queue: queue,
+        broker,
+        token,
+        token_version: version,
+    })
+}
+
+/// Registers a terminal: its result queue, its own broker user (with permissions only for
+/// its own till) and its token. If the broker part fails the terminal is registered
+/// without working credentials: `rotate_terminal` makes them.
 pub async fn add_terminal(
     ops: &Ops,
     who: &Operator,
     m: &MerchantId,
     t: &TerminalId,
-) -> Result<TerminalAdded, OpsError> {
-    let (mm, tt) = (m.clone(), t.clone());
-    ops.db(move |c| admin::add_terminal(c, &mm, &tt)).await?;
-    let queue = pos_result_key(m, t);
-    provision(ops, &queue).await?;
-    let token = crate::auth::JwtKeys::new(ops.config.jwt_secret.expose()).issue_terminal(m, t)?;
+) -> Result<TerminalCredentials, OpsError> {
+    let (mm, tt, user) = (m.clone(), t.clone(), broker_user(ops, m, t));
+    let version = ops
+        .db(move |c| admin::add_terminal(c, &mm, &tt, Some(&user)))
+        .await?;
+    let out = credentials(ops, m, t, version).await?;
     ops.record(
         who,
         "terminal.add",
@@ -55,11 +102,66 @@ pub async fn add_terminal(
         serde_json::json!({}),
     )
     .await;
-    Ok(TerminalAdded {
+    Ok(out)
+}
+
+/// New credentials for a terminal: a new broker password and a new token; the old ones stop
+/// working at once (its open broker connections are closed).
+pub async fn rotate_terminal(
+    ops: &Ops,
+    who: &Operator,
+    m: &MerchantId,
+    t: &TerminalId,
+) -> Result<TerminalCredentials, OpsError> {
+    let (mm, tt, user) = (m.clone(), t.clone(), broker_user(ops, m, t));
+    let version = ops
+        .db(move |c| admin::rotate_terminal(c, &mm, &tt, &user))
+        .await?;
+    let out = credentials(ops, m, t, version).await?;
+    ops.record(
+        who,
+        "terminal.rotate",
+        format!("{m}/{t}"),
+        serde_json::json!({ "token_version": version }),
+    )
+    .await;
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TerminalRemoved {
+    pub merchant_id: MerchantId,
+    pub terminal_id: TerminalId,
+    /// Broker connections of the terminal that were closed.
+    pub connections_closed: usize,
+}
+
+/// Removes a terminal: its tokens and its broker user stop working at once. Its payments stay
+/// in the books; its result queue stays until an operator purges and deletes it.
+pub async fn remove_terminal(
+    ops: &Ops,
+    who: &Operator,
+    m: &MerchantId,
+    t: &TerminalId,
+) -> Result<TerminalRemoved, OpsError> {
+    let (mm, tt) = (m.clone(), t.clone());
+    let creds = ops.db(move |c| admin::remove_terminal(c, &mm, &tt)).await?;
+    let user = creds.broker_user.unwrap_or_else(|| broker_user(ops, m, t));
+    let mgmt = management(ops)?;
+    let closed = tokio::task::spawn_blocking(move || access::revoke(&mgmt, &user))
+        .await
+        .map_err(|e| OpsError::Task(e.to_string()))??;
+    ops.record(
+        who,
+        "terminal.remove",
+        format!("{m}/{t}"),
+        serde_json::json!({}),
+    )
+    .await;
+    Ok(TerminalRemoved {
         merchant_id: m.clone(),
         terminal_id: t.clone(),
-        result_queue: queue,
-        token,
+        connections_closed: closed,
     })
 }
 

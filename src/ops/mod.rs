@@ -29,6 +29,10 @@ pub enum OpsError {
     Broker(#[from] BrokerError),
     #[error("token: {0}")]
     Auth(#[from] crate::auth::AuthError),
+    #[error("broker management: {0}")]
+    Management(#[from] crate::admin::management::ManagementError),
+    #[error("a background task failed: {0}")]
+    Task(String),
 }
 
 impl From<lapin::Error> for OpsError {

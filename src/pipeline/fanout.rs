@@ -13,12 +13,12 @@ use crate::messages::format_time;
 use crate::messages::internal::{Outcome, PaymentItem};
 
 pub struct Fanout {
-    _deps: Deps,
+    deps: Deps,
 }
 
 impl Fanout {
     pub fn new(deps: Deps) -> Fanout {
-        Fanout { _deps: deps }
+        Fanout { deps }
     }
 }
 
@@ -59,8 +59,9 @@ impl Stage for Fanout {
     const NAME: StageName = StageName::Fanout;
 
     fn handle(&self, batch: Vec<Incoming>) -> StageFuture {
+        let key = self.deps.keys.stage_mac.clone();
         Box::pin(async move {
-            let (items, dispositions) = decode_batches(&batch);
+            let (items, dispositions) = decode_batches(&key, &batch);
             let mut publish = Vec::with_capacity(items.len() * 2);
             for item in &items {
                 let Some(result) = result_of(item) else {

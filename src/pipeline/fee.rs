@@ -23,8 +23,9 @@ impl Stage for Fee {
 
     fn handle(&self, batch: Vec<Incoming>) -> StageFuture {
         let pool = self.deps.pool.clone();
+        let key = self.deps.keys.stage_mac.clone();
         Box::pin(async move {
-            let (items, dispositions) = decode_batches(&batch);
+            let (items, dispositions) = decode_batches(&key, &batch);
             let items = with_db(&pool, items, fees::apply_fees).await?;
             let mut shards: Vec<Vec<PaymentItem>> = vec![Vec::new(); SETTLEMENT_SHARDS as usize];
             let mut done = Vec::new();
@@ -37,11 +38,11 @@ impl Stage for Fee {
             let mut publish = Vec::new();
             for (shard, items) in shards.into_iter().enumerate() {
                 if !items.is_empty() {
-                    publish.extend(to_stage(&settlement_key(shard as u32), items)?);
+                    publish.extend(to_stage(&key, &settlement_key(shard as u32), items)?);
                 }
             }
             if !done.is_empty() {
-                publish.extend(to_stage(StageName::Fanout.as_str(), done)?);
+                publish.extend(to_stage(&key, StageName::Fanout.as_str(), done)?);
             }
             Ok(HandlerOutput {
                 publish,

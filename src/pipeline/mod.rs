@@ -19,8 +19,11 @@ use crate::broker::topology::{self, StageName, STAGE};
 use crate::broker::Outgoing;
 use crate::config::{Config, Secret};
 use crate::db::{self, DbError, Pool};
+use crate::keys::Keys;
 use crate::messages::external::DeadReason;
-use crate::messages::internal::{EncodeError, PaymentItem, StageBatch, MAX_BATCH_ITEMS};
+use crate::messages::internal::{
+    DecodeError, EncodeError, PaymentItem, StageBatch, MAX_BATCH_ITEMS,
+};
 use actix::prelude::*;
 use futures_util::future::LocalBoxFuture;
 use std::rc::Rc;
@@ -65,21 +68,26 @@ impl StageError {
 pub struct Deps {
     pub pool: Pool,
     pub jwt: Arc<JwtKeys>,
-    pub code_key: Secret,
+    pub keys: Keys,
+    /// The pipeline's own broker user: requests it published are trusted like the pipeline.
+    pub broker_user: String,
     pub max_message_bytes: usize,
     pub dynamic_qr_ttl: std::time::Duration,
     pub campus_offset: chrono::FixedOffset,
+    pub reversal_window: crate::domain::refund::ReversalWindow,
 }
 
 impl Deps {
     pub fn new(config: &Config, pool: Pool) -> Deps {
         Deps {
             pool,
-            jwt: Arc::new(JwtKeys::new(config.jwt_secret.expose())),
-            code_key: config.code_key.clone(),
+            jwt: Arc::new(JwtKeys::new(&config.keys)),
+            keys: config.keys.clone(),
+            broker_user: config.broker_user.clone(),
             max_message_bytes: config.max_message_bytes,
             dynamic_qr_ttl: config.dynamic_qr_ttl,
             campus_offset: config.campus_offset,
+            reversal_window: config.reversal_window,
         }
     }
 }
@@ -212,20 +220,34 @@ impl Pipeline {
     }
 }
 
-/// Decodes every delivery of an internal stage; undecodable ones are dead-lettered.
-pub fn decode_batches(batch: &[Incoming]) -> (Vec<PaymentItem>, Vec<Disposition>) {
+/// Decodes every delivery of an internal stage. One whose MAC does not verify (forged or
+/// altered) or that does not decode is dead-lettered with the reason, and nothing of it is
+/// acted on.
+pub fn decode_batches(key: &Secret, batch: &[Incoming]) -> (Vec<PaymentItem>, Vec<Disposition>) {
     let mut items = Vec::new();
     let mut dispositions = Vec::with_capacity(batch.len());
     for inc in batch {
-        match StageBatch::decode(&inc.body) {
+        match StageBatch::decode(&inc.body, key.expose()) {
             Ok(b) => {
                 items.extend(b.items);
                 dispositions.push(Disposition::Ack);
             }
             Err(e) => {
-                log::error!("undecodable stage message on {}: {e}", inc.routing_key);
+                let reason = match e {
+                    DecodeError::BadMac => DeadReason::UnauthenticatedStageMessage,
+                    DecodeError::Empty
+                    | DecodeError::Version(_)
+                    | DecodeError::Bincode(_)
+                    | DecodeError::TooManyItems(_) => DeadReason::UndecodableStageMessage,
+                };
+                log::error!(
+                    "{} on {} (published by {}): {e}",
+                    reason.as_str(),
+                    inc.routing_key,
+                    inc.user_id.as_deref().unwrap_or("an unnamed user")
+                );
                 dispositions.push(Disposition::DeadLetter {
-                    reason: format!("{}: {e}", DeadReason::UndecodableStageMessage.as_str()),
+                    reason: format!("{}: {e}", reason.as_str()),
                 });
             }
         }
@@ -233,29 +255,38 @@ pub fn decode_batches(batch: &[Incoming]) -> (Vec<PaymentItem>, Vec<Disposition>
     (items, dispositions)
 }
 
-/// Encodes items for the stage bound to `routing_key`, in chunks of at most MAX_BATCH_ITEMS.
-pub fn to_stage(routing_key: &str, items: Vec<PaymentItem>) -> Result<Vec<Outgoing>, EncodeError> {
+/// Encodes items for the stage bound to `routing_key`, in chunks of at most MAX_BATCH_ITEMS,
+/// each tagged with the stage MAC.
+pub fn to_stage(
+    key: &Secret,
+    routing_key: &str,
+    items: Vec<PaymentItem>,
+) -> Result<Vec<Outgoing>, EncodeError> {
     items
         .chunks(MAX_BATCH_ITEMS)
         .map(|chunk| {
             let body = StageBatch {
                 items: chunk.to_vec(),
             }
-            .encode()?;
+            .encode(key.expose())?;
             Ok(Outgoing::binary(STAGE, routing_key.to_owned(), body))
         })
         .collect()
 }
 
 /// Sends decided items to fan-out and pending ones to `next` (a routing key on `pay.stage`).
-pub fn route(items: Vec<PaymentItem>, next: &str) -> Result<Vec<Outgoing>, EncodeError> {
+pub fn route(
+    key: &Secret,
+    items: Vec<PaymentItem>,
+    next: &str,
+) -> Result<Vec<Outgoing>, EncodeError> {
     let (pending, done): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| i.is_pending());
     let mut out = Vec::new();
     if !pending.is_empty() {
-        out.extend(to_stage(next, pending)?);
+        out.extend(to_stage(key, next, pending)?);
     }
     if !done.is_empty() {
-        out.extend(to_stage(StageName::Fanout.as_str(), done)?);
+        out.extend(to_stage(key, StageName::Fanout.as_str(), done)?);
     }
     Ok(out)
 }

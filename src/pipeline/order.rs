@@ -21,11 +21,12 @@ impl Stage for Order {
 
     fn handle(&self, batch: Vec<Incoming>) -> StageFuture {
         let pool = self.deps.pool.clone();
+        let key = self.deps.keys.stage_mac.clone();
         Box::pin(async move {
-            let (items, dispositions) = decode_batches(&batch);
+            let (items, dispositions) = decode_batches(&key, &batch);
             let items = with_db(&pool, items, orders::create_orders).await?;
             Ok(HandlerOutput {
-                publish: route(items, StageName::Fee.as_str())?,
+                publish: route(&key, items, StageName::Fee.as_str())?,
                 dispositions,
             })
         })

@@ -13,10 +13,10 @@ use crate::broker::topology::RESULTS;
 use crate::broker::Outgoing;
 use crate::db::forward::{self, NewDynamicQr, TerminalProblem};
 use crate::db::requests;
-use crate::db::{self, payments, validation, DbError};
+use crate::db::validation::{self, Gate};
+use crate::db::{self, payments, DbError};
 use crate::domain::campus_qr::{encode_campus, MerchantQr};
-use crate::domain::RequestId;
-use crate::domain::{DeclineReason, PaymentMode};
+use crate::domain::{DeclineReason, MerchantId, PaymentMode, RequestId, TerminalId};
 use crate::messages::external::{
     parse_dynamic_qr, parse_envelope, parse_follow_up, parse_scan, DeadReason, DynamicQrIssuedV1,
     DynamicQrRequest, IssueStatus, PosRoute, QueryState, QueryStatusV1, ScanDecline,
@@ -26,6 +26,7 @@ use crate::messages::format_time;
 use crate::messages::internal::{Outcome, PaymentItem};
 use crate::messages::now_micros;
 use crate::tsm::code_hash;
+use diesel::Connection;
 use std::collections::HashMap;
 
 pub struct QrValidation {
@@ -36,6 +37,15 @@ impl QrValidation {
     pub fn new(deps: Deps) -> QrValidation {
         QrValidation { deps }
     }
+}
+
+/// Who sent a request, as far as the broker and the token tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The broker user that published it: RabbitMQ's validated `user-id` property.
+    pub user_id: Option<String>,
+    /// The version of the terminal token it carried, when the token verified.
+    pub token_version: Option<i32>,
 }
 
 /// A POS request after parsing.
@@ -71,8 +81,10 @@ pub struct DynamicQrJob {
     pub outcome: Result<DynamicQrRequest, ScanDecline>,
 }
 
-/// Parses one delivery into a request, or says why it must be dead-lettered.
-pub fn classify(inc: &Incoming, deps: &Deps) -> Result<Request, DeadReason> {
+/// Parses one delivery into a request and its caller, or says why it must be dead-lettered.
+/// The token is checked here; whether the terminal is live, its token current and the broker
+/// user its own is `admit`'s, once the terminals are loaded.
+pub fn classify(inc: &Incoming, deps: &Deps) -> Result<(Request, Caller), DeadReason> {
     if inc.body.len() > deps.max_message_bytes {
         return Err(DeadReason::TooLarge);
     }
@@ -85,23 +97,28 @@ pub fn classify(inc: &Incoming, deps: &Deps) -> Result<Request, DeadReason> {
         _ => return Err(DeadReason::UnknownType),
     };
     let envelope = parse_envelope(&inc.body, &[expected])?;
+    let auth = deps.jwt.verify_terminal(
+        inc.authorization.as_deref(),
+        &route.merchant_id,
+        &route.terminal_id,
+    );
+    if let Err(e) = &auth {
+        log::warn!(
+            "refusing {expected} {} on {}: unauthorized ({e})",
+            envelope.request_id,
+            inc.routing_key
+        );
+    }
+    let caller = Caller {
+        user_id: inc.user_id.clone(),
+        token_version: auth.as_ref().ok().map(|c| c.ver),
+    };
     if expected == QUERY_V1 || expected == REVERSAL_V1 {
-        let refused = match deps.jwt.verify_terminal(
-            inc.authorization.as_deref(),
-            &route.merchant_id,
-            &route.terminal_id,
-        ) {
-            Err(e) => {
-                log::warn!(
-                    "refusing {expected} for {} on {}: {e}",
-                    envelope.request_id,
-                    inc.routing_key
-                );
-                Some(DeclineReason::Unauthorized)
-            }
+        let refused = match auth {
+            Err(_) => Some(DeclineReason::Unauthorized),
             Ok(_) => parse_follow_up(&inc.body, &route, expected).err(),
         };
-        return Ok(Request::FollowUp(FollowUpJob {
+        let job = FollowUpJob {
             kind: if expected == QUERY_V1 {
                 FollowUpKind::Query
             } else {
@@ -110,33 +127,23 @@ pub fn classify(inc: &Incoming, deps: &Deps) -> Result<Request, DeadReason> {
             request_id: envelope.request_id,
             route,
             refused,
-        }));
+        };
+        return Ok((Request::FollowUp(job), caller));
     }
     if expected == DYNAMIC_QR_V1 {
-        let auth = deps.jwt.verify_terminal(
-            inc.authorization.as_deref(),
-            &route.merchant_id,
-            &route.terminal_id,
-        );
         let outcome = match auth {
-            Err(e) => {
-                log::warn!(
-                    "declining dynamic QR request {} on {}: unauthorized ({e})",
-                    envelope.request_id,
-                    inc.routing_key
-                );
-                Err(ScanDecline {
-                    reason: DeclineReason::Unauthorized,
-                    amount: None,
-                })
-            }
+            Err(_) => Err(ScanDecline {
+                reason: DeclineReason::Unauthorized,
+                amount: None,
+            }),
             Ok(_) => parse_dynamic_qr(&inc.body, &route),
         };
-        return Ok(Request::DynamicQr(DynamicQrJob {
+        let job = DynamicQrJob {
             request_id: envelope.request_id,
             route,
             outcome,
-        }));
+        };
+        return Ok((Request::DynamicQr(job), caller));
     }
     let mut item = PaymentItem {
         request_id: envelope.request_id,
@@ -153,30 +160,65 @@ pub fn classify(inc: &Incoming, deps: &Deps) -> Result<Request, DeadReason> {
         outcome: Outcome::Pending,
     };
     let now = now_micros();
-    if let Err(e) = deps.jwt.verify_terminal(
-        inc.authorization.as_deref(),
-        &route.merchant_id,
-        &route.terminal_id,
-    ) {
-        log::warn!(
-            "declining request {} on {}: unauthorized ({e})",
-            item.request_id,
-            inc.routing_key
-        );
+    if auth.is_err() {
         item.decline(DeclineReason::Unauthorized, now);
-        return Ok(Request::Payment(item));
+        return Ok((Request::Payment(item), caller));
     }
     match parse_scan(&inc.body, &route) {
         Ok(scan) => {
             item.amount = Some(scan.amount);
-            item.code_hash = Some(code_hash(deps.code_key.expose(), &scan.payment_code));
+            item.code_hash = Some(code_hash(
+                deps.keys.payment_codes.expose(),
+                &scan.payment_code,
+            ));
         }
         Err(decline) => {
             item.amount = decline.amount;
             item.decline(decline.reason, now);
         }
     }
-    Ok(Request::Payment(item))
+    Ok((Request::Payment(item), caller))
+}
+
+/// Whether terminal `m`/`t` may make a request: the merchant and the terminal exist and the
+/// terminal is not removed; the broker user that published it is the terminal's own or the
+/// pipeline's (the broker vouches for `user-id`); and its token is the current version (older
+/// ones were revoked by a rotation or a removal). A request with no verified token was
+/// refused already and is not asked about.
+pub fn admit(
+    m: &MerchantId,
+    t: &TerminalId,
+    caller: &Caller,
+    gate: &Gate,
+    service_user: &str,
+) -> Result<(), DeclineReason> {
+    if !gate.merchants.contains(m.as_str()) {
+        return Err(DeclineReason::UnknownMerchant);
+    }
+    let Some(access) = gate
+        .terminals
+        .get(&(m.as_str().to_owned(), t.as_str().to_owned()))
+    else {
+        return Err(DeclineReason::UnknownTerminal);
+    };
+    let own_user = match caller.user_id.as_deref() {
+        None => false,
+        Some(u) => u == service_user || Some(u) == access.broker_user.as_deref(),
+    };
+    if !own_user {
+        log::warn!(
+            "refusing a request for terminal {m}/{t} published by broker user {:?}",
+            caller.user_id
+        );
+        return Err(DeclineReason::Unauthorized);
+    }
+    match caller.token_version {
+        Some(v) if v == access.token_version => Ok(()),
+        _ => {
+            log::warn!("refusing a request for terminal {m}/{t}: its token was revoked");
+            Err(DeclineReason::Unauthorized)
+        }
+    }
 }
 
 impl Stage for QrValidation {
@@ -186,35 +228,65 @@ impl Stage for QrValidation {
         let deps = self.deps.clone();
         Box::pin(async move {
             let mut dispositions = Vec::with_capacity(batch.len());
-            let mut items = Vec::with_capacity(batch.len());
+            let mut payments = Vec::with_capacity(batch.len());
             let mut qr_jobs = Vec::new();
             let mut follow_ups = Vec::new();
             for inc in &batch {
                 match classify(inc, &deps) {
-                    Ok(Request::Payment(item)) => {
-                        items.push(item);
-                        dispositions.push(Disposition::Ack);
+                    Ok((Request::Payment(item), caller)) => payments.push((item, caller)),
+                    Ok((Request::DynamicQr(job), caller)) => qr_jobs.push((job, caller)),
+                    Ok((Request::FollowUp(job), caller)) => follow_ups.push((job, caller)),
+                    Err(reason) => {
+                        dispositions.push(Disposition::DeadLetter {
+                            reason: reason.as_str().to_owned(),
+                        });
+                        continue;
                     }
-                    Ok(Request::DynamicQr(job)) => {
-                        qr_jobs.push(job);
-                        dispositions.push(Disposition::Ack);
-                    }
-                    Ok(Request::FollowUp(job)) => {
-                        follow_ups.push(job);
-                        dispositions.push(Disposition::Ack);
-                    }
-                    Err(reason) => dispositions.push(Disposition::DeadLetter {
-                        reason: reason.as_str().to_owned(),
-                    }),
                 }
+                dispositions.push(Disposition::Ack);
             }
-            resolve_cards(&deps, &mut items).await?;
-            let mut publish = route(items, StageName::Order.as_str())?;
+            let merchants: Vec<String> = payments
+                .iter()
+                .map(|(i, _)| i.merchant_id.to_string())
+                .chain(qr_jobs.iter().map(|(j, _)| j.route.merchant_id.to_string()))
+                .chain(
+                    follow_ups
+                        .iter()
+                        .map(|(j, _)| j.route.merchant_id.to_string()),
+                )
+                .collect();
+            let (items, gate) = screen_payments(&deps, payments, merchants).await?;
+            let mut publish = route(&deps.keys.stage_mac, items, StageName::Order.as_str())?;
             if !qr_jobs.is_empty() {
-                publish.extend(issue_dynamic_codes(&deps, qr_jobs).await?);
+                let jobs = qr_jobs
+                    .into_iter()
+                    .map(|(mut job, caller)| {
+                        if let Ok(req) = &job.outcome {
+                            let (m, t) = (&job.route.merchant_id, &job.route.terminal_id);
+                            if let Err(reason) = admit(m, t, &caller, &gate, &deps.broker_user) {
+                                job.outcome = Err(ScanDecline {
+                                    reason,
+                                    amount: Some(req.amount),
+                                });
+                            }
+                        }
+                        job
+                    })
+                    .collect();
+                publish.extend(issue_dynamic_codes(&deps, jobs).await?);
             }
             if !follow_ups.is_empty() {
-                publish.extend(answer_follow_ups(&deps, follow_ups).await?);
+                let jobs = follow_ups
+                    .into_iter()
+                    .map(|(mut job, caller)| {
+                        if job.refused.is_none() {
+                            let (m, t) = (&job.route.merchant_id, &job.route.terminal_id);
+                            job.refused = admit(m, t, &caller, &gate, &deps.broker_user).err();
+                        }
+                        job
+                    })
+                    .collect();
+                publish.extend(answer_follow_ups(&deps, jobs).await?);
             }
             Ok(HandlerOutput {
                 publish,
@@ -224,66 +296,71 @@ impl Stage for QrValidation {
     }
 }
 
-/// Resolves each pending payment's merchant, terminal and card; throttles terminals that keep
-/// presenting unknown codes, and counts their new failures.
-async fn resolve_cards(deps: &Deps, items: &mut [PaymentItem]) -> Result<(), StageError> {
-    let pending: Vec<&PaymentItem> = items.iter().filter(|i| i.is_pending()).collect();
-    if !pending.is_empty() {
-        let merchants: Vec<String> = pending.iter().map(|i| i.merchant_id.to_string()).collect();
-        let hashes: Vec<Vec<u8>> = pending.iter().filter_map(|i| i.code_hash.clone()).collect();
-        let (lookup, throttled) = db::run(&deps.pool, move |conn| {
-            let throttled = validation::throttled_terminals(conn, &merchants)?;
-            Ok((
-                validation::lookup_for_validation(conn, &merchants, &hashes)?,
-                throttled,
-            ))
-        })
-        .await?;
-        let now = now_micros();
-        for item in items.iter_mut().filter(|i| i.is_pending()) {
-            let m = item.merchant_id.to_string();
-            let t = item.terminal_id.to_string();
-            if !lookup.merchants.contains(&m) {
-                item.decline(DeclineReason::UnknownMerchant, now);
-            } else if !lookup.terminals.contains(&(m.clone(), t.clone())) {
-                item.decline(DeclineReason::UnknownTerminal, now);
-            } else if throttled.contains(&(m, t)) {
-                log::warn!(
-                    "terminal {}/{} throttled: too many failed code attempts (request {})",
-                    item.merchant_id,
-                    item.terminal_id,
-                    item.request_id
-                );
-                item.decline(DeclineReason::RateLimited, now);
-            } else {
-                match item
-                    .code_hash
-                    .as_ref()
-                    .and_then(|h| lookup.cards_by_code.get(h))
-                {
-                    Some(card) => item.card = Some(card.clone()),
-                    None => item.decline(DeclineReason::UnknownCode, now),
+/// Admits each pending payment's terminal, throttles terminals that keep presenting unknown
+/// codes, and resolves the codes to cards — in one database transaction that holds each
+/// terminal's failure counter locked, so failed lookups are counted one at a time, in arrival
+/// order, across every process: once a terminal reaches the limit, nothing it presents is
+/// looked up any more (its later requests in the same batch included). Returns the items and
+/// the terminals loaded, for the other requests of the batch.
+async fn screen_payments(
+    deps: &Deps,
+    payments: Vec<(PaymentItem, Caller)>,
+    merchants: Vec<String>,
+) -> Result<(Vec<PaymentItem>, Gate), StageError> {
+    let service_user = deps.broker_user.clone();
+    Ok(db::run(&deps.pool, move |conn| {
+        conn.transaction(|conn| {
+            let mut merchants = merchants;
+            merchants.sort();
+            merchants.dedup();
+            let pending: Vec<&PaymentItem> = payments
+                .iter()
+                .map(|(i, _)| i)
+                .filter(|i| i.is_pending())
+                .collect();
+            let terminals: Vec<(String, String)> = pending
+                .iter()
+                .map(|i| (i.merchant_id.to_string(), i.terminal_id.to_string()))
+                .collect();
+            let hashes: Vec<Vec<u8>> = pending.iter().filter_map(|i| i.code_hash.clone()).collect();
+            let mut counts = validation::lock_failure_counts(conn, &terminals)?;
+            let gate = validation::gate(conn, &merchants)?;
+            let cards = validation::cards_by_code(conn, &hashes)?;
+            let now = now_micros();
+            let mut failures: HashMap<(String, String), i32> = HashMap::new();
+            let mut items = Vec::with_capacity(payments.len());
+            for (mut item, caller) in payments {
+                if item.is_pending() {
+                    let (m, t) = (&item.merchant_id, &item.terminal_id);
+                    let key = (m.to_string(), t.to_string());
+                    let count = counts.entry(key.clone()).or_default();
+                    if let Err(reason) = admit(m, t, &caller, &gate, &service_user) {
+                        item.decline(reason, now);
+                    } else if *count >= validation::FAILURE_LIMIT {
+                        log::warn!(
+                            "terminal {m}/{t} throttled: too many failed code attempts \
+                             (request {})",
+                            item.request_id
+                        );
+                        item.decline(DeclineReason::RateLimited, now);
+                    } else {
+                        match item.code_hash.as_ref().and_then(|h| cards.get(h)) {
+                            Some(card) => item.card = Some(card.clone()),
+                            None => {
+                                *count += 1;
+                                *failures.entry(key).or_default() += 1;
+                                item.decline(DeclineReason::UnknownCode, now);
+                            }
+                        }
+                    }
                 }
+                items.push(item);
             }
-        }
-    }
-    let mut failures: HashMap<(String, String), i32> = HashMap::new();
-    for item in items.iter() {
-        if let Outcome::Done(d) = &item.outcome {
-            if d.reason == Some(DeclineReason::UnknownCode) {
-                *failures
-                    .entry((item.merchant_id.to_string(), item.terminal_id.to_string()))
-                    .or_default() += 1;
-            }
-        }
-    }
-    if !failures.is_empty() {
-        db::run(&deps.pool, move |conn| {
-            validation::record_failures(conn, &failures)
+            validation::record_failures(conn, &failures)?;
+            Ok((items, gate))
         })
-        .await?;
-    }
-    Ok(())
+    })
+    .await?)
 }
 
 /// Answers queries and carries out reversals. A request with a final state gets its
@@ -293,6 +370,12 @@ async fn answer_follow_ups(
     deps: &Deps,
     jobs: Vec<FollowUpJob>,
 ) -> Result<Vec<Outgoing>, StageError> {
+    let now = now_micros();
+    // Reversals reach back only this far; older payments are refunded by an operator.
+    let window_opens = deps.reversal_window.opens_at(
+        now,
+        crate::config::campus_day_start(deps.campus_offset, now),
+    );
     let (finals, statuses) = db::run(&deps.pool, move |conn| {
         let mut finals = Vec::new();
         let mut statuses = Vec::new();
@@ -313,13 +396,24 @@ async fn answer_follow_ups(
             let scope = format!("pos:{}:{}", job.route.merchant_id, job.route.terminal_id);
             let found = match job.kind {
                 FollowUpKind::Query => requests::query(conn, &scope, job.request_id.0)?,
-                FollowUpKind::Reversal => Some(requests::reverse(
-                    conn,
-                    &scope,
-                    job.request_id.0,
-                    &job.route.merchant_id,
-                    &job.route.terminal_id,
-                )?),
+                FollowUpKind::Reversal => {
+                    let r = requests::reverse(
+                        conn,
+                        &scope,
+                        job.request_id.0,
+                        &job.route.merchant_id,
+                        &job.route.terminal_id,
+                        window_opens,
+                    )?;
+                    if r.window_closed {
+                        statuses.push(status(
+                            QueryState::Rejected,
+                            Some(DeclineReason::ReversalWindowClosed),
+                        ));
+                        continue;
+                    }
+                    Some((r.row, r.card))
+                }
             };
             match found {
                 None => statuses.push(status(QueryState::Unknown, None)),
@@ -334,7 +428,11 @@ async fn answer_follow_ups(
     .await?;
     let mut out = Vec::new();
     if !finals.is_empty() {
-        out.extend(to_stage(StageName::Fanout.as_str(), finals)?);
+        out.extend(to_stage(
+            &deps.keys.stage_mac,
+            StageName::Fanout.as_str(),
+            finals,
+        )?);
     }
     for s in statuses {
         let key = crate::messages::external::pos_result_key(&s.merchant_id, &s.terminal_id);
@@ -353,7 +451,7 @@ async fn issue_dynamic_codes(
     deps: &Deps,
     jobs: Vec<DynamicQrJob>,
 ) -> Result<Vec<Outgoing>, StageError> {
-    let key = deps.code_key.clone();
+    let key = deps.keys.qr_signatures.clone();
     let ttl =
         chrono::Duration::from_std(deps.dynamic_qr_ttl).unwrap_or(chrono::Duration::minutes(5));
     let answers = db::run(&deps.pool, move |conn| {

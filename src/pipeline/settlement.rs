@@ -23,8 +23,9 @@ impl Stage for Settlement {
     fn handle(&self, batch: Vec<Incoming>) -> StageFuture {
         let pool = self.deps.pool.clone();
         let offset = self.deps.campus_offset;
+        let key = self.deps.keys.stage_mac.clone();
         Box::pin(async move {
-            let (items, dispositions) = decode_batches(&batch);
+            let (items, dispositions) = decode_batches(&key, &batch);
             let day_start = crate::config::campus_day_start(offset, crate::messages::now_micros());
             let items = with_db(&pool, items, move |c, items| {
                 settle::settle(c, items, day_start)
@@ -33,7 +34,7 @@ impl Stage for Settlement {
             let publish = if items.is_empty() {
                 Vec::new()
             } else {
-                to_stage(StageName::Fanout.as_str(), items)?
+                to_stage(&key, StageName::Fanout.as_str(), items)?
             };
             Ok(HandlerOutput {
                 publish,

@@ -1,25 +1,41 @@
-//! The bearer-token extractor: every phone route needs a cardholder's JWT and acts only for
-//! that cardholder.
+//! Who is calling: every phone route needs a cardholder's JWT and acts only for that cardholder;
+//! every `/admin/v1` route needs an operator's. A cardholder's token must also be of the
+//! cardholder's current version (revocation, `ops::tokens::revoke_cardholder`), which costs one
+//! indexed read per request.
 
 use super::error::ApiError;
 use super::AppState;
-use crate::auth::Role;
+use crate::auth::{AuthError, Claims, Role};
+use crate::db::{self, admin};
 use crate::domain::UserId;
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
 use std::future::{ready, Ready};
 
 pub struct Cardholder(pub UserId);
 
 impl FromRequest for Cardholder {
     type Error = ApiError;
-    type Future = Ready<Result<Cardholder, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Cardholder, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(cardholder(req))
+        let checked = state(req).and_then(|s| Ok((s.clone(), cardholder_claims(req, &s)?)));
+        Box::pin(async move {
+            let (state, (user, version)) = checked?;
+            let u = user.clone();
+            let current =
+                db::run(&state.pool, move |c| admin::cardholder_token_version(c, &u)).await?;
+            // No cardholder row: nothing to revoke, and the routes answer `not_found`.
+            if current.is_some_and(|v| v != version) {
+                return Err(ApiError::unauthorized(AuthError::Revoked.to_string()));
+            }
+            Ok(Cardholder(user))
+        })
     }
 }
 
-/// An operator with an admin token (`campuspay admin token --admin NAME`).
+/// An operator with an admin token (`campuspay admin token --admin NAME`); holds the token's
+/// subject (`admin:NAME`).
 pub struct Admin(pub String);
 
 impl FromRequest for Admin {
@@ -27,24 +43,28 @@ impl FromRequest for Admin {
     type Future = Ready<Result<Admin, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(bearer(req).and_then(|claims| {
-            if claims.role == Role::Admin {
-                Ok(Admin(claims.sub))
-            } else {
-                Err(ApiError::new(
+        ready(state(req).and_then(|s| {
+            let claims = bearer(req, &s)?;
+            match claims.role {
+                Role::Admin => Ok(Admin(claims.sub)),
+                Role::Cardholder | Role::Terminal => Err(ApiError::new(
                     403,
                     "forbidden",
                     "this route needs an admin token",
-                ))
+                )),
             }
         }))
     }
 }
 
-fn bearer(req: &HttpRequest) -> Result<crate::auth::Claims, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::new(500, "internal_error", "application state missing"))?;
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::new(500, "internal_error", "application state missing"))
+}
+
+/// A valid token of any role (a valid token of the wrong role is a 403, not a 401).
+fn bearer(req: &HttpRequest, state: &AppState) -> Result<Claims, ApiError> {
     let header = req
         .headers()
         .get("authorization")
@@ -55,12 +75,12 @@ fn bearer(req: &HttpRequest) -> Result<crate::auth::Claims, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("Authorization must be a Bearer token"))?;
     state
         .jwt
-        .verify(token.trim())
+        .verify_any(token.trim())
         .map_err(|e| ApiError::unauthorized(e.to_string()))
 }
 
-fn cardholder(req: &HttpRequest) -> Result<Cardholder, ApiError> {
-    let claims = bearer(req)?;
+fn cardholder_claims(req: &HttpRequest, state: &AppState) -> Result<(UserId, i32), ApiError> {
+    let claims = bearer(req, state)?;
     if claims.role != Role::Cardholder {
         return Err(ApiError::unauthorized(
             "this route needs a cardholder token",
@@ -71,5 +91,5 @@ fn cardholder(req: &HttpRequest) -> Result<Cardholder, ApiError> {
         .as_deref()
         .and_then(|u| UserId::parse(u).ok())
         .ok_or_else(|| ApiError::unauthorized("token names no valid user"))?;
-    Ok(Cardholder(user))
+    Ok((user, claims.ver))
 }

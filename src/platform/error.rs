@@ -99,6 +99,18 @@ impl From<OpsError> for ApiError {
                 log::error!("token error in HTTP handler: {e}");
                 ApiError::new(500, "internal_error", "could not issue the token")
             }
+            OpsError::Management(e) => {
+                log::warn!("broker management error in HTTP handler: {e}");
+                ApiError::new(
+                    503,
+                    "unavailable",
+                    format!("the broker's management API is unavailable: {e}"),
+                )
+            }
+            OpsError::Task(e) => {
+                log::error!("task failed in HTTP handler: {e}");
+                ApiError::new(500, "internal_error", "the operation failed; see the logs")
+            }
         }
     }
 }
@@ -118,7 +130,8 @@ impl From<OrderProblem> for ApiError {
             OrderProblem::CardFrozen => (403, "card_frozen"),
             OrderProblem::NoCard => (404, "no_card"),
             OrderProblem::PinRequired => (403, "pin_required"),
-            OrderProblem::PinInvalid => (403, "pin_invalid"),
+            OrderProblem::PinInvalid { .. } => (403, "pin_invalid"),
+            OrderProblem::PinLocked { .. } => (403, "pin_locked"),
         };
         ApiError::new(status, code, p.to_string())
     }

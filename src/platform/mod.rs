@@ -117,7 +117,7 @@ impl Platform {
         actix_rt::spawn(hub.clone().run(config.amqp_url.clone(), hub_rx));
         let state = web::Data::new(AppState {
             pool,
-            jwt: JwtKeys::new(config.jwt_secret.expose()),
+            jwt: JwtKeys::new(&config.keys),
             config: config.clone(),
             publisher: PublisherSlot {
                 url: config.amqp_url.clone(),

@@ -22,7 +22,7 @@ pub async fn payment_codes(
 ) -> Result<HttpResponse, ApiError> {
     let issued = tsm::issue(
         &state.pool,
-        state.config.code_key.expose(),
+        state.config.keys.payment_codes.expose(),
         &who.0,
         state.config.code_ttl,
     )
@@ -80,7 +80,7 @@ pub async fn create_order(
             signature,
         } => {
             if !qr::signature_valid(
-                state.config.code_key.expose(),
+                state.config.keys.qr_signatures.expose(),
                 &merchant_id,
                 &terminal_id,
                 amount,
@@ -175,7 +175,7 @@ pub async fn pay_order(
     }
     let hash = pin
         .as_deref()
-        .map(|p| tsm::pin_hash(state.config.code_key.expose(), &who.0, p));
+        .map(|p| tsm::pin_hash(state.config.keys.pin_hashes.expose(), &who.0, p));
     let user = who.0.clone();
     let submitted = db::run(&state.pool, move |c| {
         forward::submit_order(
@@ -213,7 +213,7 @@ pub async fn pay_order(
             pin_verified: submitted.pin_verified,
             outcome: Outcome::Pending,
         };
-        let messages = to_stage("order", vec![item])
+        let messages = to_stage(&state.config.keys.stage_mac, "order", vec![item])
             .map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?;
         state.publisher.publish(&messages).await.map_err(|e| {
             log::warn!("cannot hand order {id} to the pipeline: {e}");

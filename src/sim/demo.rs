@@ -5,8 +5,7 @@
 
 use super::pos::Pos;
 use super::seed::{self, Campus};
-use super::SimError;
-use crate::auth::JwtKeys;
+use super::{SimError, Tokens};
 use crate::broker::connection::connect_retrying;
 use crate::broker::topology::{topology, StageName};
 use crate::config::Config;
@@ -106,9 +105,14 @@ async fn plan(
     for i in 0..n {
         let ch = normal[i % normal.len()];
         if !codes.contains_key(&ch.user) {
-            let issued = tsm::issue(pool, config.code_key.expose(), &ch.user, config.code_ttl)
-                .await?
-                .map_err(|r| SimError::Other(r.to_string()))?;
+            let issued = tsm::issue(
+                pool,
+                config.keys.payment_codes.expose(),
+                &ch.user,
+                config.code_ttl,
+            )
+            .await?
+            .map_err(|r| SimError::Other(r.to_string()))?;
             codes.insert(ch.user.clone(), issued.codes);
             users.push(ch.user.clone());
         }
@@ -124,9 +128,14 @@ async fn plan(
         });
     }
     for (k, ch) in campus.cardholders.iter().filter(|c| c.broke).enumerate() {
-        let issued = tsm::issue(pool, config.code_key.expose(), &ch.user, config.code_ttl)
-            .await?
-            .map_err(|r| SimError::Other(r.to_string()))?;
+        let issued = tsm::issue(
+            pool,
+            config.keys.payment_codes.expose(),
+            &ch.user,
+            config.code_ttl,
+        )
+        .await?
+        .map_err(|r| SimError::Other(r.to_string()))?;
         planned.push(Planned {
             terminal: k % terminals,
             user: Some(ch.user.clone()),
@@ -151,8 +160,9 @@ async fn plan(
 
 async fn run_phase(
     conn: &lapin::Connection,
+    broker_user: &str,
     campus: &Campus,
-    jwt: &JwtKeys,
+    tokens: &Tokens,
     planned: Vec<Planned>,
 ) -> Result<Vec<Outcome>, SimError> {
     let mut per_terminal: Vec<Vec<Planned>> = vec![Vec::new(); campus.terminals.len()];
@@ -162,8 +172,8 @@ async fn run_phase(
     let mut tills = Vec::new();
     for (idx, queue) in per_terminal.into_iter().enumerate() {
         let (m, t) = campus.terminals[idx].clone();
-        let token = jwt.issue_terminal(&m, &t)?;
-        let pos = Pos::open(conn, m, t, token).await?;
+        let token = tokens.terminal(&m, &t).await?;
+        let pos = Pos::open(conn, broker_user, m, t, token).await?;
         tills.push(async move {
             let mut pos = pos;
             let mut out = Vec::with_capacity(queue.len());
@@ -215,7 +225,7 @@ pub async fn run(config: &Config, opts: &DemoOptions) -> Result<DemoReport, SimE
     );
     let pipeline = Pipeline::start(config, pool.clone(), &StageName::ALL);
     println!("pipeline started: qr_validation → order → fee → settlement ×4 → fanout");
-    let jwt = JwtKeys::new(config.jwt_secret.expose());
+    let tokens = Tokens::new(config, pool.clone());
 
     let (planned, _) = plan(&pool, config, &campus, opts.payments).await?;
     println!(
@@ -224,7 +234,7 @@ pub async fn run(config: &Config, opts: &DemoOptions) -> Result<DemoReport, SimE
         campus.terminals.len()
     );
     let started = Instant::now();
-    let mut outcomes = run_phase(&conn, &campus, &jwt, planned).await?;
+    let mut outcomes = run_phase(&conn, &config.broker_user, &campus, &tokens, planned).await?;
     // Second wave: five customers whose codes were already used get scanned again.
     let reused: Vec<Planned> = outcomes
         .iter()
@@ -239,8 +249,8 @@ pub async fn run(config: &Config, opts: &DemoOptions) -> Result<DemoReport, SimE
             expect: Expect::Declined(DeclineReason::CodeUsed),
         })
         .collect();
-    outcomes.extend(run_phase(&conn, &campus, &jwt, reused).await?);
-    let forward = forward_scan(config, &pool, &conn, &campus, &jwt).await?;
+    outcomes.extend(run_phase(&conn, &config.broker_user, &campus, &tokens, reused).await?);
+    let forward = forward_scan(config, &pool, &conn, &campus, &tokens).await?;
     let lunch = started.elapsed();
     pipeline.shutdown().await;
     let _ = conn.close(200, "demo done".into()).await;
@@ -304,7 +314,7 @@ async fn forward_scan(
     pool: &db::Pool,
     conn: &lapin::Connection,
     campus: &Campus,
-    jwt: &JwtKeys,
+    tokens: &Tokens,
 ) -> Result<ForwardReport, SimError> {
     use crate::domain::campus_qr::{encode_campus, MerchantQr};
     let mut report = ForwardReport {
@@ -360,7 +370,8 @@ async fn forward_scan(
     let base = format!("http://{}", platform.addr);
     println!("payment platform on {base}; phones scanning merchant QR codes …");
     let (m, t) = campus.terminals[0].clone();
-    let mut till = Pos::open(conn, m.clone(), t.clone(), jwt.issue_terminal(&m, &t)?).await?;
+    let token = tokens.terminal(&m, &t).await?;
+    let mut till = Pos::open(conn, &config.broker_user, m.clone(), t.clone(), token).await?;
     let phones: Vec<&seed::Cardholder> = campus
         .cardholders
         .iter()
@@ -403,7 +414,7 @@ async fn forward_scan(
                 )
             }
         };
-        let token = jwt.issue_cardholder(&ch.user, 600)?;
+        let token = tokens.cardholder(&ch.user, 600).await?;
         let phone = super::phone::Phone::new(&base, &token);
         let done =
             tokio::task::spawn_blocking(move || -> Result<super::phone::Answer, SimError> {

@@ -91,6 +91,7 @@ async fn open(url: &str, till: &Till) -> Result<(lapin::Connection, Pos), SimErr
     .await?;
     let pos = Pos::open(
         &conn,
+        &crate::broker::amqp_url::user(url),
         till.merchant.clone(),
         till.terminal.clone(),
         till.token.clone(),

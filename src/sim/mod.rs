@@ -28,3 +28,47 @@ pub enum SimError {
     #[error("{0}")]
     Other(String),
 }
+
+/// Tokens at the current versions the database holds (a token of an older version is
+/// revoked), for the simulated tills and phones.
+pub struct Tokens {
+    jwt: crate::auth::JwtKeys,
+    pool: crate::db::Pool,
+}
+
+impl Tokens {
+    pub fn new(config: &crate::config::Config, pool: crate::db::Pool) -> Tokens {
+        Tokens {
+            jwt: crate::auth::JwtKeys::new(&config.keys),
+            pool,
+        }
+    }
+
+    pub async fn terminal(
+        &self,
+        m: &crate::domain::MerchantId,
+        t: &crate::domain::TerminalId,
+    ) -> Result<String, SimError> {
+        let (mm, tt) = (m.clone(), t.clone());
+        let version = crate::db::run(&self.pool, move |c| {
+            crate::db::admin::terminal_token_version(c, &mm, &tt)
+        })
+        .await?
+        .ok_or_else(|| SimError::Other(format!("no live terminal {m}/{t}")))?;
+        Ok(self.jwt.issue_terminal(m, t, version)?)
+    }
+
+    pub async fn cardholder(
+        &self,
+        user: &crate::domain::UserId,
+        ttl_secs: i64,
+    ) -> Result<String, SimError> {
+        let u = user.clone();
+        let version = crate::db::run(&self.pool, move |c| {
+            crate::db::admin::cardholder_token_version(c, &u)
+        })
+        .await?
+        .ok_or_else(|| SimError::Other(format!("no cardholder {user}")))?;
+        Ok(self.jwt.issue_cardholder(user, ttl_secs, version)?)
+    }
+}

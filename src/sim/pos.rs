@@ -1,5 +1,6 @@
 //! A simulated POS terminal: publishes `scan.v1` to `pay.requests` with its JWT in the
-//! `authorization` header (persistent, mandatory, confirmed) and reads its result queue.
+//! `authorization` header and the broker user it logged in as in `user-id` (persistent,
+//! mandatory, confirmed) and reads its result queue.
 
 use super::results::Subscriber;
 use super::SimError;
@@ -22,14 +23,41 @@ pub struct Pos {
 }
 
 impl Pos {
+    /// A till on a connection of the pipeline's own broker user `user` (trusted to act for any
+    /// terminal; it also provisions the result queue): the demo, the tests, tools.
     pub async fn open(
         conn: &Connection,
+        user: &str,
         merchant: MerchantId,
         terminal: TerminalId,
         token: String,
     ) -> Result<Pos, SimError> {
-        let publisher = Publisher::new(conn, Duration::from_secs(10)).await?;
+        let publisher = Publisher::new(conn, Duration::from_secs(10))
+            .await?
+            .as_user(user);
         let results = Subscriber::open(conn, &pos_result_key(&merchant, &terminal)).await?;
+        Ok(Pos {
+            merchant,
+            terminal,
+            token,
+            publisher,
+            results,
+        })
+    }
+
+    /// A till logged in as its own broker user `user` (`admin terminal add` created it and its
+    /// result queue): it publishes and reads its queue, and declares nothing.
+    pub async fn open_as_terminal(
+        conn: &Connection,
+        user: &str,
+        merchant: MerchantId,
+        terminal: TerminalId,
+        token: String,
+    ) -> Result<Pos, SimError> {
+        let publisher = Publisher::new(conn, Duration::from_secs(10))
+            .await?
+            .as_user(user);
+        let results = Subscriber::attach(conn, &pos_result_key(&merchant, &terminal)).await?;
         Ok(Pos {
             merchant,
             terminal,

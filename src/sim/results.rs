@@ -32,9 +32,22 @@ struct Head {
 }
 
 impl Subscriber {
+    /// Provisions the queue (declares and binds it: the pipeline's own user may) and consumes
+    /// it.
     pub async fn open(conn: &Connection, queue: &str) -> Result<Subscriber, SimError> {
         let channel = conn.create_channel().await?;
         provision_result_queue(&channel, queue).await?;
+        Self::consume(channel, queue).await
+    }
+
+    /// Consumes a queue that exists already, declaring nothing: what a terminal's own broker
+    /// user can do (it may read its queue and configure nothing).
+    pub async fn attach(conn: &Connection, queue: &str) -> Result<Subscriber, SimError> {
+        let channel = conn.create_channel().await?;
+        Self::consume(channel, queue).await
+    }
+
+    async fn consume(channel: lapin::Channel, queue: &str) -> Result<Subscriber, SimError> {
         channel.basic_qos(200, BasicQosOptions::default()).await?;
         let consumer = channel
             .basic_consume(

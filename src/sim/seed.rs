@@ -96,7 +96,7 @@ pub async fn seed(pool: &Pool) -> Result<Campus, SimError> {
         for (mid, name, tids) in &merchants {
             refusals.push(admin::add_merchant(conn, mid, name)?.map(|_| ()));
             for tid in tids {
-                refusals.push(admin::add_terminal(conn, mid, tid)?);
+                refusals.push(admin::add_terminal(conn, mid, tid, None)?.map(|_| ()));
             }
         }
         let rules: i64 = {

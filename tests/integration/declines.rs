@@ -113,8 +113,13 @@ async fn each_reason_declines_once_and_moves_nothing() {
     .await
     .unwrap();
     expect_decline(&mut pos, rid, DeclineReason::Unauthorized).await;
-    let forger = campuspay::auth::JwtKeys::new(b"not-the-real-secret-not-the-real-secret");
-    let forged = forger.issue_terminal(&pos.merchant, &pos.terminal).unwrap();
+    let forger = campuspay::auth::JwtKeys::new(&campuspay::keys::Keys::derive(
+        b"not-the-real-secret-not-the-real-secret",
+        b"not-the-real-key-not-the-real-key-xx",
+    ));
+    let forged = forger
+        .issue_terminal(&pos.merchant, &pos.terminal, 1)
+        .unwrap();
     let rid = RequestId::new_random();
     pos.publish_raw(
         &pos.routing_key("scan"),
@@ -129,6 +134,7 @@ async fn each_reason_declines_once_and_moves_nothing() {
         .issue_terminal(
             &pos.merchant,
             &campuspay::domain::TerminalId::parse("t2").unwrap(),
+            1,
         )
         .unwrap();
     let rid = RequestId::new_random();

@@ -32,6 +32,7 @@ impl Worker {
             .args(["run", "--no-http"])
             .args(args)
             .env("CAMPUSPAY_STANDBY_DELAY_MS", "1000")
+            .env("CAMPUSPAY_ENV", "development")
             .env("DATABASE_URL", &env.config.database_url)
             .env("AMQP_URL", &env.config.amqp_url)
             .env("RUST_LOG", "warn")
@@ -78,7 +79,7 @@ pub async fn campus(env: &TestEnv) -> (Vec<Till>, usize) {
             campuspay::domain::MerchantId::parse("m1").unwrap(),
             campuspay::domain::TerminalId::parse(t).unwrap(),
         );
-        let token = env.jwt.issue_terminal(&m, &t).unwrap();
+        let token = env.jwt.issue_terminal(&m, &t, 1).unwrap();
         tills.push(Till {
             merchant: m,
             terminal: t,

@@ -87,7 +87,7 @@ async fn all_three_kinds_pay_end_to_end_with_pos_and_sse_results() {
     env.fee(Identity::External, "0.10", None).await;
     let user = env.card("x001", Identity::External, "100.00").await;
     let phone = env.phone(&base, &user);
-    let token = env.jwt.issue_cardholder(&user, 600).unwrap();
+    let token = env.jwt.issue_cardholder(&user, 600, 1).unwrap();
     let mut events = sse(&base, &token).await;
     let mut till = env.pos("canteen", "t1").await;
     let mut counter = env.pos("canteen", "counter").await;
@@ -293,9 +293,12 @@ async fn bad_forward_scan_input_is_refused_and_moves_nothing() {
         // No token, a forged token.
         let anon = Phone::new(&base2, "");
         expect(anon.me().unwrap(), 401, "unauthorized");
-        let forged = campuspay::auth::JwtKeys::new(b"forged-forged-forged-forged-forged-xx")
-            .issue_cardholder(&campuspay::domain::UserId::parse("s001").unwrap(), 600)
-            .unwrap();
+        let forged = campuspay::auth::JwtKeys::new(&campuspay::keys::Keys::derive(
+            b"forged-forged-forged-forged-forged-xx",
+            b"forged-forged-forged-forged-forged-xx",
+        ))
+        .issue_cardholder(&campuspay::domain::UserId::parse("s001").unwrap(), 600, 1)
+        .unwrap();
         expect(
             Phone::new(&base2, &forged).me().unwrap(),
             401,

@@ -324,14 +324,17 @@ async fn every_bad_token_is_declined_unauthorized() {
     let user = env.card("s001", Identity::Student, "100.00").await;
     let codes = env.codes(&user).await;
     let mut pos = env.pos("m1", "t1").await;
-    let secret = env.config.jwt_secret.expose().to_vec();
+    let secret = env.config.keys.terminal_tokens.expose().to_vec();
     let now = chrono::Utc::now().timestamp();
     let claims = |role: Role, terminal: &str, exp: i64| Claims {
+        iss: campuspay::auth::ISSUER.into(),
+        aud: Role::Terminal.audience().into(),
         sub: "x".into(),
         role,
         merchant_id: Some("m1".into()),
         terminal_id: Some(terminal.into()),
         user_id: None,
+        ver: 1,
         iat: now,
         exp,
     };
@@ -405,10 +408,11 @@ async fn every_bad_token_is_declined_unauthorized() {
             "another terminal's token",
             Some(format!(
                 "Bearer {}",
-                JwtKeys::new(&secret)
+                JwtKeys::new(&env.config.keys)
                     .issue_terminal(
                         &pos.merchant,
-                        &campuspay::domain::TerminalId::parse("t2").unwrap()
+                        &campuspay::domain::TerminalId::parse("t2").unwrap(),
+                        1
                     )
                     .unwrap()
             )),

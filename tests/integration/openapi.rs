@@ -643,7 +643,7 @@ async fn a_real_flow_and_its_errors_match_the_document() {
     let phone = env.phone(&base, &user);
     let frozen = env.phone(&base, &frozen);
     let cardless = env.phone(&base, &UserId::parse("nobody").unwrap());
-    let token = env.jwt.issue_cardholder(&user, 600).unwrap();
+    let token = env.jwt.issue_cardholder(&user, 600, 1).unwrap();
     let mut events = sse_lines(&base, &token);
     let doc = openapi();
 
@@ -792,9 +792,12 @@ async fn a_real_flow_and_its_errors_match_the_document() {
             expect_error(doc, "GET", get, &a, 404, "not_found");
         }
 
-        let forged = campuspay::auth::JwtKeys::new(b"forged-forged-forged-forged-forged-xx")
-            .issue_cardholder(&UserId::parse("x001").unwrap(), 600)
-            .unwrap();
+        let forged = campuspay::auth::JwtKeys::new(&campuspay::keys::Keys::derive(
+            b"forged-forged-forged-forged-forged-xx",
+            b"forged-forged-forged-forged-forged-xx",
+        ))
+        .issue_cardholder(&UserId::parse("x001").unwrap(), 600, 1)
+        .unwrap();
         let a = Phone::new(&b, &forged).me().unwrap();
         expect_error(doc, "GET", "/v1/me", &a, 401, "unauthorized");
 

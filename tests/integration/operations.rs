@@ -52,7 +52,7 @@ async fn a_frozen_card_is_declined_and_its_codes_are_revoked() {
     // No new codes while frozen.
     assert!(campuspay::tsm::issue(
         &env.pool,
-        env.config.code_key.expose(),
+        env.config.keys.payment_codes.expose(),
         &user,
         env.config.code_ttl
     )
@@ -98,7 +98,7 @@ async fn limited_card(env: &mut TestEnv) -> (UserId, campuspay::sim::pos::Pos, V
     let base = env.start_platform().await;
     env.merchant("m1", &["t1"]).await;
     let user = env.card("s001", Identity::Student, "500.00").await;
-    let (u, key) = (user.clone(), env.config.code_key.expose().to_vec());
+    let (u, key) = (user.clone(), env.config.keys.pin_hashes.expose().to_vec());
     db::run(&env.pool, move |c| {
         cards::set_limits(
             c,

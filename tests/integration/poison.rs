@@ -46,7 +46,7 @@ async fn a_poison_stage_message_is_dead_lettered_and_the_rest_goes_on() {
     let body = StageBatch {
         items: vec![poison],
     }
-    .encode()
+    .encode(env.config.keys.stage_mac.expose())
     .unwrap();
     let publisher = Publisher::new(&env.conn, Duration::from_secs(10))
         .await

@@ -357,7 +357,7 @@ async fn a_replayed_stage_batch_reaches_fanout_and_the_pos_gets_exactly_one_resu
     let body = StageBatch {
         items: vec![declined_item(rid)],
     }
-    .encode()
+    .encode(env.config.keys.stage_mac.expose())
     .unwrap();
     // A dead letter exactly as the fan-out stage would have written it.
     let p = publisher(&env).await;

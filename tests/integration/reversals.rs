@@ -165,7 +165,7 @@ async fn another_terminal_cannot_reverse_my_payment() {
     });
     let t2_token = env
         .jwt
-        .issue_terminal(&other.merchant, &other.terminal)
+        .issue_terminal(&other.merchant, &other.terminal, 1)
         .unwrap();
     pos.publish_raw(
         &pos.routing_key("reversal"),

@@ -327,7 +327,8 @@ pub fn decode_body(body: &[u8]) -> Body {
         // Internal stage messages start with their format version (1, 2, …): small bytes that
         // no JSON or text starts with.
         if (1..=internal::VERSION).contains(&version) {
-            match StageBatch::decode(body) {
+            // Shown, not acted on: the MAC is for the stages to check.
+            match StageBatch::decode_unverified(body) {
                 Ok(batch) => {
                     let mut items = serde_json::to_value(&batch.items).unwrap_or(Value::Null);
                     mask_codes(&mut items);
@@ -493,7 +494,7 @@ mod tests {
             Body::Json { value } => assert_eq!(value["payment_code"], "28************3456"),
             other => panic!("{other:?}"),
         }
-        let batch = StageBatch { items: vec![] }.encode().unwrap();
+        let batch = StageBatch { items: vec![] }.encode(b"key").unwrap();
         assert!(matches!(decode_body(&batch), Body::StageBatch { .. }));
         match decode_body(b"not json") {
             Body::Hex { hex, text, .. } => {

@@ -94,37 +94,14 @@ pub enum QueuesError {
 
 /// The vhost an AMQP URL names: its path, percent-decoded (`%2f` is `/`); no path is `/`.
 pub fn vhost_of(amqp_url: &str) -> Result<String, QueuesError> {
-    let rest = amqp_url
-        .strip_prefix("amqp://")
-        .or_else(|| amqp_url.strip_prefix("amqps://"))
-        .ok_or(QueuesError::BadAmqpUrl(
+    if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+        return Err(QueuesError::BadAmqpUrl(
             "must start with amqp:// or amqps://",
-        ))?;
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let path = rest.split_once('/').map(|(_, p)| p).unwrap_or_default();
-    if path.is_empty() {
-        return Ok("/".into());
+        ));
     }
-    percent_decode(path).ok_or(QueuesError::BadAmqpUrl(
+    crate::broker::amqp_url::vhost(amqp_url).ok_or(QueuesError::BadAmqpUrl(
         "the vhost is not valid percent-encoded UTF-8",
     ))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 pub fn check_limit(limit: usize) -> Result<usize, QueuesError> {
