@@ -73,6 +73,8 @@ pub struct Config {
     pub campus_offset: chrono::FixedOffset,
     /// Where `campuspay run` serves the payment platform's HTTP API.
     pub http_addr: String,
+    /// Where every `campuspay run` process serves its operations listener (`/metrics`).
+    pub ops_addr: String,
     /// Messages larger than this are dead-lettered unread (a POS message is < 1 KiB).
     pub max_message_bytes: usize,
     /// Unacked deliveries per stage consumer; also the largest natural batch.
@@ -204,6 +206,7 @@ impl Config {
                 86_400,
             )?),
             http_addr: env("CAMPUSPAY_HTTP_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            ops_addr: env("CAMPUSPAY_OPS_ADDR").unwrap_or_else(|| "127.0.0.1:9188".into()),
             campus_offset: parse_offset(
                 env("CAMPUSPAY_UTC_OFFSET").as_deref().unwrap_or("+08:00"),
             )?,
@@ -240,6 +243,7 @@ impl Config {
             code_ttl: Duration::from_secs(600),
             dynamic_qr_ttl: Duration::from_secs(300),
             http_addr: "127.0.0.1:0".into(),
+            ops_addr: "127.0.0.1:0".into(),
             campus_offset: chrono::FixedOffset::east_opt(8 * 3600)
                 .unwrap_or_else(|| chrono::Offset::fix(&chrono::Utc)),
             max_message_bytes: 16 * 1024,

@@ -79,7 +79,7 @@ pub fn grant(
 }
 
 /// Deletes the terminal's user and closes its connections: its login stops working at once.
-pub fn revoke(mgmt: &Management, user: &str) -> Result<usize, ManagementError> {
+pub fn revoke(mgmt: &Management, user: &str) -> Result<(), ManagementError> {
     mgmt.delete_user(user)?;
     mgmt.close_user_connections(user)
 }

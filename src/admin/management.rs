@@ -257,23 +257,16 @@ impl Management {
         Ok(())
     }
 
-    /// Force-closes every connection of `user` (a deleted user's open connections would
-    /// otherwise live on); returns how many.
-    pub fn close_user_connections(&self, user: &str) -> Result<usize, ManagementError> {
-        let all = match self.call("GET", "/api/connections?columns=name,user", None)? {
-            Some(Value::Array(v)) => v,
-            _ => Vec::new(),
-        };
-        let mut closed = 0;
-        for c in all.iter().filter(|c| c["user"].as_str() == Some(user)) {
-            if let Some(name) = c["name"].as_str() {
-                // Gone already: fine.
-                if self.close_connection(name).is_ok() {
-                    closed += 1;
-                }
-            }
-        }
-        Ok(closed)
+    /// Force-closes every connection of `user`, at once: a deleted user's or a changed
+    /// password's open connections would otherwise live on. (The broker's own connection
+    /// tracking, not the management statistics, which lag by seconds.)
+    pub fn close_user_connections(&self, user: &str) -> Result<(), ManagementError> {
+        self.call(
+            "DELETE",
+            &format!("/api/connections/username/{}", encode(user)),
+            None,
+        )?;
+        Ok(())
     }
 }
 

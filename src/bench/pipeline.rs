@@ -137,18 +137,16 @@ async fn pipeline_inner(
             if args.workers > 1 && !shards.is_empty() {
                 run_args.extend(["--prefer-shards", shards.as_str()]);
             }
-            if !args.worker_metrics {
-                run_args.push("--no-http");
-                children.spawn(&run_args, &envs, &log)?;
-            } else {
-                // The platform's HTTP server serves the stage metrics (`/metrics`); nothing
-                // else is asked of it during the run.
-                let addr = free_local_addr()?;
+            // Every worker serves its operations listener (`/metrics`) on a free port of its
+            // own; it is scraped only when asked for.
+            run_args.push("--no-http");
+            let addr = free_local_addr()?;
+            if args.worker_metrics {
                 metrics_urls.push(format!("http://{addr}/metrics"));
-                let mut envs = envs.to_vec();
-                envs.push(("CAMPUSPAY_HTTP_ADDR", addr.as_str()));
-                children.spawn(&run_args, &envs, &log)?;
             }
+            let mut envs = envs.to_vec();
+            envs.push(("CAMPUSPAY_OPS_ADDR", addr.as_str()));
+            children.spawn(&run_args, &envs, &log)?;
         }
     }
     let queues: Vec<String> = StageName::ALL.iter().flat_map(|s| s.queues()).collect();

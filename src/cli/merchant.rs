@@ -102,11 +102,10 @@ pub(super) async fn terminal(
         }
         TerminalCommand::Remove { merchant, id, json } => {
             let out = ops::merchants::remove_terminal(ops, me, &merchant, &id).await?;
-            print(json, &out, |o| {
+            print(json, &out, |_| {
                 format!(
-                    "terminal {merchant}/{id} removed: broker user deleted, tokens revoked, \
-                     {} open connection(s) closed",
-                    o.connections_closed
+                    "terminal {merchant}/{id} removed: broker user deleted, its connections \
+                     closed, its tokens revoked"
                 )
             });
         }

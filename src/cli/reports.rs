@@ -25,13 +25,15 @@ pub struct RefundArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum SubsidyCommand {
-    /// Credit many cards from a CSV file (`user_id,amount[,memo]`), idempotently.
+    /// Credit many cards from a CSV file (`user_id,amount[,memo]`, or
+    /// `row_id,user_id,amount[,memo]` with that header): each row once per batch, however often
+    /// the file is imported, edited or reordered.
     Import {
         file: std::path::PathBuf,
-        /// Name of this subsidy run; re-importing under the same name never credits a line twice
-        /// (default: the file's content hash).
+        /// The name of this subsidy run (e.g. "2026-11 meal subsidy"). Rows are keyed by batch
+        /// and row_id, or batch and cardholder without row ids.
         #[arg(long)]
-        batch: Option<String>,
+        batch: String,
         #[arg(long)]
         json: bool,
     },

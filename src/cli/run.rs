@@ -78,6 +78,11 @@ pub(super) async fn run(
             .collect::<Result<_, _>>()?
     };
     let pool = pool(&config).await?;
+    let ops = campuspay::platform::operations::OpsListener::start(&config, &config.ops_addr)
+        .map_err(|source| CliError::Serve {
+            addr: config.ops_addr.clone(),
+            source,
+        })?;
     let pipeline = Pipeline::start(&config, pool.clone(), &stages);
     let platform = if no_http {
         None
@@ -105,6 +110,7 @@ pub(super) async fn run(
         p.stop().await;
     }
     pipeline.shutdown().await;
+    ops.stop().await;
     log::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@ use super::payments::fill_from_row;
 use super::schema::*;
 use super::DbError;
 use crate::domain::{
-    Amount, CardStatus, CodeState, DeclineReason, PaymentMode, TransactionId, TxState,
+    Amount, CardStatus, CodeState, DeclineReason, OrderState, PaymentMode, TransactionId, TxState,
 };
 use crate::messages::internal::PaymentItem;
 use crate::messages::now_micros;
@@ -15,6 +15,72 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
+
+/// The forward-scan items (by index) that match an order its cardholder confirmed: same id, the
+/// order submitted, the same cardholder and card, merchant, terminal and amount. The MAC on
+/// stage messages already keeps forgeries out; this is the second lock on the door (and the
+/// check that a platform bug cannot skip).
+fn confirmed_orders(
+    conn: &mut PgConnection,
+    items: &[PaymentItem],
+) -> Result<HashSet<usize>, DbError> {
+    let forward: Vec<(usize, &PaymentItem)> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.mode == PaymentMode::ForwardScan && i.is_pending())
+        .collect();
+    if forward.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let ids: Vec<Uuid> = forward
+        .iter()
+        .filter_map(|(_, i)| i.transaction_id.map(|t| t.0))
+        .collect();
+    type Row = (
+        Uuid,
+        String,
+        String,
+        String,
+        Option<rust_decimal::Decimal>,
+        OrderState,
+        i64,
+    );
+    let rows: HashMap<Uuid, Row> = orders::table
+        .inner_join(cards::table.on(cards::user_id.eq(orders::user_id)))
+        .filter(orders::id.eq_any(&ids))
+        .select((
+            orders::id,
+            orders::user_id,
+            orders::merchant_id,
+            orders::terminal_id,
+            orders::amount,
+            orders::state,
+            cards::id,
+        ))
+        .load::<Row>(conn)?
+        .into_iter()
+        .map(|r| (r.0, r))
+        .collect();
+    Ok(forward
+        .into_iter()
+        .filter(|(_, item)| {
+            let Some((_, user, merchant, terminal, amount, state, card_id)) =
+                item.transaction_id.and_then(|t| rows.get(&t.0))
+            else {
+                return false;
+            };
+            *state == OrderState::Submitted
+                && item
+                    .card
+                    .as_ref()
+                    .is_some_and(|c| c.user_id.as_str() == user.as_str() && c.card_id == *card_id)
+                && item.merchant_id.as_str() == merchant.as_str()
+                && item.terminal_id.as_str() == terminal.as_str()
+                && *amount == item.amount.map(Amount::value)
+        })
+        .map(|(i, _)| i)
+        .collect())
+}
 
 /// Order creation: records each request once (idempotent on its scope and `request_id`) and
 /// consumes its payment code. A retry gets the stored transaction back. The whole batch is a
@@ -26,15 +92,22 @@ pub fn create_orders(
 ) -> Result<Vec<PaymentItem>, DbError> {
     conn.transaction(|conn| {
         let at = now_micros();
+        let confirmed = confirmed_orders(conn, &items)?;
         let mut todo: Vec<usize> = Vec::new();
         for (i, item) in items.iter_mut().enumerate() {
             if !item.is_pending() {
                 continue;
             }
-            if item.card.is_some() && item.amount.is_some() {
-                todo.push(i);
-            } else {
+            if item.card.is_none() || item.amount.is_none() {
                 item.decline(DeclineReason::InternalError, at);
+            } else if item.mode == PaymentMode::ForwardScan && !confirmed.contains(&i) {
+                log::warn!(
+                    "forward-scan payment {} has no confirmed order behind it: declined",
+                    item.request_id
+                );
+                item.decline(DeclineReason::Unauthorized, at);
+            } else {
+                todo.push(i);
             }
         }
         let scopes: Vec<String> = items.iter().map(PaymentItem::request_scope).collect();

@@ -193,16 +193,42 @@ pub fn daily(
 }
 
 impl DailyReport {
+    /// The report as CSV for a spreadsheet. Names are merchants' own words: see `csv_text`.
     pub fn to_csv(&self) -> String {
         let mut out =
             String::from("date,merchant_id,name,count,gross,fees,refunds,net,ledger_net\n");
         for m in self.merchants.iter().chain(std::iter::once(&self.total)) {
-            let name = m.name.replace('"', "\"\"");
+            let name = csv_text(&m.name);
             out.push_str(&format!(
                 "{},{},\"{name}\",{},{},{},{},{},{}\n",
                 self.date, m.merchant_id, m.count, m.gross, m.fees, m.refunds, m.net, m.ledger_net
             ));
         }
         out
+    }
+}
+
+/// A text cell's content for a CSV that a spreadsheet will open: quotes doubled, and a leading
+/// `=`, `+`, `-`, `@`, tab or carriage return defused with an apostrophe, so that a merchant
+/// named `=HYPERLINK(…)` shows as text instead of running as a formula (CSV injection).
+pub fn csv_text(s: &str) -> String {
+    let s = s.replace('"', "\"\"");
+    match s.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}"),
+        _ => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formulas_in_names_are_defused() {
+        assert_eq!(csv_text("Noodle Bar"), "Noodle Bar");
+        assert_eq!(csv_text("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"\"x\"\")");
+        for f in ["+1", "-1", "@SUM(A1)", "\tx"] {
+            assert!(csv_text(f).starts_with('\''), "{f:?}");
+        }
     }
 }

@@ -33,4 +33,8 @@ pub enum Refusal {
     ReasonTooLong { max: usize },
     #[error("a subsidy file may hold at most {max} rows")]
     TooManyRows { max: usize },
+    #[error(
+        "a subsidy batch needs a name of 1 to {max} characters (e.g. \"2026-11 meal subsidy\")"
+    )]
+    InvalidBatch { max: usize },
 }

@@ -132,8 +132,6 @@ pub async fn rotate_terminal(
 pub struct TerminalRemoved {
     pub merchant_id: MerchantId,
     pub terminal_id: TerminalId,
-    /// Broker connections of the terminal that were closed.
-    pub connections_closed: usize,
 }
 
 /// Removes a terminal: its tokens and its broker user stop working at once. Its payments stay
@@ -148,7 +146,7 @@ pub async fn remove_terminal(
     let creds = ops.db(move |c| admin::remove_terminal(c, &mm, &tt)).await?;
     let user = creds.broker_user.unwrap_or_else(|| broker_user(ops, m, t));
     let mgmt = management(ops)?;
-    let closed = tokio::task::spawn_blocking(move || access::revoke(&mgmt, &user))
+    tokio::task::spawn_blocking(move || access::revoke(&mgmt, &user))
         .await
         .map_err(|e| OpsError::Task(e.to_string()))??;
     ops.record(
@@ -161,7 +159,6 @@ pub async fn remove_terminal(
     Ok(TerminalRemoved {
         merchant_id: m.clone(),
         terminal_id: t.clone(),
-        connections_closed: closed,
     })
 }
 

@@ -58,21 +58,20 @@ pub async fn refund(
     Ok(out)
 }
 
-/// Credits cards from a subsidy file (`user_id,amount[,memo]`), idempotently per batch.
+/// Credits cards from a subsidy file under the batch `batch`: each row once per batch, however
+/// often, edited or reordered, the file is imported (`db::subsidy`).
 pub async fn import_subsidies(
     ops: &Ops,
     who: &Operator,
     text: String,
-    batch: Option<String>,
+    batch: String,
 ) -> Result<subsidy::ImportReport, OpsError> {
     let b = batch.clone();
-    let report = ops
-        .db(move |c| subsidy::import(c, &text, b.as_deref()))
-        .await?;
+    let report = ops.db(move |c| subsidy::import(c, &text, &b)).await?;
     ops.record(
         who,
         "subsidy.import",
-        batch.unwrap_or_else(|| report.file_sha256.clone()),
+        batch,
         serde_json::json!({
             "credited": report.credited, "total": report.total_credited,
             "rejected": report.rejected.len()

@@ -1,10 +1,9 @@
-//! `/admin/v1`: the back-office routes matching `campuspay admin …` (admin JWT), and
-//! `GET /metrics` for Prometheus (unauthenticated: serve it on an internal address).
+//! `/admin/v1`: the back-office routes matching `campuspay admin …` (admin JWT). Metrics are
+//! not here: they are on the operations listener (`platform::operations`).
 
 use super::auth::Admin;
 use super::error::ApiError;
 use super::AppState;
-use crate::admin::management::Management;
 use crate::admin::queues;
 use crate::domain::{Amount, TransactionId, UserId};
 use crate::ops::{self, Operator, Ops};
@@ -12,7 +11,7 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics)).service(
+    cfg.service(
         web::scope("/admin/v1")
             .route("/queues", web::get().to(queues_overview))
             .route("/verify", web::get().to(verify))
@@ -51,38 +50,6 @@ fn amount(field: &str, s: Option<&str>) -> Result<Option<Amount>, ApiError> {
             .map_err(|e| ApiError::bad_request("invalid_amount", format!("{field}: {e}")))
     })
     .transpose()
-}
-
-fn management(state: &AppState) -> Result<(Management, String), ApiError> {
-    let m = Management::new(&state.config.management_url)
-        .map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?;
-    let vhost = queues::vhost_of(&state.config.amqp_url)
-        .map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?;
-    Ok((m, vhost))
-}
-
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    // Backlog is best effort: a scrape still answers when the management API does not.
-    let backlog = match management(&state) {
-        Ok((m, vhost)) => match queues::queue_overview(&m, &vhost, false).await {
-            Ok(o) => o
-                .pipeline
-                .iter()
-                .map(|q| {
-                    let n = |v: Option<u64>| v.map(|x| x as i64).unwrap_or(0);
-                    (q.name.clone(), n(q.ready), n(q.unacked), n(q.consumers))
-                })
-                .collect(),
-            Err(e) => {
-                log::warn!("metrics: no queue backlog: {e}");
-                Vec::new()
-            }
-        },
-        Err(_) => Vec::new(),
-    };
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::render(&backlog))
 }
 
 async fn queues_overview(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -269,7 +236,12 @@ async fn subsidy_import(
 ) -> Result<HttpResponse, ApiError> {
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("invalid_body", "the file must be UTF-8 text"))?;
-    let batch = q.into_inner().batch;
+    let batch = q.into_inner().batch.ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_body",
+            "name the subsidy batch: ?batch=2026-11%20meal%20subsidy",
+        )
+    })?;
     let report =
         ops::money::import_subsidies(&ops_of(&state), &operator(&who), text, batch).await?;
     Ok(HttpResponse::Ok().json(report))

@@ -74,7 +74,8 @@ impl From<Refusal> for ApiError {
             Refusal::InvalidName(_)
             | Refusal::InvalidPin
             | Refusal::ReasonTooLong { .. }
-            | Refusal::TooManyRows { .. } => (400, "invalid_body"),
+            | Refusal::TooManyRows { .. }
+            | Refusal::InvalidBatch { .. } => (400, "invalid_body"),
             Refusal::CardFrozen(_) => (403, "card_frozen"),
             Refusal::Refund(_) => (422, "rejected"),
         };

@@ -33,6 +33,8 @@ impl Worker {
             .args(args)
             .env("CAMPUSPAY_STANDBY_DELAY_MS", "1000")
             .env("CAMPUSPAY_ENV", "development")
+            // Two workers on one host: each its own operations port.
+            .env("CAMPUSPAY_OPS_ADDR", "127.0.0.1:0")
             .env("DATABASE_URL", &env.config.database_url)
             .env("AMQP_URL", &env.config.amqp_url)
             .env("RUST_LOG", "warn")

@@ -8,10 +8,6 @@ use campuspay::sim::phone::{Answer, Phone};
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
-}
-
 fn static_qr(m: &str, t: Option<&str>, name: &str) -> String {
     encode_campus(
         &MerchantQr::Static {

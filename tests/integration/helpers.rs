@@ -281,6 +281,11 @@ impl TestEnv {
     }
 }
 
+/// Runs blocking work (ureq calls, std I/O) off the async test thread.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
 /// Polls `check` every `every` until it returns `Ok`, for at most `within`; then panics with
 /// `what` and the last `Err` it returned (what was seen instead). The one poll loop of the
 /// tests: the broker's management statistics and a worker's progress are only observable by

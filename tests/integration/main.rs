@@ -19,3 +19,4 @@ mod restart;
 mod reversals;
 mod schemas;
 mod topology;
+mod trust;

@@ -26,10 +26,6 @@ const BODIES: [(&str, &str); 7] = [
 /// Methods probed on every documented path: the undocumented ones must not exist.
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
-}
-
 fn schema_path(rel: &str) -> String {
     format!("{}/schemas/{rel}", env!("CARGO_MANIFEST_DIR"))
 }

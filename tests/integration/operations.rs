@@ -16,10 +16,6 @@ fn amount(s: &str) -> Amount {
     Amount::parse(s).unwrap()
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
-}
-
 fn static_qr(m: &str, t: &str) -> String {
     encode_campus(
         &MerchantQr::Static {
@@ -286,35 +282,109 @@ async fn a_subsidy_file_with_bad_rows_credits_the_good_ones_once() {
     let env = TestEnv::empty().await;
     let a = env.card("s001", Identity::Student, "0").await;
     let b = env.card("s002", Identity::Student, "10.00").await;
-    let file = "user_id,amount,memo\n\
-                s001,150.00,November meal subsidy\n\
-                s002,150\n\
-                ghost,150.00\n\
-                s003 bad line\n\
-                s001,-5\n\
-                s002,1e3\n\
+    // s001 has two rows: with row ids, each is its own credit.
+    let file = "row_id,user_id,amount,memo\n\
+                r1,s001,150.00,November meal subsidy\n\
+                r2,s002,150\n\
+                r3,ghost,150.00\n\
+                r4,s003 bad line\n\
+                r5,s001,-5\n\
+                r6,s002,1e3\n\
                 \n\
-                s001,0.50,top-up correction\n";
-    let import = |text: &'static str| {
-        let pool = env.pool.clone();
-        async move {
-            db::run(&pool, move |c| subsidy::import(c, text, Some("2026-11")))
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
-    let first = import(file).await;
+                r7,s001,0.50,top-up correction\n";
+    let first = import_subsidy(&env, file, "2026-11").await.unwrap();
     assert_eq!(
         (first.credited, first.total_credited.as_str()),
         (3, "300.50")
     );
     let lines: Vec<usize> = first.rejected.iter().map(|r| r.line).collect();
     assert_eq!(lines, vec![4, 5, 6, 7]);
-    let second = import(file).await;
+    let second = import_subsidy(&env, file, "2026-11").await.unwrap();
     assert_eq!((second.credited, second.already_credited), (0, 3));
     assert_eq!(env.balance(&a).await, money("150.50"));
     assert_eq!(env.balance(&b).await, money("160.00"));
+    assert!(env.verify().await.ok);
+}
+
+async fn import_subsidy(
+    env: &TestEnv,
+    text: &str,
+    batch: &str,
+) -> Result<subsidy::ImportReport, Refusal> {
+    let (text, batch) = (text.to_owned(), batch.to_owned());
+    db::run(&env.pool, move |c| subsidy::import(c, &text, &batch))
+        .await
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn a_subsidy_file_imported_again_edited_or_reordered_credits_each_row_once() {
+    let env = TestEnv::empty().await;
+    let users = ["s001", "s002", "s003"];
+    for u in users {
+        env.card(u, Identity::Student, "0").await;
+    }
+    let file = "user_id,amount\ns001,100.00\ns002,50.00\ns003,20.00\n";
+    let first = import_subsidy(&env, file, "2026-12 meal").await.unwrap();
+    assert_eq!(
+        (first.credited, first.total_credited.as_str()),
+        (3, "170.00")
+    );
+
+    // The same file again, with a comment added (its hash changes) and the rows reordered.
+    let reordered =
+        "# checked by the finance office\nuser_id,amount\ns003,20.00\ns001,100.00\ns002,50.00\n";
+    let again = import_subsidy(&env, reordered, "2026-12 meal")
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.credited, again.already_credited),
+        (0, 3),
+        "{again:?}"
+    );
+    assert!(again.rejected.is_empty(), "{again:?}");
+
+    // Edited: s002's amount changed, s004 added. The edit is refused and says what was
+    // credited; only the new row is credited.
+    env.card("s004", Identity::Student, "0").await;
+    let edited = "user_id,amount\ns001,100.00\ns002,60.00\ns003,20.00\ns004,5.00\n";
+    let third = import_subsidy(&env, edited, "2026-12 meal").await.unwrap();
+    assert_eq!(
+        (third.credited, third.already_credited),
+        (1, 2),
+        "{third:?}"
+    );
+    assert_eq!(third.rejected.len(), 1);
+    assert_eq!(third.rejected[0].line, 3);
+    assert!(
+        third.rejected[0].why.contains("already credited 50.00"),
+        "{third:?}"
+    );
+
+    // A cardholder listed twice without row ids: ambiguous, neither row credited.
+    let twice = "user_id,amount\ns001,1.00\ns001,2.00\n";
+    let fourth = import_subsidy(&env, twice, "2026-12 bonus").await.unwrap();
+    assert_eq!(fourth.credited, 0);
+    assert_eq!(fourth.rejected.len(), 2);
+
+    // No batch name: refused, nothing changes.
+    assert_eq!(
+        import_subsidy(&env, file, "").await.unwrap_err(),
+        Refusal::InvalidBatch { max: 100 }
+    );
+
+    for (u, want) in [
+        ("s001", "100.00"),
+        ("s002", "50.00"),
+        ("s003", "20.00"),
+        ("s004", "5.00"),
+    ] {
+        assert_eq!(
+            env.balance(&UserId::parse(u).unwrap()).await,
+            money(want),
+            "{u}"
+        );
+    }
     assert!(env.verify().await.ok);
 }
 
@@ -603,6 +673,17 @@ async fn a_subsidy_file_uploaded_over_http_credits_its_good_rows() {
 async fn metrics_count_results_by_reason_and_stage_batches() {
     let mut env = TestEnv::start().await;
     let (base, _, _) = admin_setup(&mut env).await;
+    // Metrics are on the operations listener, not on the public platform.
+    let public = blocking(move || match ureq::get(&format!("{base}/metrics")).call() {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("{e}"),
+    })
+    .await;
+    assert_eq!(public, 404, "/metrics is not on the public platform");
+    let ops = campuspay::platform::operations::OpsListener::start(&env.config, "127.0.0.1:0")
+        .expect("operations listener");
+    let base = format!("http://{}", ops.addr);
     let text = blocking(move || {
         ureq::get(&format!("{base}/metrics"))
             .call()
