@@ -2,12 +2,14 @@
 """A minimal campuspay POS terminal in Python, using pika.
 
 It does what a real till does when the cashier presses "charge" (reverse scan, the default):
-  1. checks the scanned payment code offline (18 digits, prefix 28, Luhn check digit);
-  2. declares the terminal's durable result queue pos.<merchant>.<terminal> (with exactly the
-     arguments campuspay uses) and binds it to the pay.results exchange;
+  1. checks the scanned payment code offline (18 digits, campuspay's prefix, Luhn check digit);
+  2. logs in to RabbitMQ as the terminal's OWN broker user (`campuspay admin terminal add`
+     prints its amqp url once). That user may publish only to pay.requests with routing keys
+     pos.<merchant>.<terminal>.*, read only its result queue pos.<merchant>.<terminal> (which
+     `admin terminal add` created), and declare nothing;
   3. publishes a scan.v1 message to pay.requests with routing key
      pos.<merchant>.<terminal>.scan: persistent, mandatory, publisher-confirmed, with the
-     terminal's JWT in the "authorization" header;
+     terminal's JWT in the "authorization" header and its broker user in the user_id property;
   4. waits for the answer whose request_id matches, prints it as JSON on stdout.
 
 Retrying after a timeout or a lost connection: run it again with the SAME --request-id (it is
@@ -15,8 +17,9 @@ printed on stderr). The same request never moves money twice and always gets the
 When a retry does not help either, ask (--query) or cancel (--reverse) that request:
 
     pip install pika
-    python3 examples/pos.py --merchant cafe --terminal py1 --token "$TOKEN" \
-        --code 281590846294231087 --amount 12.50
+    export CAMPUSPAY_TERMINAL_AMQP_URL='amqp://pos.cafe.py1:…@broker:5672/%2f'  # printed once
+    export CAMPUSPAY_TERMINAL_TOKEN='eyJ…'                                     # printed once
+    python3 examples/pos.py --merchant cafe --terminal py1 --code 881590846294231086 --amount 12.50
     python3 examples/pos.py --merchant cafe --terminal py1 --token "$TOKEN" --query --request-id ID
     python3 examples/pos.py --merchant cafe --terminal py1 --token "$TOKEN" --reverse --request-id ID
     python3 examples/pos.py --merchant cafe --terminal py1 --token "$TOKEN" --dynamic-qr --amount 8.50
@@ -40,17 +43,9 @@ from datetime import datetime, timezone
 import pika
 
 REQUESTS_EXCHANGE = "pay.requests"
-RESULTS_EXCHANGE = "pay.results"
-
-# Must be exactly campuspay's result_queue_args() (src/broker/topology.rs): the queue may already
-# exist (`campuspay admin terminal add` creates it), and re-declaring it with different arguments
-# fails with PRECONDITION_FAILED and closes the channel.
-RESULT_QUEUE_ARGS = {
-    "x-queue-type": "classic",
-    "x-message-ttl": 86_400_000,  # results wait one day for an offline terminal
-    "x-max-length": 10_000,
-    "x-overflow": "reject-publish",
-}
+# Payment codes start with campuspay's prefix: 88 by default; 28 for codes issued before the
+# prefix changed, until they expire.
+CODE_PREFIXES = ("88", "28")
 
 AMOUNT_RE = re.compile(r"^(0|[1-9][0-9]{0,5})(\.[0-9]{1,2})?$")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -73,7 +68,7 @@ def code_ok(code: str) -> bool:
         len(code) == 18
         and code.isascii()
         and code.isdigit()
-        and code.startswith("28")
+        and code.startswith(CODE_PREFIXES)
         and luhn_ok(code)
     )
 
@@ -127,13 +122,17 @@ def main() -> int:
     )
     p.add_argument(
         "--amqp-url",
-        default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        default=os.environ.get("CAMPUSPAY_TERMINAL_AMQP_URL"),
+        help="the terminal's own broker login, printed once by `campuspay admin terminal add` "
+        "(or $CAMPUSPAY_TERMINAL_AMQP_URL)",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the result")
     args = p.parse_args()
 
     if not args.token:
         p.error("--token (or CAMPUSPAY_TERMINAL_TOKEN) is required")
+    if not args.amqp_url:
+        p.error("--amqp-url (or CAMPUSPAY_TERMINAL_AMQP_URL) is required: the terminal's own login")
     for name in ("merchant", "terminal"):
         if not ID_RE.match(getattr(args, name)):
             p.error(f"--{name} must be 1-32 characters of A-Z a-z 0-9 _ -")
@@ -146,7 +145,7 @@ def main() -> int:
     # Offline checks a till should make before bothering the gateway. The gateway checks again
     # (and declines with invalid_amount / unknown_code), so skipping them is safe, only slower.
     if verb == "scan" and not (args.code and code_ok(args.code)):
-        p.error("--code: not a payment code (18 digits starting with 28, Luhn check digit): rescan it")
+        p.error("--code: not a payment code (18 digits, campuspay's prefix, Luhn check digit): rescan it")
     if verb in ("scan", "dynamic_qr") and not (
         args.amount
         and AMOUNT_RE.match(args.amount)
@@ -185,12 +184,15 @@ def main() -> int:
         "dynamic_qr": ("dynamic_qr_issued.v1",),
     }[verb]
 
-    conn = pika.BlockingConnection(pika.URLParameters(args.amqp_url))
+    params = pika.URLParameters(args.amqp_url)
+    # The broker checks that user_id is the user we logged in as; campuspay checks that it is
+    # this terminal's user.
+    broker_user = params.credentials.username
+    conn = pika.BlockingConnection(params)
     try:
         ch = conn.channel()
-        # Declare and bind the result queue BEFORE publishing, so the result cannot miss it.
-        ch.queue_declare(queue=result_queue, durable=True, arguments=RESULT_QUEUE_ARGS)
-        ch.queue_bind(queue=result_queue, exchange=RESULTS_EXCHANGE, routing_key=result_queue)
+        # No declare, no bind: `admin terminal add` made the durable result queue and bound it
+        # to pay.results, and this login may not configure anything anyway.
 
         # Publisher confirms: basic_publish returns only once the broker has the message on
         # disk; it raises if the broker nacks it or returns it as unroutable.
@@ -204,6 +206,7 @@ def main() -> int:
                     content_type="application/json",
                     delivery_mode=pika.DeliveryMode.Persistent,  # 2
                     headers={"authorization": f"Bearer {args.token}"},
+                    user_id=broker_user,
                 ),
                 mandatory=True,
             )

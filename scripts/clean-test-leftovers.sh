@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Drops databases and vhosts left behind by test runs that were killed before their clean-up
+# Drops databases, vhosts and terminals' broker users (`…@cp_test_<random>`) left behind by test runs that were killed before their clean-up
 # ran (each test creates `cp_test_<random>` and drops it when it ends). Run before a test run,
 # never during one: it would pull the ground from under running tests.
 set -euo pipefail
@@ -17,5 +17,9 @@ if command -v curl >/dev/null; then
     vhosts=$(curl -sf "$MGMT/api/vhosts" | python3 -c 'import json,sys; print("\n".join(v["name"] for v in json.load(sys.stdin) if v["name"].startswith("cp_test_")))' || true)
     for vh in $vhosts; do
         curl -sf -X DELETE "$MGMT/api/vhosts/$vh" && echo "[clean] deleted vhost $vh"
+    done
+    users=$(curl -sf "$MGMT/api/users" | python3 -c 'import json,sys,urllib.parse; print("\n".join(urllib.parse.quote(u["name"], safe="") for u in json.load(sys.stdin) if "@cp_test_" in u["name"]))' || true)
+    for user in $users; do
+        curl -sf -X DELETE "$MGMT/api/users/$user" && echo "[clean] deleted broker user $user"
     done
 fi

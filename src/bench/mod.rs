@@ -368,7 +368,7 @@ fn terminal_specs(
 }
 
 fn finish(report: &Report, args: &BenchArgs) -> Result<ExitCode, BenchError> {
-    println!("{}", report::human(report));
+    outln!("{}", report::human(report));
     report::write_outputs(report, args.json.as_deref(), args.svg.as_deref()).map_err(fail)?;
     Ok(if report.interrupted || report.completed == 0 {
         ExitCode::FAILURE
@@ -398,10 +398,10 @@ pub async fn run(args: BenchArgs, config: Config) -> Result<ExitCode, BenchError
 
 fn summarize(dir: &Path) -> Result<ExitCode, BenchError> {
     let (summary, table) = summary::summarize(dir).map_err(fail)?;
-    println!("{table}");
+    outln!("{table}");
     let fmt = |v: Option<f64>| v.map(|x| format!("{x:.0}")).unwrap_or_else(|| "–".into());
     let ratio = |v: Option<f64>| v.map(|x| format!("{x:.2}×")).unwrap_or_else(|| "–".into());
-    println!(
+    outln!(
         "pipeline max {} /s, chain {} /s, pgbench {} tps: pipeline/chain {}, pipeline/pgbench {}",
         fmt(summary.pipeline_max),
         fmt(summary.chain_max),

@@ -152,11 +152,11 @@ pub(super) async fn run(
         }
         CardCommand::PinUnlock { user } => {
             ops::cards::unlock_pin(ops, me, &user).await?;
-            println!("PIN of {user} unlocked");
+            outln!("PIN of {user} unlocked");
         }
         CardCommand::Pin { user, pin } => {
             ops::cards::set_pin(ops, me, &user, &pin).await?;
-            println!("PIN set for {user}");
+            outln!("PIN set for {user}");
         }
         CardCommand::Show { user, json } => {
             let view = ops::cards::show(ops, &user).await?;

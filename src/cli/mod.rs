@@ -167,12 +167,12 @@ impl CliError {
 
 fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) {
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(value).unwrap_or_default()
         );
     } else {
-        println!("{}", human(value));
+        outln!("{}", human(value));
     }
 }
 

@@ -96,12 +96,12 @@ fn phone_scan(
     let phone = sim::phone::Phone::new(platform, token);
     let step = |title: &str, a: &sim::phone::Answer| {
         if json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"step": title, "http_status": a.status, "body": a.body})
             );
         } else {
-            println!(
+            outln!(
                 "== {title} (HTTP {})\n{}",
                 a.status,
                 serde_json::to_string_pretty(&a.body).unwrap_or_default()

@@ -176,9 +176,10 @@ pub(super) async fn run(command: PosCommand, config: Config) -> Result<ExitCode,
             .await?;
             let request_id = args.request_id.unwrap_or_else(RequestId::new_random);
             if !args.json {
-                println!(
+                outln!(
                     "scanning {} for {} (request {request_id}) …",
-                    args.code, args.amount
+                    args.code,
+                    args.amount
                 );
             }
             let result = pos
@@ -239,7 +240,7 @@ async fn follow_up(config: &Config, verb: &str, args: FollowUpArgs) -> Result<Ex
         .await?;
     let _ = conn.close(200, "done".into()).await;
     let value: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&value).unwrap_or_default()
     );

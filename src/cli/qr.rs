@@ -104,7 +104,7 @@ fn qr_decode(payload: &str, json: bool) -> ExitCode {
         }
         Err(e) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"valid": false, "error": e.to_string()})
                 );

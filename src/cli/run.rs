@@ -12,9 +12,9 @@ use std::process::ExitCode;
 pub(super) async fn migrate(config: Config) -> Result<ExitCode, CliError> {
     let pool = pool(&config).await?;
     let applied = db::run(&pool, db::migrate).await?;
-    println!("migrations applied: {}", applied.len());
+    outln!("migrations applied: {}", applied.len());
     for m in applied {
-        println!("  {m}");
+        outln!("  {m}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -25,7 +25,7 @@ pub(super) async fn topology(
 ) -> Result<ExitCode, CliError> {
     let t = topology::topology();
     if print_definitions {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&t.definitions_json()).unwrap_or_default()
         );
@@ -34,7 +34,7 @@ pub(super) async fn topology(
         let channel = conn.create_channel().await?;
         t.declare(&channel).await?;
         let _ = conn.close(200, "done".into()).await;
-        println!(
+        outln!(
             "declared {} exchanges, {} queues, {} bindings",
             t.exchanges.len(),
             t.queues.len(),

@@ -341,8 +341,15 @@ pub fn schema_check(kind: &str, raw: &[u8]) {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         // Best effort, and never panic in drop: the vhost (closing its connections) and the
-        // database (terminating its sessions) go away.
+        // database (terminating its sessions) go away, and so do the terminals' broker users
+        // made in it (`pos.<m>.<t>@<vhost>`: users are not per vhost).
         let _ = self.mgmt.delete_vhost(&self.vhost);
+        let suffix = format!("@{}", self.vhost);
+        for user in self.mgmt.users().unwrap_or_default() {
+            if user.ends_with(&suffix) {
+                let _ = self.mgmt.delete_user(&user);
+            }
+        }
         if let Ok(mut c) = PgConnection::establish(&self.admin_db_url) {
             let _ = diesel::sql_query(format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
