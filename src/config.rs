@@ -1,5 +1,6 @@
 //! Settings from environment variables (the README's Configuration table), validated once at start-up.
 
+use crate::broker::connection::CaBundle;
 use std::time::Duration;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/campuspay";
@@ -22,6 +23,12 @@ pub enum ConfigError {
         name: &'static str,
         value: String,
         why: &'static str,
+    },
+    #[error("{name}={path:?}: {why}")]
+    File {
+        name: &'static str,
+        path: String,
+        why: String,
     },
 }
 
@@ -48,6 +55,9 @@ impl std::fmt::Debug for Secret {
 pub struct Config {
     pub database_url: String,
     pub amqp_url: String,
+    /// CAs that `amqps://` connections trust besides the system roots (`CAMPUSPAY_AMQP_CA_FILE`);
+    /// installed process-wide by `broker::connection::trust_cas` at start-up.
+    pub amqp_ca: Option<CaBundle>,
     pub management_url: String,
     pub jwt_secret: Secret,
     pub code_key: Secret,
@@ -95,6 +105,23 @@ where
             }),
         },
     }
+}
+
+/// The PEM bundle named by `CAMPUSPAY_AMQP_CA_FILE`, read and checked now rather than at the
+/// first `amqps://` connection.
+fn amqp_ca() -> Result<Option<CaBundle>, ConfigError> {
+    const NAME: &str = "CAMPUSPAY_AMQP_CA_FILE";
+    let Some(path) = env(NAME) else {
+        return Ok(None);
+    };
+    let bad = |why: String| ConfigError::File {
+        name: NAME,
+        path: path.clone(),
+        why,
+    };
+    let pem = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let ca = CaBundle::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
+    Ok(Some(ca))
 }
 
 /// "+08:00" → UTC+8.
@@ -149,6 +176,7 @@ impl Config {
         Ok(Config {
             database_url: env("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             amqp_url: env("AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.into()),
+            amqp_ca: amqp_ca()?,
             management_url: env("RABBITMQ_MANAGEMENT_URL")
                 .unwrap_or_else(|| DEFAULT_MANAGEMENT_URL.into()),
             jwt_secret: secret("CAMPUSPAY_JWT_SECRET", DEV_JWT_SECRET)?,
@@ -189,6 +217,7 @@ impl Config {
         Config {
             database_url: database_url.into(),
             amqp_url: amqp_url.into(),
+            amqp_ca: None,
             management_url: env("RABBITMQ_MANAGEMENT_URL")
                 .unwrap_or_else(|| DEFAULT_MANAGEMENT_URL.into()),
             jwt_secret: Secret::new(DEV_JWT_SECRET),
