@@ -18,4 +18,5 @@ mod queues;
 mod restart;
 mod reversals;
 mod schemas;
+mod tls;
 mod topology;
