@@ -14,6 +14,9 @@
 #                   and writes them to $CLUSTER_DIR/env (docs/CLUSTER.md; root)
 #   make cluster-status / cluster-down / cluster-selftest
 #                   inspect it / delete it / exercise every fault helper (~1 min)
+#   make tls-node / tls-node-down
+#                   a throw-away RabbitMQ node speaking only amqps:// on 5681 with a
+#                   CA made on the spot; prints AMQPS_URL and the CA file (root)
 #   make bench      release build, then the raw 5-hop chain baseline, pgbench
 #                   tpcb-like, the pipeline at max throughput (closed loop) and
 #                   at 200/1000/2000 payments/s offered (open loop), then a
@@ -46,7 +49,7 @@ export DATABASE_URL AMQP_URL RABBITMQ_MANAGEMENT_URL CAMPUSPAY_ENV
 
 export RUST_BACKTRACE = 1
 
-.PHONY: all services build db demo test test-broker-restart cluster cluster-status cluster-down cluster-selftest bench fmt clippy clean
+.PHONY: all services build db demo test test-broker-restart cluster cluster-status cluster-down cluster-selftest tls-node tls-node-down bench fmt clippy clean
 
 all: build
 
@@ -95,6 +98,14 @@ cluster-down:
 
 cluster-selftest:
 	./scripts/cluster-selftest.sh
+
+# A throw-away TLS-only RabbitMQ node (scripts/tls-node.sh), for trying amqps:// by hand:
+#   make tls-node; AMQP_URL=<AMQPS_URL> CAMPUSPAY_AMQP_CA_FILE=<TLS_NODE_CA> campuspay ...
+tls-node:
+	./scripts/tls-node.sh up
+
+tls-node-down:
+	./scripts/tls-node.sh down
 
 # Benchmarks. Each run makes (and drops) its own database and vhost; nothing else
 # should load the machine meanwhile (docs/PERFORMANCE.md).

@@ -1,5 +1,6 @@
 //! Settings from environment variables (the README's Configuration table), validated once at start-up.
 
+use crate::broker::connection::CaBundle;
 use crate::domain::refund::ReversalWindow;
 use crate::keys::Keys;
 use std::time::Duration;
@@ -34,6 +35,12 @@ pub enum ConfigError {
         value: String,
         why: &'static str,
     },
+    #[error("{name}={path:?}: {why}")]
+    File {
+        name: &'static str,
+        path: String,
+        why: String,
+    },
 }
 
 /// A secret that never prints itself.
@@ -62,6 +69,9 @@ pub struct Config {
     /// The broker user of `amqp_url`: the pipeline's own service account. A request that this
     /// user published (the platform's web tills, tools) is trusted like the pipeline itself.
     pub broker_user: String,
+    /// CAs that `amqps://` connections trust besides the system roots (`CAMPUSPAY_AMQP_CA_FILE`);
+    /// installed process-wide by `broker::connection::trust_cas` at start-up.
+    pub amqp_ca: Option<CaBundle>,
     pub management_url: String,
     /// One key per purpose, derived from `CAMPUSPAY_JWT_SECRET` and `CAMPUSPAY_CODE_KEY`.
     pub keys: Keys,
@@ -131,6 +141,23 @@ where
     }
 }
 
+/// The PEM bundle named by `CAMPUSPAY_AMQP_CA_FILE`, read and checked now rather than at the
+/// first `amqps://` connection.
+fn amqp_ca() -> Result<Option<CaBundle>, ConfigError> {
+    const NAME: &str = "CAMPUSPAY_AMQP_CA_FILE";
+    let Some(path) = env(NAME) else {
+        return Ok(None);
+    };
+    let bad = |why: String| ConfigError::File {
+        name: NAME,
+        path: path.clone(),
+        why,
+    };
+    let pem = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
+    let ca = CaBundle::from_pem(&pem).map_err(|e| bad(e.to_string()))?;
+    Ok(Some(ca))
+}
+
 /// "+08:00" → UTC+8.
 fn parse_offset(s: &str) -> Result<chrono::FixedOffset, ConfigError> {
     let bad = || ConfigError::Invalid {
@@ -195,6 +222,7 @@ impl Config {
             database_url: env("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             broker_user: crate::broker::amqp_url::user(&amqp_url),
             amqp_url,
+            amqp_ca: amqp_ca()?,
             management_url: env("RABBITMQ_MANAGEMENT_URL")
                 .unwrap_or_else(|| DEFAULT_MANAGEMENT_URL.into()),
             keys: Keys::derive(jwt_secret.expose(), code_key.expose()),
@@ -237,6 +265,7 @@ impl Config {
             database_url: database_url.into(),
             amqp_url: amqp_url.into(),
             broker_user: crate::broker::amqp_url::user(amqp_url),
+            amqp_ca: None,
             management_url: env("RABBITMQ_MANAGEMENT_URL")
                 .unwrap_or_else(|| DEFAULT_MANAGEMENT_URL.into()),
             keys: Keys::derive(DEV_JWT_SECRET.as_bytes(), DEV_CODE_KEY.as_bytes()),

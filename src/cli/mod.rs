@@ -190,6 +190,11 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Every amqps:// connection of this process trusts the configured CA bundle.
+    if let Err(e) = campuspay::broker::connection::trust_cas(config.amqp_ca.clone()) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let system = actix_rt::System::new();
     match system.block_on(dispatch(cli.command, config)) {
         Ok(code) => code,

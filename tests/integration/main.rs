@@ -18,5 +18,6 @@ mod queues;
 mod restart;
 mod reversals;
 mod schemas;
+mod tls;
 mod topology;
 mod trust;
