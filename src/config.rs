@@ -1,6 +1,7 @@
 //! Settings from environment variables (the README's Configuration table), validated once at start-up.
 
 use crate::broker::connection::CaBundle;
+use crate::broker::topology::Shards;
 use crate::domain::refund::ReversalWindow;
 use crate::keys::Keys;
 use std::time::Duration;
@@ -92,6 +93,8 @@ pub struct Config {
     pub db_pool_size: u32,
     /// How long a publisher waits for the broker's confirm before treating it as a failure.
     pub confirm_timeout: Duration,
+    /// How many settlement shards the deployment has (`CAMPUSPAY_SETTLEMENT_SHARDS`, 1–32).
+    pub settlement_shards: Shards,
     /// Settlement shards this process is meant to be active on (`run --prefer-shards`);
     /// `None`: all of them.
     pub preferred_shards: Option<Vec<u32>>,
@@ -247,6 +250,13 @@ impl Config {
                 1,
                 300,
             )?),
+            settlement_shards: Shards::new(parse_num(
+                "CAMPUSPAY_SETTLEMENT_SHARDS",
+                Shards::DEFAULT.count(),
+                1,
+                Shards::MAX,
+            )?)
+            .unwrap_or_default(),
             preferred_shards: None,
             standby_delay: Duration::from_millis(parse_num(
                 "CAMPUSPAY_STANDBY_DELAY_MS",
@@ -279,6 +289,7 @@ impl Config {
             prefetch: 300,
             db_pool_size: 8,
             confirm_timeout: Duration::from_secs(10),
+            settlement_shards: Shards::DEFAULT,
             preferred_shards: None,
             standby_delay: Duration::from_secs(3),
             reversal_window: ReversalWindow::CampusDay,

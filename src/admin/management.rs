@@ -35,7 +35,9 @@ pub fn redact_url(url: &str) -> String {
 
 #[derive(Debug, Clone)]
 pub struct Management {
-    base: String,
+    /// One base URL per node (`RABBITMQ_MANAGEMENT_URL` may list a cluster's nodes); a call
+    /// goes to the first node that answers.
+    bases: Vec<String>,
     auth: String,
     agent: ureq::Agent,
 }
@@ -54,33 +56,74 @@ fn encode(segment: &str) -> String {
         .collect()
 }
 
+/// How one node's attempt at a call ended, when not with an answer.
+enum NodeError {
+    /// The node could not be reached or cannot serve now: try another.
+    Unavailable(ManagementError),
+    /// The node answered with an error: the cluster's answer.
+    Answered(ManagementError),
+}
+
 impl Management {
+    /// `url` is one node's `http://user:password@host:port`, or a comma-separated list of a
+    /// cluster's nodes, all with the same credentials.
     pub fn new(url: &str) -> Result<Management, ManagementError> {
         let bad = || ManagementError::BadUrl(redact_url(url));
-        let rest = url.strip_prefix("http://").ok_or_else(bad)?;
-        let (creds, host) = rest.split_once('@').ok_or_else(bad)?;
+        let mut creds = None;
+        let mut bases = Vec::new();
+        for node in url.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let rest = node.strip_prefix("http://").ok_or_else(bad)?;
+            let (c, host) = rest.split_once('@').ok_or_else(bad)?;
+            if *creds.get_or_insert(c) != c {
+                return Err(bad());
+            }
+            bases.push(format!("http://{}", host.trim_end_matches('/')));
+        }
+        let creds = creds.ok_or_else(bad)?;
         let auth = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(creds.as_bytes())
         );
         Ok(Management {
-            base: format!("http://{}", host.trim_end_matches('/')),
+            bases,
             auth,
             agent: ureq::AgentBuilder::new()
+                // A node cut off by a partition never answers a connect: move on to the next.
+                .timeout_connect(Duration::from_secs(3))
                 .timeout(Duration::from_secs(15))
                 .build(),
         })
     }
 
+    /// `call_node` on each node in turn until one answers: a node that cannot be reached, or
+    /// answers 503 (booting, or paused in a minority), gives way to the next.
     fn call(
         &self,
         method: &'static str,
         path: &str,
         body: Option<Value>,
     ) -> Result<Option<Value>, ManagementError> {
+        let mut last = None;
+        for base in &self.bases {
+            match self.call_node(base, method, path, body.clone()) {
+                Err(NodeError::Unavailable(e)) => last = Some(e),
+                Err(NodeError::Answered(e)) => return Err(e),
+                Ok(v) => return Ok(v),
+            }
+        }
+        Err(last.unwrap_or_else(|| ManagementError::BadUrl("no node".into())))
+    }
+
+    fn call_node(
+        &self,
+        base: &str,
+        method: &'static str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Option<Value>, NodeError> {
         let req = self
             .agent
-            .request(method, &format!("{}{path}", self.base))
+            .request(method, &format!("{base}{path}"))
             .set("authorization", &self.auth);
         let resp = match body {
             Some(b) => req.send_json(b),
@@ -94,20 +137,26 @@ impl Management {
         match resp {
             Ok(r) if r.status() == 204 => Ok(None),
             Ok(r) => {
-                let text = r.into_string().map_err(|e| err(e.to_string()))?;
+                let text = r
+                    .into_string()
+                    .map_err(|e| NodeError::Answered(err(e.to_string())))?;
                 if text.trim().is_empty() {
                     Ok(None)
                 } else {
                     serde_json::from_str(&text)
                         .map(Some)
-                        .map_err(|e| err(e.to_string()))
+                        .map_err(|e| NodeError::Answered(err(e.to_string())))
                 }
             }
-            Err(ureq::Error::Status(code, r)) => Err(err(format!(
+            Err(ureq::Error::Status(503, r)) => Err(NodeError::Unavailable(err(format!(
+                "HTTP 503: {}",
+                r.into_string().unwrap_or_default()
+            )))),
+            Err(ureq::Error::Status(code, r)) => Err(NodeError::Answered(err(format!(
                 "HTTP {code}: {}",
                 r.into_string().unwrap_or_default()
-            ))),
-            Err(e) => Err(err(e.to_string())),
+            )))),
+            Err(e @ ureq::Error::Transport(_)) => Err(NodeError::Unavailable(err(e.to_string()))),
         }
     }
 

@@ -53,7 +53,7 @@ async fn pipeline_inner(
     };
     let conn = connect_retrying(&env.amqp_url, "campuspay bench setup", 5).await?;
     let ch = conn.create_channel().await?;
-    topology().declare(&ch).await?;
+    topology(config.settlement_shards).declare(&ch).await?;
     close(conn, &[ch]).await;
     check(stop)?;
 
@@ -128,7 +128,9 @@ async fn pipeline_inner(
             ];
             // Several workers split the settlement shards between them, as an operator would
             // (`run --prefer-shards`); each stands by on the others'.
-            let shards: Vec<String> = (0..campuspay::broker::topology::SETTLEMENT_SHARDS)
+            let shards: Vec<String> = config
+                .settlement_shards
+                .all()
                 .filter(|s| s % args.workers == i)
                 .map(|s| s.to_string())
                 .collect();
@@ -149,7 +151,10 @@ async fn pipeline_inner(
             children.spawn(&run_args, &envs, &log)?;
         }
     }
-    let queues: Vec<String> = StageName::ALL.iter().flat_map(|s| s.queues()).collect();
+    let queues: Vec<String> = StageName::ALL
+        .iter()
+        .flat_map(|s| s.queues(config.settlement_shards))
+        .collect();
     let (warmed_tx, warmed_rx) = tokio::sync::oneshot::channel::<()>();
     if !args.no_analyze {
         let pool = pool.clone();

@@ -1,5 +1,9 @@
 //! Reading and rewriting AMQP URLs (`amqp[s]://user:pass@host:port/vhost`): the vhost, the
 //! user, and the same URL with other credentials (what a new terminal is told to use).
+//!
+//! A setting may name a cluster: a comma-separated list of node URLs (`AMQP_URL=amqp://…@n1/v,
+//! amqp://…@n2/v`). Every node of one list must share the user and the vhost; the functions
+//! here read them from the first node, and rewrite every node.
 
 /// Percent-decodes `s`; `None` for a broken escape or bytes that are not UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
@@ -32,6 +36,19 @@ pub fn percent_encode(s: &str) -> String {
         .collect()
 }
 
+/// The node URLs of a setting, in order: one for a single node, several for a cluster.
+pub fn nodes(list: &str) -> Vec<&str> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// The first node's URL (where the user and the vhost are read).
+fn first(list: &str) -> &str {
+    nodes(list).first().copied().unwrap_or(list)
+}
+
 /// `(scheme, userinfo, host:port, path with query)` of a URL, or `None` for no scheme.
 fn split(url: &str) -> Option<(&str, Option<&str>, &str, &str)> {
     let (scheme, rest) = url.split_once("://")?;
@@ -48,7 +65,7 @@ fn split(url: &str) -> Option<(&str, Option<&str>, &str, &str)> {
 
 /// The vhost the URL names (its path, percent-decoded); `/` when there is none.
 pub fn vhost(url: &str) -> Option<String> {
-    let (_, _, _, path) = split(url)?;
+    let (_, _, _, path) = split(first(url))?;
     let path = path.split(['?', '#']).next().unwrap_or_default();
     let path = path.strip_prefix('/').unwrap_or(path);
     if path.is_empty() {
@@ -59,7 +76,7 @@ pub fn vhost(url: &str) -> Option<String> {
 
 /// The user the URL logs in as (`guest`, RabbitMQ's default, when it names none).
 pub fn user(url: &str) -> String {
-    match split(url).and_then(|(_, u, _, _)| u) {
+    match split(first(url)).and_then(|(_, u, _, _)| u) {
         Some(userinfo) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
             percent_decode(user).unwrap_or_else(|| user.to_owned())
@@ -68,14 +85,32 @@ pub fn user(url: &str) -> String {
     }
 }
 
-/// The same broker and vhost, logged in as `user` with `password`.
+/// The URL with its password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match split(url) {
+        Some((scheme, Some(userinfo), host, path)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        Some((scheme, None, host, path)) => format!("{scheme}://{host}{path}"),
+        None => "<not a URL>".into(),
+    }
+}
+
+/// The same broker (every node of a list) and vhost, logged in as `user` with `password`.
 pub fn with_credentials(url: &str, user: &str, password: &str) -> Option<String> {
-    let (scheme, _, host, path) = split(url)?;
-    Some(format!(
-        "{scheme}://{}:{}@{host}{path}",
-        percent_encode(user),
-        percent_encode(password)
-    ))
+    let rewritten = nodes(url)
+        .into_iter()
+        .map(|node| {
+            let (scheme, _, host, path) = split(node)?;
+            Some(format!(
+                "{scheme}://{}:{}@{host}{path}",
+                percent_encode(user),
+                percent_encode(password)
+            ))
+        })
+        .collect::<Option<Vec<String>>>()?;
+    (!rewritten.is_empty()).then(|| rewritten.join(","))
 }
 
 #[cfg(test)]
@@ -99,6 +134,19 @@ mod tests {
             Some("amqp://pos.m1.t1%40cp_x:p%2Fw@127.0.0.1:5672/%2f")
         );
         assert_eq!(vhost("no scheme"), None);
+        // A cluster: the first node names user and vhost; every node is rewritten.
+        let cluster = "amqp://svc:pw@10.0.0.1:5701/v1, amqp://svc:pw@10.0.0.2:5702/v1,";
+        assert_eq!(nodes(cluster).len(), 2);
+        assert_eq!(user(cluster), "svc");
+        assert_eq!(vhost(cluster).as_deref(), Some("v1"));
+        assert_eq!(
+            with_credentials(cluster, "pos.a.b", "x").as_deref(),
+            Some("amqp://pos.a.b:x@10.0.0.1:5701/v1,amqp://pos.a.b:x@10.0.0.2:5702/v1")
+        );
+        assert_eq!(with_credentials(" , ", "u", "p"), None);
+        assert_eq!(redact(u), "amqp://guest:***@127.0.0.1:5672/%2f");
+        assert_eq!(redact("amqp://h:1/v"), "amqp://h:1/v");
+        assert_eq!(redact("secret"), "<not a URL>");
         assert_eq!(percent_decode("%zz"), None);
     }
 }

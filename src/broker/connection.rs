@@ -7,12 +7,30 @@
 //! name is checked against the URL's host, so the broker's certificate must name it (DNS name or
 //! IP address).
 
-use super::BrokerError;
+use super::{amqp_url, BrokerError};
 use lapin::tcp::{OwnedTLSConfig, RustlsConnectorConfig};
+use lapin::uri::AMQPUri;
 use lapin::{Connection, ConnectionProperties};
 use rustls_pki_types::{pem::PemObject, CertificateDer};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
+
+/// How long one connection attempt to one node may take. A node cut off by a partition does not
+/// refuse a connection, it never answers: without a bound the attempt hangs on the kernel's TCP
+/// timeout (minutes) instead of moving on to the next node.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The heartbeat asked for when a URL does not set one (`?heartbeat=`). Heartbeats are how a
+/// client notices a connection whose peer went silent (a partitioned node cannot send the close
+/// it would send when it pauses); RabbitMQ's default of 60 s would leave a stage on a dead node
+/// for two minutes. Both sides send one every `heartbeat / 2`.
+const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+
+/// Where the next `connect` starts in a list of nodes. Turned by every call, so that the
+/// connections of a process spread over the cluster's nodes and a reconnect after a failure
+/// tries another node first.
+static NEXT_NODE: AtomicUsize = AtomicUsize::new(0);
 
 /// Exponential back-off with a ceiling: 200 ms, 400 ms, … 10 s.
 #[derive(Debug, Clone)]
@@ -132,19 +150,53 @@ pub fn trust_cas(ca: Option<CaBundle>) -> Result<(), CaAlreadySet> {
     }
 }
 
-/// One attempt. The connection name shows in the management UI, which is how an operator
-/// tells the stage workers apart. `amqps://` URLs trust the bundle set by `trust_cas`.
+/// One attempt on each node of `url` (one URL, or a comma-separated list of a cluster's nodes),
+/// starting at a different node each call, until one accepts. The connection name shows in the
+/// management UI, which is how an operator tells the stage workers apart. `amqps://` URLs trust
+/// the bundle set by `trust_cas`.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, BrokerError> {
     connect_trusting(url, name, TRUSTED_CAS.get()).await
 }
 
-/// One attempt, trusting `ca` (and the system roots) instead of the process-wide bundle. lapin
+/// `connect`, trusting `ca` (and the system roots) instead of the process-wide bundle. lapin
 /// ignores the TLS settings for a plain `amqp://` URL.
 pub async fn connect_trusting(
     url: &str,
     name: &str,
     ca: Option<&CaBundle>,
 ) -> Result<Connection, BrokerError> {
+    let nodes = amqp_url::nodes(url);
+    if nodes.is_empty() {
+        return Err(BrokerError::BadUrl("no node in the AMQP URL".into()));
+    }
+    let start = NEXT_NODE.fetch_add(1, Ordering::Relaxed);
+    let mut last = None;
+    for i in 0..nodes.len() {
+        let node = nodes[(start + i) % nodes.len()];
+        match connect_node(node, name, ca).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => {
+                if nodes.len() > 1 {
+                    log::warn!("{name}: cannot connect to {}: {e}", amqp_url::redact(node));
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or(BrokerError::ConsumerClosed))
+}
+
+/// One attempt on one node, bounded by `CONNECT_TIMEOUT`, with our default heartbeat.
+async fn connect_node(
+    node: &str,
+    name: &str,
+    ca: Option<&CaBundle>,
+) -> Result<Connection, BrokerError> {
+    // The parser's message quotes the whole URL, password included: name the node redacted.
+    let mut uri: AMQPUri = node.parse().map_err(|_: String| {
+        BrokerError::BadUrl(format!("cannot parse {}", amqp_url::redact(node)))
+    })?;
+    uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
     let props = ConnectionProperties::default().with_connection_name(name.into());
     let tls = OwnedTLSConfig {
         identity: None,
@@ -152,7 +204,11 @@ pub async fn connect_trusting(
     };
     // The runtime `Connection::connect` would pick: the current tokio runtime.
     let runtime = lapin::runtime::default_runtime()?;
-    Ok(Connection::connect_with_config(url, props, tls, runtime).await?)
+    let attempt = Connection::connect_uri_with_config(uri, props, tls, runtime);
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(conn) => Ok(conn?),
+        Err(_) => Err(BrokerError::ConnectTimeout(CONNECT_TIMEOUT)),
+    }
 }
 
 /// Retries `connect` up to `attempts` times with back-off; used by short-lived commands.

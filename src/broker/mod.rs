@@ -33,4 +33,8 @@ pub enum BrokerError {
     ConsumerClosed,
     #[error("stage actor unavailable: {0}")]
     Mailbox(String),
+    #[error("invalid AMQP URL: {0}")]
+    BadUrl(String),
+    #[error("no answer from the node within {0:?}")]
+    ConnectTimeout(std::time::Duration),
 }

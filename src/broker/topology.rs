@@ -21,9 +21,49 @@ pub const UNROUTED: &str = "pay.unrouted";
 pub const DEAD_QUEUE: &str = "pay.dead";
 pub const UNROUTED_QUEUE: &str = "pay.unrouted";
 
-/// Settlement shards: a card always maps to the same shard, and each shard has one active
-/// consumer, so a card's debits are serialised without lock waits.
-pub const SETTLEMENT_SHARDS: u32 = 4;
+/// How many settlement shards there are (`CAMPUSPAY_SETTLEMENT_SHARDS`). A card always maps to
+/// the same shard, and each shard has one active consumer, so a card's debits are serialised
+/// without lock waits. Every process of a deployment must use the same count; changing it means
+/// draining the settlement queues first (docs/CLUSTER.md, "Changing the shard count"), since a
+/// card's messages would otherwise sit in a shard no consumer reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shards(u32);
+
+impl Shards {
+    pub const DEFAULT: Shards = Shards(4);
+    /// More shards than cores of a whole campus deployment buy nothing, and each is a quorum
+    /// queue (a Raft group) on every node.
+    pub const MAX: u32 = 32;
+
+    /// Every shard queue a deployment may have had: for telling what a queue is (a settlement
+    /// shard, whatever the current count), never for routing.
+    pub const WIDEST: Shards = Shards(Shards::MAX);
+
+    pub fn new(n: u32) -> Option<Shards> {
+        (1..=Shards::MAX).contains(&n).then_some(Shards(n))
+    }
+
+    pub fn count(self) -> u32 {
+        self.0
+    }
+
+    /// Shard numbers, 0 to count − 1.
+    pub fn all(self) -> std::ops::Range<u32> {
+        0..self.0
+    }
+
+    /// The shard of a card. Stable for a given shard count.
+    pub fn of(self, card_id: i64) -> u32 {
+        // rem_euclid keeps it in 0..count even for (impossible) negative ids.
+        card_id.rem_euclid(i64::from(self.0)) as u32
+    }
+}
+
+impl Default for Shards {
+    fn default() -> Shards {
+        Shards::DEFAULT
+    }
+}
 
 /// Bounded retries: after this many deliveries a message is dead-lettered by the broker.
 pub const DELIVERY_LIMIT: i64 = 10;
@@ -67,9 +107,9 @@ impl StageName {
     }
 
     /// The queues this stage consumes.
-    pub fn queues(self) -> Vec<String> {
+    pub fn queues(self, shards: Shards) -> Vec<String> {
         match self {
-            StageName::Settlement => (0..SETTLEMENT_SHARDS).map(settlement_queue).collect(),
+            StageName::Settlement => shards.all().map(settlement_queue).collect(),
             other => vec![format!("campuspay.{}", other.as_str())],
         }
     }
@@ -81,12 +121,6 @@ pub fn settlement_queue(shard: u32) -> String {
 
 pub fn settlement_key(shard: u32) -> String {
     format!("settlement.{shard}")
-}
-
-/// The shard of a card. Stable forever for a given shard count.
-pub fn shard_of(card_id: i64) -> u32 {
-    // rem_euclid keeps it in 0..SHARDS even for (impossible) negative ids.
-    card_id.rem_euclid(i64::from(SETTLEMENT_SHARDS)) as u32
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -140,8 +174,8 @@ fn stage_queue(name: String, dead_key: &'static str, single_active: bool) -> Que
     QueueSpec { name, args }
 }
 
-/// The whole pipeline topology.
-pub fn topology() -> Topology {
+/// The whole pipeline topology, with `shards` settlement shards.
+pub fn topology(shards: Shards) -> Topology {
     let exchanges = vec![
         ExchangeSpec {
             name: REQUESTS,
@@ -175,7 +209,7 @@ pub fn topology() -> Topology {
         let dead_key = stage.as_str();
         match stage {
             StageName::QrValidation => {
-                let q = stage.queues().remove(0);
+                let q = stage.queues(shards).remove(0);
                 for verb in ["scan", "dynamic_qr", "query", "reversal"] {
                     bindings.push(BindingSpec {
                         exchange: REQUESTS,
@@ -186,7 +220,7 @@ pub fn topology() -> Topology {
                 queues.push(stage_queue(q, dead_key, false));
             }
             StageName::Settlement => {
-                for shard in 0..SETTLEMENT_SHARDS {
+                for shard in shards.all() {
                     let q = settlement_queue(shard);
                     bindings.push(BindingSpec {
                         exchange: STAGE,
@@ -197,7 +231,7 @@ pub fn topology() -> Topology {
                 }
             }
             other => {
-                let q = other.queues().remove(0);
+                let q = other.queues(shards).remove(0);
                 bindings.push(BindingSpec {
                     exchange: STAGE,
                     queue: q.clone(),
@@ -243,10 +277,12 @@ pub fn topology() -> Topology {
     }
 }
 
-/// Arguments of a terminal's or cardholder's durable result queue.
+/// Arguments of a terminal's durable result queue: a quorum queue, so that a till's results
+/// survive the loss of any one broker node of a cluster (a classic queue lives on one node).
+/// Quorum queues take a message TTL and `reject-publish` from RabbitMQ 3.10 on.
 pub fn result_queue_args() -> Vec<(&'static str, Arg)> {
     vec![
-        ("x-queue-type", Arg::Str("classic")),
+        ("x-queue-type", Arg::Str("quorum")),
         ("x-message-ttl", Arg::Int(RESULT_QUEUE_TTL_MS)),
         ("x-max-length", Arg::Int(RESULT_QUEUE_MAX_LENGTH)),
         ("x-overflow", Arg::Str("reject-publish")),
@@ -376,13 +412,61 @@ pub async fn provision_result_queue(channel: &Channel, key: &str) -> Result<(), 
     Ok(())
 }
 
+/// Settlement shard queues beyond `shards` that still hold ready messages: what a lowered
+/// `CAMPUSPAY_SETTLEMENT_SHARDS` would leave unread (those cards' payments would wait forever).
+/// Shard queues are numbered from 0 without gaps, so the search stops at the first one that
+/// does not exist.
+pub async fn stranded_shards(
+    conn: &lapin::Connection,
+    shards: Shards,
+) -> Result<Vec<(String, u32)>, BrokerError> {
+    let mut stranded = Vec::new();
+    for shard in shards.count()..Shards::MAX {
+        let name = settlement_queue(shard);
+        // A passive declare of a missing queue closes its channel: one channel per probe.
+        let channel = conn.create_channel().await?;
+        let probe = channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match probe {
+            Ok(q) => {
+                if q.message_count() > 0 {
+                    stranded.push((name, q.message_count()));
+                }
+                let _ = channel.close(200, "probed".into()).await;
+            }
+            Err(e) if is_not_found(&e) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(stranded)
+}
+
+fn is_not_found(e: &lapin::Error) -> bool {
+    matches!(
+        e.kind(),
+        lapin::ErrorKind::ProtocolError(amqp)
+            if matches!(
+                amqp.kind(),
+                lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::NOTFOUND)
+            )
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_binding_targets_a_declared_queue_and_exchange() {
-        let t = topology();
+        let t = topology(Shards::DEFAULT);
         for b in &t.bindings {
             assert!(t.queues.iter().any(|q| q.name == b.queue), "{}", b.queue);
             assert!(
@@ -404,8 +488,14 @@ mod tests {
 
     #[test]
     fn shards_are_stable() {
-        assert_eq!(shard_of(0), 0);
-        assert_eq!(shard_of(5), 1);
-        assert!((0..1000).all(|c| shard_of(c) < SETTLEMENT_SHARDS));
+        let four = Shards::DEFAULT;
+        assert_eq!(four.of(0), 0);
+        assert_eq!(four.of(5), 1);
+        assert!((0..1000).all(|c| four.of(c) < four.count()));
+        let two = Shards::new(2).unwrap();
+        assert_eq!(two.of(5), 1);
+        assert_eq!(topology(two).queues.len() + 2, topology(four).queues.len());
+        assert_eq!(Shards::new(0), None);
+        assert_eq!(Shards::new(Shards::MAX + 1), None);
     }
 }

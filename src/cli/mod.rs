@@ -141,6 +141,9 @@ pub enum CliError {
     /// The command line asks for something that cannot be (clap checks the rest).
     #[error("{0}")]
     Usage(String),
+    /// Starting would do harm (e.g. leave messages in queues nothing reads).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl CliError {
@@ -149,6 +152,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => ExitCode::from(2),
             CliError::Config(_)
+            | CliError::Refused(_)
             | CliError::Db(_)
             | CliError::Broker(_)
             | CliError::Amqp(_)

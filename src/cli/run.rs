@@ -23,7 +23,7 @@ pub(super) async fn topology(
     print_definitions: bool,
     config: Config,
 ) -> Result<ExitCode, CliError> {
-    let t = topology::topology();
+    let t = topology::topology(config.settlement_shards);
     if print_definitions {
         outln!(
             "{}",
@@ -50,13 +50,12 @@ pub(super) async fn run(
     prefer_shards: Vec<u32>,
     config: Config,
 ) -> Result<ExitCode, CliError> {
-    if let Some(bad) = prefer_shards
-        .iter()
-        .find(|s| **s >= campuspay::broker::topology::SETTLEMENT_SHARDS)
-    {
+    let shards = config.settlement_shards;
+    if let Some(bad) = prefer_shards.iter().find(|s| **s >= shards.count()) {
         return Err(CliError::Usage(format!(
-            "--prefer-shards: there is no shard {bad} (shards are 0 to {})",
-            campuspay::broker::topology::SETTLEMENT_SHARDS - 1
+            "--prefer-shards: there is no shard {bad} (shards are 0 to {}, CAMPUSPAY_SETTLEMENT_SHARDS={})",
+            shards.count() - 1,
+            shards.count()
         )));
     }
     let mut config = config;
@@ -77,6 +76,9 @@ pub(super) async fn run(
             })
             .collect::<Result<_, _>>()?
     };
+    if stages.contains(&StageName::Fee) || stages.contains(&StageName::Settlement) {
+        refuse_stranded_shards(&config).await?;
+    }
     let pool = pool(&config).await?;
     let ops = campuspay::platform::operations::OpsListener::start(&config, &config.ops_addr)
         .map_err(|source| CliError::Serve {
@@ -113,6 +115,35 @@ pub(super) async fn run(
     ops.stop().await;
     log::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses to route to, or consume, fewer settlement shards than hold messages: after a lowered
+/// `CAMPUSPAY_SETTLEMENT_SHARDS` the cards of the shards beyond it would wait forever. When the
+/// broker cannot be reached now, starts anyway (the consumers retry) with a warning.
+async fn refuse_stranded_shards(config: &Config) -> Result<(), CliError> {
+    let shards = config.settlement_shards;
+    let conn = match connect_retrying(&config.amqp_url, "campuspay run (shard check)", 3).await {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("cannot check the settlement shards now ({e}); starting anyway");
+            return Ok(());
+        }
+    };
+    let stranded = topology::stranded_shards(&conn, shards).await;
+    let _ = conn.close(200, "checked".into()).await;
+    let stranded = stranded?;
+    if stranded.is_empty() {
+        return Ok(());
+    }
+    let list = stranded
+        .iter()
+        .map(|(q, n)| format!("{q} ({n} messages)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(CliError::Refused(format!(
+        "CAMPUSPAY_SETTLEMENT_SHARDS={} but {list} still hold payments that no process would read: run with the previous shard count until those queues are empty (docs/CLUSTER.md, \"Changing the shard count\")",
+        shards.count()
+    )))
 }
 
 async fn wait_for_signal() {

@@ -20,7 +20,7 @@ fn management(ops: &Ops) -> Result<(Management, String), QueuesError> {
 
 pub async fn overview(ops: &Ops, list_results: bool) -> Result<QueueOverview, QueuesError> {
     let (m, vhost) = management(ops)?;
-    queues::queue_overview(&m, &vhost, list_results).await
+    queues::queue_overview(&m, &vhost, list_results, ops.config.settlement_shards).await
 }
 
 pub async fn purge(
@@ -106,5 +106,5 @@ pub async fn topology_check(
 ) -> Result<TopologyReport, QueuesError> {
     let (m, vhost) = management(ops)?;
     let (committed, name) = queues::committed_definitions(definitions)?;
-    queues::topology_check(&m, &vhost, &committed, &name).await
+    queues::topology_check(&m, &vhost, &committed, &name, ops.config.settlement_shards).await
 }

@@ -4,7 +4,7 @@
 
 use super::{decode_batches, to_stage, with_db, Deps, Stage, StageFuture};
 use crate::broker::consumer::{HandlerOutput, Incoming};
-use crate::broker::topology::{settlement_key, shard_of, StageName, SETTLEMENT_SHARDS};
+use crate::broker::topology::{settlement_key, StageName};
 use crate::db::fees;
 use crate::messages::internal::PaymentItem;
 
@@ -24,14 +24,15 @@ impl Stage for Fee {
     fn handle(&self, batch: Vec<Incoming>) -> StageFuture {
         let pool = self.deps.pool.clone();
         let key = self.deps.keys.stage_mac.clone();
+        let shard_count = self.deps.settlement_shards;
         Box::pin(async move {
             let (items, dispositions) = decode_batches(&key, &batch);
             let items = with_db(&pool, items, fees::apply_fees).await?;
-            let mut shards: Vec<Vec<PaymentItem>> = vec![Vec::new(); SETTLEMENT_SHARDS as usize];
+            let mut shards: Vec<Vec<PaymentItem>> = vec![Vec::new(); shard_count.count() as usize];
             let mut done = Vec::new();
             for item in items {
                 match (&item.card, item.is_pending()) {
-                    (Some(card), true) => shards[shard_of(card.card_id) as usize].push(item),
+                    (Some(card), true) => shards[shard_count.of(card.card_id) as usize].push(item),
                     _ => done.push(item),
                 }
             }

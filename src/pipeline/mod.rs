@@ -75,6 +75,7 @@ pub struct Deps {
     pub dynamic_qr_ttl: std::time::Duration,
     pub campus_offset: chrono::FixedOffset,
     pub reversal_window: crate::domain::refund::ReversalWindow,
+    pub settlement_shards: topology::Shards,
 }
 
 impl Deps {
@@ -88,6 +89,7 @@ impl Deps {
             dynamic_qr_ttl: config.dynamic_qr_ttl,
             campus_offset: config.campus_offset,
             reversal_window: config.reversal_window,
+            settlement_shards: config.settlement_shards,
         }
     }
 }
@@ -139,7 +141,7 @@ pub fn start_stage<S: Stage>(
     }
     .start();
     S::NAME
-        .queues()
+        .queues(config.settlement_shards)
         .into_iter()
         .enumerate()
         .map(|(index, queue)| {
@@ -307,5 +309,3 @@ where
     }
     Ok(db::run(pool, move |conn| f(conn, items)).await?)
 }
-
-pub use topology::shard_of;

@@ -78,20 +78,22 @@ async fn backlog(state: &State) -> crate::metrics::Backlog {
         Management::new(&state.config.management_url),
         queues::vhost_of(&state.config.amqp_url),
     ) {
-        (Ok(m), Ok(vhost)) => match queues::queue_overview(&m, &vhost, false).await {
-            Ok(o) => o
-                .pipeline
-                .iter()
-                .map(|q| {
-                    let n = |v: Option<u64>| v.map(|x| x as i64).unwrap_or(0);
-                    (q.name.clone(), n(q.ready), n(q.unacked), n(q.consumers))
-                })
-                .collect(),
-            Err(e) => {
-                log::warn!("metrics: no queue backlog: {e}");
-                Vec::new()
+        (Ok(m), Ok(vhost)) => {
+            match queues::queue_overview(&m, &vhost, false, state.config.settlement_shards).await {
+                Ok(o) => o
+                    .pipeline
+                    .iter()
+                    .map(|q| {
+                        let n = |v: Option<u64>| v.map(|x| x as i64).unwrap_or(0);
+                        (q.name.clone(), n(q.ready), n(q.unacked), n(q.consumers))
+                    })
+                    .collect(),
+                Err(e) => {
+                    log::warn!("metrics: no queue backlog: {e}");
+                    Vec::new()
+                }
             }
-        },
+        }
         (Err(e), _) => {
             log::warn!("metrics: no queue backlog: {e}");
             Vec::new()

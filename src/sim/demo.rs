@@ -214,7 +214,7 @@ pub async fn run(config: &Config, opts: &DemoOptions) -> Result<DemoReport, SimE
     println!("database ready ({} new migrations)", applied.len());
     let conn = connect_retrying(&config.amqp_url, "campuspay demo", 10).await?;
     let channel = conn.create_channel().await?;
-    topology().declare(&channel).await?;
+    topology(config.settlement_shards).declare(&channel).await?;
     println!("broker topology declared");
     let campus = seed::seed(&pool).await?;
     println!(

@@ -82,7 +82,7 @@ impl TestEnv {
             .await
             .expect("amqp connect");
         let channel = conn.create_channel().await.expect("channel");
-        topology()
+        topology(config.settlement_shards)
             .declare(&channel)
             .await
             .expect("declare topology");

@@ -163,7 +163,9 @@ async fn the_overview_lists_the_pipeline_queues_and_warns_about_missing_consumer
     // The management statistics lag by a few seconds: poll.
     let every = Duration::from_millis(500);
     let o = eventually("every queue has statistics", WAIT, every, || async {
-        let o = queue_overview(&mgmt, &env.vhost, true).await.unwrap();
+        let o = queue_overview(&mgmt, &env.vhost, true, env.config.settlement_shards)
+            .await
+            .unwrap();
         if o.pipeline.iter().all(|r| r.consumers.is_some()) {
             Ok(o)
         } else {
@@ -200,7 +202,9 @@ async fn the_overview_lists_the_pipeline_queues_and_warns_about_missing_consumer
     // With the pipeline running, every stage queue has its consumer.
     env.start_pipeline();
     eventually("no warnings once the stages run", WAIT, every, || async {
-        let o = queue_overview(&mgmt, &env.vhost, false).await.unwrap();
+        let o = queue_overview(&mgmt, &env.vhost, false, env.config.settlement_shards)
+            .await
+            .unwrap();
         if o.warnings.is_empty() {
             Ok(())
         } else {
@@ -540,9 +544,15 @@ async fn topology_check_finds_no_drift_on_a_fresh_vhost_and_reports_changes() {
     let _pos = env.pos("m1", "t1").await;
     let committed = definitions_file();
     let mgmt = env.mgmt().clone();
-    let r = topology_check(&mgmt, &env.vhost, &committed, "definitions.json")
-        .await
-        .unwrap();
+    let r = topology_check(
+        &mgmt,
+        &env.vhost,
+        &committed,
+        "definitions.json",
+        env.config.settlement_shards,
+    )
+    .await
+    .unwrap();
     assert!(r.ok, "{:?}", r.drift);
     assert!(r.drift.is_empty());
 
@@ -583,9 +593,15 @@ async fn topology_check_finds_no_drift_on_a_fresh_vhost_and_reports_changes() {
         .await
         .unwrap();
 
-    let r = topology_check(&mgmt, &env.vhost, &committed, "definitions.json")
-        .await
-        .unwrap();
+    let r = topology_check(
+        &mgmt,
+        &env.vhost,
+        &committed,
+        "definitions.json",
+        env.config.settlement_shards,
+    )
+    .await
+    .unwrap();
     assert!(!r.ok);
     let found: Vec<(&str, &str, &str)> = r
         .drift

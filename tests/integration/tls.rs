@@ -7,7 +7,7 @@
 
 use crate::helpers::*;
 use campuspay::broker::connection::{connect, connect_trusting, trust_cas, CaBundle};
-use campuspay::broker::topology::{topology, StageName};
+use campuspay::broker::topology::{topology, Shards, StageName};
 use campuspay::config::{Config, DEFAULT_DATABASE_URL};
 use campuspay::db::{self, admin};
 use campuspay::domain::{Amount, Identity, MerchantId, RequestId, TerminalId, TxState, UserId};
@@ -196,7 +196,7 @@ async fn a_payment_over_amqps_with_the_campus_ca_and_no_trust_without_it() {
         .await
         .expect("amqps connect with the CA");
     let channel = conn.create_channel().await.unwrap();
-    topology()
+    topology(Shards::DEFAULT)
         .declare(&channel)
         .await
         .expect("declare topology over amqps");

@@ -2,7 +2,7 @@
 //! after `campuspay topology` all agree.
 
 use crate::helpers::*;
-use campuspay::broker::topology::topology;
+use campuspay::broker::topology::{topology, Shards};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
@@ -15,7 +15,7 @@ fn definitions_file() -> Value {
 fn committed_definitions_match_the_code() {
     assert_eq!(
         definitions_file(),
-        topology().definitions_json(),
+        topology(Shards::DEFAULT).definitions_json(),
         "rabbitmq/definitions.json is stale: regenerate with `campuspay topology --print-definitions`"
     );
 }

@@ -2,7 +2,7 @@
 //! `x-death`), a stable id, and the body as JSON, a stage batch or hex, payment codes masked.
 
 use crate::broker::consumer::REPLAYED_HEADER;
-use crate::broker::topology::{StageName, DEAD};
+use crate::broker::topology::{Shards, StageName, DEAD};
 use crate::messages::internal::{self, StageBatch};
 use chrono::{DateTime, Utc};
 use lapin::types::{AMQPValue, FieldTable};
@@ -73,7 +73,7 @@ fn timestamp(v: &AMQPValue) -> Option<DateTime<Utc>> {
 fn stage_of_queue(queue: &str) -> Option<&'static str> {
     StageName::ALL
         .into_iter()
-        .find(|s| s.queues().iter().any(|q| q == queue))
+        .find(|s| s.queues(Shards::WIDEST).iter().any(|q| q == queue))
         .map(StageName::as_str)
 }
 

@@ -3,7 +3,7 @@
 
 use super::{blocking, is_result_queue, QueuesError};
 use crate::admin::management::Management;
-use crate::broker::topology::{self, DEAD_QUEUE, UNROUTED_QUEUE};
+use crate::broker::topology::{self, Shards, DEAD_QUEUE, UNROUTED_QUEUE};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -161,13 +161,18 @@ pub struct QueueOverview {
 }
 
 /// Builds the overview from `GET /api/queues/{vhost}`.
-pub fn summarize(vhost: &str, api_queues: &[Value], list_results: bool) -> QueueOverview {
+pub fn summarize(
+    vhost: &str,
+    api_queues: &[Value],
+    list_results: bool,
+    shards: Shards,
+) -> QueueOverview {
     let rows: BTreeMap<String, QueueRow> = api_queues
         .iter()
         .map(QueueRow::from_api)
         .map(|r| (r.name.clone(), r))
         .collect();
-    let expected: Vec<String> = topology::topology()
+    let expected: Vec<String> = topology::topology(shards)
         .queues
         .into_iter()
         .map(|q| q.name)
@@ -189,6 +194,14 @@ pub fn summarize(vhost: &str, api_queues: &[Value], list_results: bool) -> Queue
     // Stage-like queues that the code does not know (a leftover shard, a typo) still show.
     for r in rows.values() {
         if r.role == "stage" && !expected.contains(&r.name) {
+            let held = r.ready.unwrap_or(0) + r.unacked.unwrap_or(0);
+            if held > 0 {
+                warnings.push(format!(
+                    "{} holds {held} messages but is not a queue of this configuration ({} settlement shards): no consumer reads it; go back to the old shard count until it is drained",
+                    r.name,
+                    shards.count()
+                ));
+            }
             pipeline.push(r.clone());
         }
     }
@@ -232,10 +245,11 @@ pub async fn queue_overview(
     mgmt: &Management,
     vhost: &str,
     list_results: bool,
+    shards: Shards,
 ) -> Result<QueueOverview, QueuesError> {
     let (m, v) = (mgmt.clone(), vhost.to_owned());
     let queues = blocking(move || m.queues(&v)).await?;
-    Ok(summarize(vhost, &queues, list_results))
+    Ok(summarize(vhost, &queues, list_results, shards))
 }
 
 #[cfg(test)]
@@ -298,7 +312,7 @@ mod tests {
             json!({"name": "campuspay.qr_validation", "type": "quorum", "consumers": 0,
                    "messages_ready": 0, "message_stats": {"publish_details": {"rate": 2.5}}}),
         ];
-        let o = summarize("/", &api, false);
+        let o = summarize("/", &api, false, Shards::DEFAULT);
         let names: Vec<&str> = o.pipeline.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["campuspay.qr_validation", "campuspay.fee"]);
         assert_eq!(o.pipeline[0].publish_rate, Some(2.5));

@@ -2,7 +2,7 @@
 //! that must not be purged without `--force`.
 
 use super::{connect, vhost_of, QueuesError};
-use crate::broker::topology::{StageName, DEAD_QUEUE};
+use crate::broker::topology::{Shards, StageName, DEAD_QUEUE};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use lapin::Connection;
@@ -14,7 +14,7 @@ use serde::Serialize;
 fn money_moving_queues() -> Vec<String> {
     [StageName::Order, StageName::Fee, StageName::Settlement]
         .into_iter()
-        .flat_map(StageName::queues)
+        .flat_map(|s| s.queues(Shards::WIDEST))
         .collect()
 }
 

@@ -3,7 +3,7 @@
 
 use super::{blocking, is_result_queue, QueuesError};
 use crate::admin::management::Management;
-use crate::broker::topology::{self, Arg, RESULTS};
+use crate::broker::topology::{self, Arg, Shards, RESULTS};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -250,12 +250,16 @@ pub async fn topology_check(
     vhost: &str,
     committed: &Value,
     committed_name: &str,
+    shards: Shards,
 ) -> Result<TopologyReport, QueuesError> {
     let (m, v) = (mgmt.clone(), vhost.to_owned());
     let live = blocking(move || m.definitions(&v)).await?;
-    let expected = topology::topology().definitions_json();
+    let expected = topology::topology(shards).definitions_json();
     let mut drift = compare(&expected, &live, "broker")?;
-    drift.extend(compare(&expected, committed, committed_name)?);
+    // The committed file is rendered with the default shard count, whatever this deployment
+    // uses.
+    let rendered = topology::topology(Shards::DEFAULT).definitions_json();
+    drift.extend(compare(&rendered, committed, committed_name)?);
     let mut notes = Vec::new();
     for p in live["policies"].as_array().into_iter().flatten() {
         notes.push(format!(
@@ -304,7 +308,7 @@ mod tests {
 
     #[test]
     fn the_code_has_no_drift_against_itself_and_changes_are_reported() {
-        let code = topology::topology().definitions_json();
+        let code = topology::topology(Shards::DEFAULT).definitions_json();
         assert_eq!(compare(&code, &code, "same").unwrap(), vec![]);
         let mut live = code.clone();
         // A result queue and a server-named queue with their bindings are not drift.
