@@ -14,6 +14,10 @@
 #                   and writes them to $CLUSTER_DIR/env (docs/CLUSTER.md; root)
 #   make cluster-status / cluster-down / cluster-selftest
 #                   inspect it / delete it / exercise every fault helper (~1 min)
+#   make test-cluster
+#                   start the cluster, run the cluster fault tests one at a time
+#                   against it (node killed, partition, PostgreSQL failover, two
+#                   workers on two nodes), delete it (~5 min; root)
 #   make tls-node / tls-node-down
 #                   a throw-away RabbitMQ node speaking only amqps:// on 5681 with a
 #                   CA made on the spot; prints AMQPS_URL and the CA file (root)
@@ -49,7 +53,7 @@ export DATABASE_URL AMQP_URL RABBITMQ_MANAGEMENT_URL CAMPUSPAY_ENV
 
 export RUST_BACKTRACE = 1
 
-.PHONY: all services build db demo test test-broker-restart cluster cluster-status cluster-down cluster-selftest tls-node tls-node-down bench fmt clippy clean
+.PHONY: all services build db demo test test-broker-restart test-cluster cluster cluster-status cluster-down cluster-selftest tls-node tls-node-down bench fmt clippy clean
 
 all: build
 
@@ -98,6 +102,17 @@ cluster-down:
 
 cluster-selftest:
 	./scripts/cluster-selftest.sh
+
+# The cluster's settings replace the default servers' for these tests only: every node in
+# AMQP_URL and RABBITMQ_MANAGEMENT_URL, both PostgreSQL instances in DATABASE_URL. The cluster
+# is deleted afterwards whatever the outcome.
+test-cluster: services
+	$(CARGO) build --tests --bin campuspay
+	./scripts/cluster.sh up >/dev/null
+	rc=0; ( eval "$$(./scripts/cluster.sh env)"; \
+	    export RABBITMQ_MANAGEMENT_URL="$$RABBITMQ_MANAGEMENT_URLS"; \
+	    $(CARGO) test --test integration cluster:: -- --ignored --test-threads=1 --nocapture ) || rc=$$?; \
+	./scripts/cluster.sh down; exit $$rc
 
 # A throw-away TLS-only RabbitMQ node (scripts/tls-node.sh), for trying amqps:// by hand:
 #   make tls-node; AMQP_URL=<AMQPS_URL> CAMPUSPAY_AMQP_CA_FILE=<TLS_NODE_CA> campuspay ...

@@ -24,8 +24,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The heartbeat asked for when a URL does not set one (`?heartbeat=`). Heartbeats are how a
 /// client notices a connection whose peer went silent (a partitioned node cannot send the close
 /// it would send when it pauses); RabbitMQ's default of 60 s would leave a stage on a dead node
-/// for two minutes. Both sides send one every `heartbeat / 2`.
-const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+/// for two minutes; at 5 s a stage leaves it after 10 to 20 s. Both sides send one every
+/// `heartbeat / 2`.
+const DEFAULT_HEARTBEAT_SECS: u16 = 5;
 
 /// Where the next `connect` starts in a list of nodes. Turned by every call, so that the
 /// connections of a process spread over the cluster's nodes and a reconnect after a failure

@@ -180,7 +180,7 @@ async fn session(
     channel
         .basic_qos(spec.prefetch, BasicQosOptions::default())
         .await?;
-    let publisher = Publisher::new(&conn, spec.confirm_timeout).await?;
+    let mut publisher = Publisher::new(&conn, spec.confirm_timeout).await?;
     let tag = format!("{}-{}", spec.stage, uuid::Uuid::new_v4().simple());
     let mut consumer = channel
         .basic_consume(
@@ -220,7 +220,7 @@ async fn session(
                 Some(None) | None => break,
             }
         }
-        settle_batch(spec, handler, &publisher, batch).await?;
+        settle_batch(spec, handler, &conn, &mut publisher, batch).await?;
     }
 }
 
@@ -238,7 +238,8 @@ enum Failure {
 async fn handle_with_retries(
     spec: &ConsumerSpec,
     handler: &Handler,
-    publisher: &Publisher,
+    conn: &lapin::Connection,
+    publisher: &mut Publisher,
     inputs: &[Incoming],
 ) -> Result<HandlerOutput, Failure> {
     let mut backoff = Backoff::new();
@@ -252,7 +253,22 @@ async fn handle_with_retries(
                 Err(e @ BrokerError::Amqp(_)) if !publisher.channel().status().connected() => {
                     return Err(Failure::Broken(e))
                 }
-                // The broker refusing or not confirming is about the broker, not the batch.
+                // A nack or a missing confirm: in one run of the cluster tests, after a node
+                // died and its quorum queues elected new leaders elsewhere, RabbitMQ 3.10 went
+                // on nacking a long-lived channel's publishes for a minute while the pipeline's
+                // other channels published fine. A fresh channel costs one round trip and
+                // starts without whatever state the old one kept; retry on it.
+                Err(e @ (BrokerError::Nacked { .. } | BrokerError::ConfirmTimeout(_))) => {
+                    match Publisher::new(conn, spec.confirm_timeout).await {
+                        Ok(fresh) => {
+                            let stale = std::mem::replace(publisher, fresh);
+                            let _ = stale.channel().close(200, "renewed".into()).await;
+                        }
+                        Err(broken) => return Err(Failure::Broken(broken)),
+                    }
+                    (e.to_string(), true)
+                }
+                // The broker refusing is about the broker, not the batch.
                 Err(e) => (e.to_string(), true),
             },
             Err(Retry { why, transient }) => (why, transient),
@@ -275,12 +291,13 @@ async fn handle_with_retries(
 async fn settle_batch(
     spec: &ConsumerSpec,
     handler: &Handler,
-    publisher: &Publisher,
+    conn: &lapin::Connection,
+    publisher: &mut Publisher,
     batch: Vec<Delivery>,
 ) -> Result<(), BrokerError> {
     let started = std::time::Instant::now();
     let inputs: Vec<Incoming> = batch.iter().map(incoming).collect();
-    let output = match handle_with_retries(spec, handler, publisher, &inputs).await {
+    let output = match handle_with_retries(spec, handler, conn, publisher, &inputs).await {
         Ok(out) => out,
         Err(Failure::Broken(e)) => return Err(e),
         Err(Failure::Failed(failure)) if batch.len() > 1 => {
@@ -292,7 +309,7 @@ async fn settle_batch(
                 batch.len()
             );
             for d in batch {
-                Box::pin(settle_batch(spec, handler, publisher, vec![d])).await?;
+                Box::pin(settle_batch(spec, handler, conn, publisher, vec![d])).await?;
             }
             return Ok(());
         }

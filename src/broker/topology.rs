@@ -257,7 +257,11 @@ pub fn topology(shards: Shards) -> Topology {
     queues.push(QueueSpec {
         name: UNROUTED_QUEUE.into(),
         args: vec![
-            ("x-queue-type", Arg::Str("classic")),
+            // Quorum, though it holds only copies: `pay.results` hands a message that no queue
+            // takes to this one, and when it is down (a classic queue dies with its node) the
+            // broker returns the publish as unroutable, so fan-out would stall until that one
+            // node came back.
+            ("x-queue-type", Arg::Str("quorum")),
             // Results nobody subscribed to: kept briefly for debugging, then expired (the
             // system of record is PostgreSQL, and `query.v1` re-sends a result).
             ("x-message-ttl", Arg::Int(5 * 60 * 1000)),
@@ -449,15 +453,56 @@ pub async fn stranded_shards(
     Ok(stranded)
 }
 
-fn is_not_found(e: &lapin::Error) -> bool {
+/// Replaces queues declared by an earlier version with other arguments, where that is safe:
+/// `pay.unrouted` (a classic queue before it became quorum; it holds only results nobody
+/// subscribed to, kept five minutes for debugging). Every other queue keeps what it has; a
+/// difference there is reported by `admin topology check`. Returns the queues replaced.
+pub async fn replace_outdated(
+    conn: &lapin::Connection,
+    topology: &Topology,
+) -> Result<Vec<String>, BrokerError> {
+    let mut replaced = Vec::new();
+    for q in topology.queues.iter().filter(|q| q.name == UNROUTED_QUEUE) {
+        // A declare with other arguments closes its channel with PRECONDITION_FAILED.
+        let probe = conn.create_channel().await?;
+        let declared = probe
+            .queue_declare(
+                q.name.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                field_table(&q.args),
+            )
+            .await;
+        match declared {
+            Ok(_) => {
+                let _ = probe.close(200, "probed".into()).await;
+            }
+            Err(e) if has_soft_error(&e, lapin::protocol::AMQPSoftError::PRECONDITIONFAILED) => {
+                let channel = conn.create_channel().await?;
+                channel
+                    .queue_delete(q.name.as_str().into(), Default::default())
+                    .await?;
+                let _ = channel.close(200, "replaced".into()).await;
+                replaced.push(q.name.clone());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(replaced)
+}
+
+fn has_soft_error(e: &lapin::Error, soft: lapin::protocol::AMQPSoftError) -> bool {
     matches!(
         e.kind(),
         lapin::ErrorKind::ProtocolError(amqp)
-            if matches!(
-                amqp.kind(),
-                lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::NOTFOUND)
-            )
+            if *amqp.kind() == lapin::protocol::AMQPErrorKind::Soft(soft)
     )
+}
+
+fn is_not_found(e: &lapin::Error) -> bool {
+    has_soft_error(e, lapin::protocol::AMQPSoftError::NOTFOUND)
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub(super) async fn topology(
         );
     } else {
         let conn = connect_retrying(&config.amqp_url, "campuspay topology", 5).await?;
+        for q in topology::replace_outdated(&conn, &t).await? {
+            outln!("replaced {q} (declared by an earlier version with other arguments)");
+        }
         let channel = conn.create_channel().await?;
         t.declare(&channel).await?;
         let _ = conn.close(200, "done".into()).await;

@@ -213,8 +213,10 @@ pub async fn run(config: &Config, opts: &DemoOptions) -> Result<DemoReport, SimE
     let applied = db::run(&pool, db::migrate).await?;
     println!("database ready ({} new migrations)", applied.len());
     let conn = connect_retrying(&config.amqp_url, "campuspay demo", 10).await?;
+    let t = topology(config.settlement_shards);
+    crate::broker::topology::replace_outdated(&conn, &t).await?;
     let channel = conn.create_channel().await?;
-    topology(config.settlement_shards).declare(&channel).await?;
+    t.declare(&channel).await?;
     println!("broker topology declared");
     let campus = seed::seed(&pool).await?;
     println!(

@@ -19,9 +19,29 @@ use std::time::Duration;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
-fn base_url(url: &str) -> &str {
-    // Everything before the last path segment (the database or vhost name).
-    url.rsplit_once('/').map(|(b, _)| b).unwrap_or(url)
+/// `url` naming `name` as its database or vhost (its last path segment) instead, its query
+/// string (`?target_session_attrs=…`, `?heartbeat=…`) kept.
+fn renamed(url: &str, name: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let base = head.rsplit_once('/').map(|(b, _)| b).unwrap_or(head);
+    format!("{base}/{name}{query}")
+}
+
+/// A PostgreSQL URL (one host, or libpq's `h1:p1,h2:p2` list) for database `name`.
+pub fn database_url(url: &str, name: &str) -> String {
+    renamed(url, name)
+}
+
+/// An AMQP URL (one node, or a comma-separated list of a cluster's nodes) for vhost `name`.
+pub fn vhost_url(url: &str, name: &str) -> String {
+    campuspay::broker::amqp_url::nodes(url)
+        .into_iter()
+        .map(|node| renamed(node, name))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub struct TestEnv {
@@ -56,9 +76,9 @@ impl TestEnv {
         let name = format!("cp_test_{}", &id[..12]);
         let db_env = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
         let amqp_env = std::env::var("AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into());
-        let admin_db_url = format!("{}/postgres", base_url(&db_env));
-        let db_url = format!("{}/{name}", base_url(&db_env));
-        let amqp_url = format!("{}/{name}", base_url(&amqp_env));
+        let admin_db_url = database_url(&db_env, "postgres");
+        let db_url = database_url(&db_env, &name);
+        let amqp_url = vhost_url(&amqp_env, &name);
         let config = Config::for_urls(&db_url, &amqp_url);
         let mgmt = Management::new(&config.management_url).expect("management url");
 
@@ -230,6 +250,11 @@ impl TestEnv {
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
+        self.try_count(sql).await.unwrap()
+    }
+
+    /// `count`, or the error: for polling while the database fails over.
+    pub async fn try_count(&self, sql: &str) -> Result<i64, db::DbError> {
         #[derive(diesel::QueryableByName)]
         struct N {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -240,7 +265,6 @@ impl TestEnv {
             Ok(diesel::sql_query(s).get_result::<N>(c)?.n)
         })
         .await
-        .unwrap()
     }
 
     /// Serves the payment platform on a free local port and waits until its result hub
@@ -313,6 +337,25 @@ pub async fn assert_quiet(sub: &mut Subscriber) {
     if let Some((extra, _)) = sub.next_raw(Duration::from_millis(500)).await.unwrap() {
         panic!("unexpected extra result on {}: {extra:?}", sub.queue);
     }
+}
+
+#[test]
+fn urls_are_renamed_for_each_test() {
+    assert_eq!(
+        database_url(
+            "postgres://p@h1:5433,h2:5434/campuspay?target_session_attrs=read-write",
+            "x"
+        ),
+        "postgres://p@h1:5433,h2:5434/x?target_session_attrs=read-write"
+    );
+    assert_eq!(
+        database_url("postgres://p@h/campuspay", "x"),
+        "postgres://p@h/x"
+    );
+    assert_eq!(
+        vhost_url("amqp://g:g@a:1/%2f,amqp://g:g@b:2/%2f?heartbeat=5", "v"),
+        "amqp://g:g@a:1/v,amqp://g:g@b:2/v?heartbeat=5"
+    );
 }
 
 pub fn money(s: &str) -> Money {

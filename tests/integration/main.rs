@@ -2,6 +2,7 @@
 //! and vhost (random names), so tests run in parallel and leave nothing behind.
 
 mod architecture;
+mod cluster;
 mod concurrency;
 mod declines;
 mod e2e;
@@ -18,6 +19,7 @@ mod queues;
 mod restart;
 mod reversals;
 mod schemas;
+mod shards;
 mod tls;
 mod topology;
 mod trust;
