@@ -13,45 +13,17 @@ pub mod operations;
 pub mod phone;
 
 use crate::auth::JwtKeys;
-use crate::broker::connection::connect;
-use crate::broker::{BrokerError, Outgoing, Publisher};
+use crate::broker::PublisherSlot;
 use crate::config::Config;
 use crate::db::Pool;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use error::ApiError;
 use events::ResultHub;
 use std::net::SocketAddr;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::watch;
 
 /// Largest JSON body the platform reads (a QR payload is at most 512 characters).
 const MAX_BODY_BYTES: usize = 16 * 1024;
-
-/// A lazily (re)connected confirmed publisher shared by the HTTP workers.
-pub struct PublisherSlot {
-    url: String,
-    timeout: std::time::Duration,
-    inner: Mutex<Option<(lapin::Connection, Publisher)>>,
-}
-
-impl PublisherSlot {
-    pub async fn publish(&self, messages: &[Outgoing]) -> Result<(), BrokerError> {
-        let mut slot = self.inner.lock().await;
-        if slot.is_none() {
-            let conn = connect(&self.url, "campuspay platform").await?;
-            let publisher = Publisher::new(&conn, self.timeout).await?;
-            *slot = Some((conn, publisher));
-        }
-        let result = match slot.as_ref() {
-            Some((_, p)) => p.publish_all(messages).await,
-            None => Err(BrokerError::NotConfirmed),
-        };
-        if result.is_err() {
-            // Reconnect on the next request rather than reuse a channel in an unknown state.
-            *slot = None;
-        }
-        result
-    }
-}
 
 pub struct AppState {
     pub pool: Pool,
@@ -120,11 +92,11 @@ impl Platform {
             pool,
             jwt: JwtKeys::new(&config.keys),
             config: config.clone(),
-            publisher: PublisherSlot {
-                url: config.amqp_url.clone(),
-                timeout: config.confirm_timeout,
-                inner: Mutex::new(None),
-            },
+            publisher: PublisherSlot::new(
+                &config.amqp_url,
+                "campuspay platform",
+                config.confirm_timeout,
+            ),
             hub: hub.clone(),
         });
         let server = HttpServer::new(move || {
