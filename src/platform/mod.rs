@@ -1,12 +1,15 @@
 //! The payment platform (支付平台): the phone's HTTP API (actix-web, JSON, bearer JWTs).
 //!
 //! Routes: `POST /v1/payment-codes`, `POST /v1/orders`, `POST /v1/orders/{id}/pay`,
-//! `GET /v1/orders/{id}`, `GET /v1/events` (SSE), `GET /v1/me`, and `GET /openapi.json`.
+//! `GET /v1/orders/{id}`, `GET /v1/confirmations`, `POST /v1/confirmations/{id}/confirm`,
+//! `POST /v1/confirmations/{id}/decline`, `GET /v1/events` (SSE), `GET /v1/me`, and
+//! `GET /openapi.json`.
 //! A confirmed order is handed to the pipeline's order stage as a one-item batch; from there
 //! it follows the same stages as a reverse scan.
 
 pub mod admin;
 pub mod auth;
+pub mod confirmations;
 pub mod error;
 pub mod events;
 pub mod operations;
@@ -40,6 +43,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/orders", web::post().to(phone::create_order))
             .route("/orders/{id}", web::get().to(phone::get_order))
             .route("/orders/{id}/pay", web::post().to(phone::pay_order))
+            .route("/confirmations", web::get().to(confirmations::list))
+            .route(
+                "/confirmations/{id}/confirm",
+                web::post().to(confirmations::confirm),
+            )
+            .route(
+                "/confirmations/{id}/decline",
+                web::post().to(confirmations::decline),
+            )
             .route("/events", web::get().to(events::events))
             .route("/me", web::get().to(phone::me)),
     )
