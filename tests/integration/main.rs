@@ -3,6 +3,7 @@
 
 mod architecture;
 mod concurrency;
+mod confirm;
 mod declines;
 mod e2e;
 mod faults;
