@@ -13,6 +13,7 @@ mod hostile;
 mod idempotency;
 mod ledger;
 mod openapi;
+mod openapi_confirm;
 mod operations;
 mod poison;
 mod queues;
