@@ -10,7 +10,9 @@ It does what a real till does when the cashier presses "charge" (reverse scan, t
   3. publishes a scan.v1 message to pay.requests with routing key
      pos.<merchant>.<terminal>.scan: persistent, mandatory, publisher-confirmed, with the
      terminal's JWT in the "authorization" header and its broker user in the user_id property;
-  4. waits for the answer whose request_id matches, prints it as JSON on stdout.
+  4. waits for the answer whose request_id matches, prints it as JSON on stdout. Above the
+     card's password-free amount the first answer is a `pending` result.v1 (reason
+     user_confirming): the cardholder confirms on the phone, and the final one follows.
 
 Retrying after a timeout or a lost connection: run it again with the SAME --request-id (it is
 printed on stderr). The same request never moves money twice and always gets the same result.
@@ -237,6 +239,14 @@ def main() -> int:
                 or result.get("type") not in answers
             ):
                 print(f"(other message on {result_queue}: {body.decode(errors='replace')})", file=sys.stderr)
+                continue
+            if result["type"] == "result.v1" and result.get("status") == "pending":
+                # Above the card's password-free amount the cardholder confirms on the phone
+                # (reason user_confirming); the final result.v1 follows (or query.v1 again).
+                print(
+                    f"PENDING: waiting for the cardholder to confirm {result.get('total')} on the phone",
+                    file=sys.stderr,
+                )
                 continue
             print(json.dumps(result, indent=2, ensure_ascii=False))
             reason = result.get("reason")

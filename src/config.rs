@@ -104,6 +104,9 @@ pub struct Config {
     pub standby_delay: Duration,
     /// How far back a POS may reverse its own payments.
     pub reversal_window: ReversalWindow,
+    /// How long a reverse scan above the password-free amount waits for its cardholder to
+    /// confirm it on the phone before it is declined `confirmation_timeout`.
+    pub confirmation_timeout: Duration,
     /// `CAMPUSPAY_ENV=development`: the published development keys are allowed.
     pub development: bool,
 }
@@ -265,6 +268,12 @@ impl Config {
                 60_000,
             )?),
             reversal_window: parse_reversal_window(env("CAMPUSPAY_REVERSAL_WINDOW"))?,
+            confirmation_timeout: Duration::from_secs(parse_num(
+                "CAMPUSPAY_CONFIRMATION_TIMEOUT_SECS",
+                60,
+                10,
+                600,
+            )?),
             development,
         })
     }
@@ -293,6 +302,7 @@ impl Config {
             preferred_shards: None,
             standby_delay: Duration::from_secs(3),
             reversal_window: ReversalWindow::CampusDay,
+            confirmation_timeout: Duration::from_secs(60),
             development: true,
         }
     }

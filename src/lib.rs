@@ -7,6 +7,7 @@
 //! ```text
 //!  POS ──AMQP──▶ pay.requests ─▶ [qr_validation] ─▶ [order] ─▶ [fee] ─▶ [settlement ×4] ─▶ [fanout] ─▶ pay.results
 //!  phone ─HTTP─▶ platform ──────────────────────────▶ [order]
+//!                  └── a confirmed / declined reverse scan ─────────▶ [settlement]
 //! ```
 //!
 //! Who owns what:
@@ -20,10 +21,11 @@
 //!   `pay.dead`, the `campuspay.<stage>` quorum queues), the confirmed publisher and the
 //!   consumer loop that feeds stage actors with natural batches.
 //! - `db`: diesel only. One repository per job: `validation`, `orders`, `fees`, `settle` for
-//!   the stages; `journal`, the one writer of the ledger (settlement, reversals, refunds,
+//!   the stages; `confirmations` (the cardholder's confirmations, the sweeper's pass); `journal`, the one writer of the ledger (settlement, reversals, refunds,
 //!   top-ups, subsidies), which also owns the lock order; `admin`, `cards`, `codes`,
 //!   `forward`, `refunds`, `subsidy`, `report`, `ledger` (the invariants), `audit`.
-//! - `pipeline`: one actor per stage; `Pipeline::start` runs any subset of them.
+//! - `pipeline`: one actor per stage; `Pipeline::start` runs any subset of them, and with
+//!   settlement the confirmation sweeper.
 //! - `ops`: the back office's use cases, shared by the CLI, `/admin/v1` and the console.
 //! - `platform`: actix-web — the phone's API, `/admin/v1`, the event stream.
 //! - `tsm`: issues one-time payment codes, stored as keyed hashes; PIN hashes.

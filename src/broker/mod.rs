@@ -8,7 +8,7 @@ pub mod publisher;
 pub mod topology;
 
 pub use connection::connect;
-pub use publisher::{Outgoing, Publisher};
+pub use publisher::{Outgoing, Publisher, PublisherSlot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {

@@ -1,6 +1,7 @@
 //! Publishing with confirms: every message is persistent and `mandatory`, and only a plain
 //! broker ack counts as success. A return (unroutable), a nack or a timeout is a failure.
 
+use super::connection::connect;
 use super::BrokerError;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -169,5 +170,44 @@ impl Publisher {
 
     pub fn channel(&self) -> &Channel {
         &self.channel
+    }
+}
+
+/// A lazily (re)connected confirmed publisher, shared by the tasks of a process that publish
+/// now and then (the HTTP workers, the confirmation sweeper). It connects on first use and,
+/// after any failure, on the next one rather than reuse a channel in an unknown state.
+pub struct PublisherSlot {
+    url: String,
+    /// The connection's name in the broker's management UI.
+    name: &'static str,
+    timeout: Duration,
+    inner: tokio::sync::Mutex<Option<(Connection, Publisher)>>,
+}
+
+impl PublisherSlot {
+    pub fn new(url: &str, name: &'static str, timeout: Duration) -> PublisherSlot {
+        PublisherSlot {
+            url: url.to_owned(),
+            name,
+            timeout,
+            inner: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub async fn publish(&self, messages: &[Outgoing]) -> Result<(), BrokerError> {
+        let mut slot = self.inner.lock().await;
+        if slot.is_none() {
+            let conn = connect(&self.url, self.name).await?;
+            let publisher = Publisher::new(&conn, self.timeout).await?;
+            *slot = Some((conn, publisher));
+        }
+        let result = match slot.as_ref() {
+            Some((_, p)) => p.publish_all(messages).await,
+            None => Err(BrokerError::NotConfirmed),
+        };
+        if result.is_err() {
+            *slot = None;
+        }
+        result
     }
 }

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 #[derive(Debug, Subcommand)]
 pub enum PosCommand {
-    /// Scan a payment code: publish scan.v1, wait for the result on the terminal's queue.
+    /// Scan a payment code: publish scan.v1, wait for the result on the terminal's queue. Above
+    /// the card's password-free amount it prints PENDING first and waits on while the
+    /// cardholder confirms on the phone.
     /// Exit status: 0 approved, 2 declined, 1 error (e.g. no result in time).
     Pay(PayArgs),
     /// Ask what became of an earlier request (query.v1): prints its result or its status.
@@ -182,13 +184,32 @@ pub(super) async fn run(command: PosCommand, config: Config) -> Result<ExitCode,
                     args.amount
                 );
             }
+            pos.send_scan(request_id, args.code.expose(), &args.amount.to_string())
+                .await?;
+            let json = args.json;
             let result = pos
-                .pay(
-                    request_id,
-                    args.code.expose(),
-                    &args.amount.to_string(),
-                    Duration::from_secs(args.timeout_secs),
-                )
+                .wait_final(request_id, Duration::from_secs(args.timeout_secs), |p| {
+                    // Above the card's password-free amount: the cardholder confirms on the
+                    // phone (`campuspay phone confirm`) and the final result follows. With
+                    // --json, standard output stays one JSON document (the final result).
+                    let line = format!(
+                        "PENDING (waiting for the cardholder to confirm on the phone) — \
+                         amount {} fee {} total {} (transaction {})",
+                        p.amount
+                            .map(|a| a.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        p.fee,
+                        p.total.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                        p.transaction_id
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| "none".into()),
+                    );
+                    if json {
+                        eprintln!("{line}");
+                    } else {
+                        outln!("{line}");
+                    }
+                })
                 .await?;
             let _ = conn.close(200, "done".into()).await;
             print(args.json, &result, |r| {

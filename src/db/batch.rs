@@ -93,6 +93,72 @@ pub fn decline_rows(
     Ok(())
 }
 
+/// Finishes transactions awaiting confirmation (locked by the caller, who saw them so): declined
+/// with the reason each was given (`user_declined`, `confirmation_timeout`).
+pub fn finish_awaiting_rows(
+    conn: &mut PgConnection,
+    declines: &[(Uuid, DeclineReason)],
+    at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    for chunk in declines.chunks(ROWS_PER_STATEMENT) {
+        let ids: Vec<Uuid> = chunk.iter().map(|d| d.0).collect();
+        let reasons: Vec<DeclineReason> = chunk.iter().map(|d| d.1).collect();
+        let updated = diesel::sql_query(
+            "UPDATE transactions t \
+             SET state = $4, reason = v.reason, processed_at = $3 \
+             FROM unnest($1::uuid[], $2::text[]) AS v(id, reason) \
+             WHERE t.id = v.id AND t.state = $5",
+        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+        .bind::<Array<Text>, _>(reasons)
+        .bind::<Timestamptz, _>(at)
+        .bind::<Text, _>(TxState::Declined)
+        .bind::<Text, _>(TxState::AwaitingConfirmation)
+        .execute(conn)?;
+        if updated != chunk.len() {
+            return Err(DbError::Invariant(format!(
+                "finished {updated} of {} confirmations",
+                chunk.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Parks transactions (locked by the caller and still `created`) until their cardholder
+/// confirms them: `awaiting_confirmation`, reason `user_confirming`, each with its deadline.
+/// `processed_at` is when the pending answer was given, so a re-sent one is the same.
+pub fn await_rows(
+    conn: &mut PgConnection,
+    parked: &[(Uuid, DateTime<Utc>)],
+    at: DateTime<Utc>,
+) -> Result<(), DbError> {
+    for chunk in parked.chunks(ROWS_PER_STATEMENT) {
+        let ids: Vec<Uuid> = chunk.iter().map(|a| a.0).collect();
+        let deadlines: Vec<DateTime<Utc>> = chunk.iter().map(|a| a.1).collect();
+        let updated = diesel::sql_query(
+            "UPDATE transactions t \
+             SET state = $4, reason = $5, processed_at = $3, confirm_deadline = v.deadline \
+             FROM unnest($1::uuid[], $2::timestamptz[]) AS v(id, deadline) \
+             WHERE t.id = v.id AND t.state = $6",
+        )
+        .bind::<Array<diesel::sql_types::Uuid>, _>(ids)
+        .bind::<Array<Timestamptz>, _>(deadlines)
+        .bind::<Timestamptz, _>(at)
+        .bind::<Text, _>(TxState::AwaitingConfirmation)
+        .bind::<Text, _>(DeclineReason::UserConfirming)
+        .bind::<Text, _>(TxState::Created)
+        .execute(conn)?;
+        if updated != chunk.len() {
+            return Err(DbError::Invariant(format!(
+                "parked {updated} of {} transactions for confirmation",
+                chunk.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Approves transactions (locked by the caller and still `created`) with the card balance each
 /// left behind.
 pub fn approve_rows(

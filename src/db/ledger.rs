@@ -60,7 +60,8 @@ fn ids(conn: &mut PgConnection, sql: &str) -> Result<Vec<String>, DbError> {
         .collect())
 }
 
-/// `stuck_after_secs`: a request still `created` after this long has lost its way.
+/// `stuck_after_secs`: a request still `created` after this long, or still awaiting its
+/// cardholder this long after its deadline, has lost its way.
 pub fn verify(conn: &mut PgConnection, stuck_after_secs: i64) -> Result<LedgerReport, DbError> {
     // One snapshot for every check, so concurrent payments cannot cause false alarms.
     conn.build_transaction().repeatable_read().read_only().run(|conn| {
@@ -82,6 +83,7 @@ pub fn verify(conn: &mut PgConnection, stuck_after_secs: i64) -> Result<LedgerRe
         // Names below come from the domain enums (constants, never input).
         let (card, fee_income) = (AccountKind::Card, AccountKind::FeeIncome);
         let (approved, reversed, created) = (TxState::Approved, TxState::Reversed, TxState::Created);
+        let awaiting = TxState::AwaitingConfirmation;
         let payment = EntryKind::Payment;
         let negative_cards = ids(
             conn,
@@ -110,9 +112,11 @@ pub fn verify(conn: &mut PgConnection, stuck_after_secs: i64) -> Result<LedgerRe
         let stuck_requests = ids(
             conn,
             &format!(
-                "SELECT id::text AS id FROM transactions WHERE state = '{created}' \
-                 AND created_at < now() - interval '{} seconds' LIMIT 100",
-                stuck_after_secs.max(0)
+                "SELECT id::text AS id FROM transactions WHERE (state = '{created}' \
+                 AND created_at < now() - interval '{stuck} seconds') \
+                 OR (state = '{awaiting}' AND confirm_deadline < now() - interval '{stuck} seconds') \
+                 LIMIT 100",
+                stuck = stuck_after_secs.max(0)
             ),
         )?;
         let fee: SumRow = diesel::sql_query(format!(

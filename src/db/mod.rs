@@ -6,6 +6,7 @@ pub mod audit;
 pub mod batch;
 pub mod cards;
 pub mod codes;
+pub mod confirmations;
 pub mod enums;
 pub mod fees;
 pub mod forward;

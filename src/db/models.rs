@@ -28,6 +28,15 @@ pub struct TransactionRow {
     pub created_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
     pub reversed_at: Option<DateTime<Utc>>,
+    /// A reverse scan waiting for its cardholder's confirmation: declined when unconfirmed by
+    /// then.
+    pub confirm_deadline: Option<DateTime<Utc>>,
+    /// The cardholder confirmed it with the right PIN.
+    pub confirmed_at: Option<DateTime<Utc>>,
+    /// The cardholder declined it.
+    pub confirm_declined_at: Option<DateTime<Utc>>,
+    /// Last handed back to settlement (by the platform or the confirmation sweeper).
+    pub confirm_sent_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Insertable)]

@@ -2,6 +2,8 @@
 //! `reversal.v1` (cancel it). Both end in exactly one final state per request:
 //! - unknown request → a `voided` tombstone, so the request is voided if it ever arrives;
 //! - `created` (not yet settled) → `voided`, and settlement then declines it;
+//! - `awaiting_confirmation` → `declined`, reason `voided`: the payment is cancelled before its
+//!   cardholder confirmed it, and the reversal's answer (through fan-out) tells both;
 //! - `approved` → `reversed` by a compensating journal entry (fee included, less what earlier
 //!   refunds gave back);
 //! - any other final state → unchanged, its result is re-sent.
@@ -131,6 +133,22 @@ pub fn reverse(
                 )
                 .set((
                     transactions::state.eq(TxState::Voided),
+                    transactions::reason.eq(DeclineReason::Voided),
+                    transactions::processed_at.eq(at),
+                ))
+                .execute(conn)?;
+            }
+            TxState::AwaitingConfirmation => {
+                // The state machine goes from here to `created` or `declined` only (see
+                // domain::transaction): cancelled, it is declined, with the reason a void has.
+                check_transition(&row, TxState::Declined)?;
+                diesel::update(
+                    transactions::table
+                        .find(row.id)
+                        .filter(transactions::state.eq(TxState::AwaitingConfirmation)),
+                )
+                .set((
+                    transactions::state.eq(TxState::Declined),
                     transactions::reason.eq(DeclineReason::Voided),
                     transactions::processed_at.eq(at),
                 ))

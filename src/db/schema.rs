@@ -121,6 +121,10 @@ diesel::table! {
         created_at -> Timestamptz,
         processed_at -> Nullable<Timestamptz>,
         reversed_at -> Nullable<Timestamptz>,
+        confirm_deadline -> Nullable<Timestamptz>,
+        confirmed_at -> Nullable<Timestamptz>,
+        confirm_declined_at -> Nullable<Timestamptz>,
+        confirm_sent_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -2,23 +2,28 @@
 //! needs, and writes what it decides. A whole batch is one database transaction of a fixed
 //! number of statements, whatever its size:
 //! 1. the transactions, locked in id order (`FOR UPDATE`): a payment still `created` is ours
-//!    to decide, anything else is final already and only re-sent;
+//!    to decide; one `awaiting_confirmation` is finished if its cardholder declined it or its
+//!    deadline passed (by the database's clock, which the sweeper uses too), else its pending
+//!    answer is re-sent; anything else is final already and only re-sent;
 //! 2. each payment's card, limits and merchant account, read from the card and merchant rows of
 //!    the transaction — never from the message;
 //! 3. the card accounts, locked in id order (`journal::lock_cards`), and the day's spending;
-//! 4. the decisions, in memory, in arrival order per card;
-//! 5. one statement per kind of write: declines, approvals, then the journal entries
-//!    (`journal::post`, which credits merchants and the school last, just before the commit).
+//! 4. the decisions, in memory, in arrival order per card. A reverse scan counts its PIN as
+//!    given only when the transaction records the cardholder's confirmation (`confirmed_at`,
+//!    written by the platform after checking the PIN), never because a message says so;
+//! 5. one statement per kind of write: declines, finished confirmations, payments parked for
+//!    confirmation (with their deadline), approvals, then the journal entries (`journal::post`,
+//!    which credits merchants and the school last, just before the commit).
 
 use super::cards::limits_of_cards;
 use super::journal;
 use super::models::TransactionRow;
-use super::payments::{load_card_ref, outcome_of};
+use super::payments::{awaiting_of, load_card_ref, outcome_of};
 use super::schema::*;
 use super::{batch, money, DbError};
 use crate::domain::settlement::{decide, CardBook, Payment, Verdict};
-use crate::domain::{AccountId, Amount, CardId, DeclineReason, Money, TxState};
-use crate::messages::internal::{FinalResult, Outcome, PaymentItem};
+use crate::domain::{AccountId, Amount, CardId, DeclineReason, Money, PaymentMode, TxState};
+use crate::messages::internal::{AwaitingConfirmation, FinalResult, Outcome, PaymentItem};
 use crate::messages::now_micros;
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
@@ -61,15 +66,26 @@ enum Plan {
     SameAs(usize),
     /// Cannot be settled: a bug upstream or a damaged row.
     Decline(DeclineReason),
-    /// Final already (a redelivery): its stored outcome is re-sent.
+    /// Awaiting confirmation, and now declined by its cardholder or past its deadline.
+    Finish(DeclineReason),
+    /// Final already, or still awaiting confirmation (a redelivery): its stored outcome is
+    /// re-sent.
     Final,
 }
 
-/// Settles a batch: see the module doc. `day_start` is when the campus day began (daily limits).
+/// A merchant as settlement needs it.
+struct MerchantBook {
+    account: AccountId,
+    name: String,
+}
+
+/// Settles a batch: see the module doc. `day_start` is when the campus day began (daily limits);
+/// a payment parked for its cardholder's confirmation waits `confirm_for`.
 pub fn settle(
     conn: &mut PgConnection,
     mut items: Vec<PaymentItem>,
     day_start: DateTime<Utc>,
+    confirm_for: chrono::Duration,
 ) -> Result<Vec<PaymentItem>, DbError> {
     conn.transaction(|conn| {
         let at = now_micros();
@@ -99,14 +115,34 @@ pub fn settle(
         let mut card_ids: Vec<CardId> = open.iter().filter_map(|r| r.card_id.map(CardId)).collect();
         card_ids.sort_unstable();
         card_ids.dedup();
-        let merchant_ids: Vec<&str> = open.iter().map(|r| r.merchant_id.as_str()).collect();
-        let merchant_accounts: HashMap<String, AccountId> = merchants::table
-            .filter(merchants::id.eq_any(&merchant_ids))
-            .select((merchants::id, merchants::account_id))
-            .load::<(String, i64)>(conn)?
-            .into_iter()
-            .map(|(m, a)| (m, AccountId(a)))
+        let merchant_ids: Vec<&str> = rows
+            .values()
+            .filter(|r| matches!(r.state, TxState::Created | TxState::AwaitingConfirmation))
+            .map(|r| r.merchant_id.as_str())
             .collect();
+        let merchant_books: HashMap<String, MerchantBook> = merchants::table
+            .filter(merchants::id.eq_any(&merchant_ids))
+            .select((merchants::id, merchants::account_id, merchants::name))
+            .load::<(String, i64, String)>(conn)?
+            .into_iter()
+            .map(|(m, account, name)| {
+                let account = AccountId(account);
+                (m, MerchantBook { account, name })
+            })
+            .collect();
+        // Whether a confirmation's deadline passed, by the clock the sweeper goes by too; read
+        // only when a batch holds a payment awaiting confirmation.
+        let db_now: Option<DateTime<Utc>> = if rows
+            .values()
+            .any(|r| r.state == TxState::AwaitingConfirmation)
+        {
+            Some(
+                diesel::select(diesel::dsl::sql::<diesel::sql_types::Timestamptz>("now()"))
+                    .get_result(conn)?,
+            )
+        } else {
+            None
+        };
         let limits = limits_of_cards(conn, &card_ids)?;
         let mut spent = spent_since(conn, &card_ids, day_start)?;
 
@@ -124,6 +160,7 @@ pub fn settle(
                     balance,
                     limits: Some(l.limits()),
                     spent_today: spent.remove(&CardId(l.card_id)).unwrap_or(Money::ZERO),
+                    has_pin: l.has_pin,
                 },
             );
         }
@@ -151,26 +188,51 @@ pub fn settle(
                     item.card = Some(load_card_ref(conn, card_id)?);
                 }
             }
+            if row.state == TxState::AwaitingConfirmation {
+                item.fee = row.fee.map(money);
+                let overdue = match (row.confirm_deadline, db_now) {
+                    (Some(deadline), Some(now)) => deadline <= now,
+                    // The CHECK `awaiting_has_deadline` rules the first out; the clock was read
+                    // for every batch with such a row.
+                    (None, _) | (_, None) => true,
+                };
+                if row.confirm_declined_at.is_some() {
+                    plans.push((i, Plan::Finish(DeclineReason::UserDeclined)));
+                } else if overdue {
+                    plans.push((i, Plan::Finish(DeclineReason::ConfirmationTimeout)));
+                } else {
+                    let name = merchant_books.get(&row.merchant_id).map(|m| m.name.clone());
+                    item.outcome = Outcome::AwaitingConfirmation(awaiting_of(row, name)?);
+                    plans.push((i, Plan::Final));
+                }
+                continue;
+            }
             if row.state != TxState::Created {
-                item.outcome = outcome_of(row);
+                item.outcome = outcome_of(conn, row)?;
                 item.fee = row.fee.map(money);
                 plans.push((i, Plan::Final));
                 continue;
             }
+            // A reverse scan's PIN is given only by a confirmation the platform recorded after
+            // checking it. A forward scan's comes with the order, checked by the platform too.
+            let pin_verified = match row.mode {
+                PaymentMode::ReverseScan => row.confirmed_at.is_some(),
+                PaymentMode::ForwardScan => item.pin_verified,
+            };
             let payment = match (
                 row.card_id,
-                merchant_accounts.get(&row.merchant_id),
+                merchant_books.get(&row.merchant_id),
                 row.amount.and_then(|a| Amount::try_from_decimal(a).ok()),
                 row.fee,
             ) {
-                (Some(card), Some(&merchant_account), Some(amount), Some(fee)) => Payment {
+                (Some(card), Some(merchant), Some(amount), Some(fee)) => Payment {
                     transaction: crate::domain::TransactionId(row.id),
                     card: CardId(card),
-                    merchant_account,
+                    merchant_account: merchant.account,
                     mode: row.mode,
                     amount,
                     fee: money(fee),
-                    pin_verified: item.pin_verified,
+                    pin_verified,
                 },
                 // Only a tombstone lacks an amount, and it is never `created`; the fee stage
                 // stores every fee before it hands a payment on.
@@ -187,6 +249,8 @@ pub fn settle(
 
         // 5. The writes.
         let mut declines: Vec<(Uuid, DeclineReason)> = Vec::new();
+        let mut finished: Vec<(Uuid, DeclineReason)> = Vec::new();
+        let mut parked: Vec<(Uuid, DateTime<Utc>)> = Vec::new();
         let mut approvals: Vec<(Uuid, Money)> = Vec::new();
         let mut entries = Vec::new();
         let mut decided: HashMap<usize, Outcome> = HashMap::new();
@@ -205,10 +269,37 @@ pub fn settle(
                     }
                     declined(reason, at)
                 }
+                Plan::Finish(reason) => {
+                    if let Some(t) = items[i].transaction_id {
+                        finished.push((t.0, reason));
+                    }
+                    declined(reason, at)
+                }
                 Plan::Decide(p) => match &verdicts[p] {
                     Verdict::Declined(reason) => {
                         declines.push((payments[p].transaction.0, *reason));
                         declined(*reason, at)
+                    }
+                    Verdict::AwaitConfirmation => {
+                        let expires_at = at + confirm_for;
+                        parked.push((payments[p].transaction.0, expires_at));
+                        // The payment was built from this merchant's row.
+                        let merchant_name = items[i]
+                            .transaction_id
+                            .and_then(|t| rows.get(&t.0))
+                            .and_then(|r| merchant_books.get(&r.merchant_id))
+                            .map(|m| m.name.clone())
+                            .ok_or_else(|| {
+                                DbError::Invariant(format!(
+                                    "transaction {} lost its merchant",
+                                    payments[p].transaction
+                                ))
+                            })?;
+                        Outcome::AwaitingConfirmation(AwaitingConfirmation {
+                            requested_at: at,
+                            expires_at,
+                            merchant_name,
+                        })
                     }
                     Verdict::Approved {
                         balance_after,
@@ -230,6 +321,10 @@ pub fn settle(
         }
         declines.sort_by_key(|d| d.0);
         batch::decline_rows(conn, &declines, at)?;
+        finished.sort_by_key(|d| d.0);
+        batch::finish_awaiting_rows(conn, &finished, at)?;
+        parked.sort_by_key(|a| a.0);
+        batch::await_rows(conn, &parked, at)?;
         approvals.sort_by_key(|a| a.0);
         batch::approve_rows(conn, &approvals, at)?;
         journal::post(conn, &mut locks, &entries)?;

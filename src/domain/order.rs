@@ -57,7 +57,10 @@ impl OrderStatus {
 impl From<super::TxState> for OrderStatus {
     fn from(s: super::TxState) -> OrderStatus {
         match s {
-            super::TxState::Created => OrderStatus::Processing,
+            // Only a reverse scan waits for a confirmation; an order was confirmed already.
+            super::TxState::Created | super::TxState::AwaitingConfirmation => {
+                OrderStatus::Processing
+            }
             super::TxState::Approved => OrderStatus::Approved,
             super::TxState::Declined => OrderStatus::Declined,
             super::TxState::Reversed => OrderStatus::Reversed,

@@ -25,12 +25,18 @@ pub enum DeclineReason {
     RateLimited,
     PinRequired,
     PinLocked,
+    /// Not a decline: with status `pending`, the cardholder is asked to confirm on the phone.
+    UserConfirming,
+    /// The cardholder did not confirm in time.
+    ConfirmationTimeout,
+    /// The cardholder declined the payment on the phone.
+    UserDeclined,
     ReversalWindowClosed,
     InternalError,
 }
 
 impl DeclineReason {
-    pub const ALL: [DeclineReason; 20] = [
+    pub const ALL: [DeclineReason; 23] = [
         DeclineReason::InvalidMessage,
         DeclineReason::Unauthorized,
         DeclineReason::UnknownCode,
@@ -49,6 +55,9 @@ impl DeclineReason {
         DeclineReason::RateLimited,
         DeclineReason::PinRequired,
         DeclineReason::PinLocked,
+        DeclineReason::UserConfirming,
+        DeclineReason::ConfirmationTimeout,
+        DeclineReason::UserDeclined,
         DeclineReason::ReversalWindowClosed,
         DeclineReason::InternalError,
     ];
@@ -73,6 +82,9 @@ impl DeclineReason {
             DeclineReason::RateLimited => "rate_limited",
             DeclineReason::PinRequired => "pin_required",
             DeclineReason::PinLocked => "pin_locked",
+            DeclineReason::UserConfirming => "user_confirming",
+            DeclineReason::ConfirmationTimeout => "confirmation_timeout",
+            DeclineReason::UserDeclined => "user_declined",
             DeclineReason::ReversalWindowClosed => "reversal_window_closed",
             DeclineReason::InternalError => "internal_error",
         }

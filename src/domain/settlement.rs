@@ -7,8 +7,12 @@
 //! The rules, in the order they are checked for each payment:
 //! 1. the per-transaction and the daily limit (approved amounts of the campus day, both scan
 //!    directions, including earlier payments of this batch) → `limit_exceeded`;
-//! 2. above the password-free amount a reverse scan is declined `pin_required` and a forward
-//!    scan must carry a verified PIN;
+//! 2. above the password-free amount the payment needs a verified PIN. A forward scan without
+//!    one is declined `pin_required` (the phone sends the PIN with the order). A reverse scan
+//!    without one is parked for the cardholder to confirm on the phone (`AwaitConfirmation`,
+//!    WeChat Pay micropay's USERPAYING) — unless it would be declined anyway, which is said at
+//!    once: `pin_required` when the card has no PIN to confirm with, `insufficient_balance`
+//!    when the balance does not cover it. Once confirmed it comes back with the PIN verified;
 //! 3. the balance must cover amount + fee → `insufficient_balance`.
 //!
 //! A card's payments are taken in arrival order: an earlier payment that is approved lowers
@@ -30,7 +34,8 @@ pub struct Payment {
     pub mode: PaymentMode,
     pub amount: Amount,
     pub fee: Money,
-    /// The cardholder proved the PIN for this payment.
+    /// The cardholder proved the PIN for this payment (forward scan: with the order; reverse
+    /// scan: by confirming it on the phone, as recorded on the transaction).
     pub pin_verified: bool,
 }
 
@@ -44,6 +49,8 @@ pub struct CardBook {
     pub limits: Option<CardLimits>,
     /// Approved amounts of this campus day so far.
     pub spent_today: Money,
+    /// The card has a payment PIN, so its cardholder can confirm a payment with it.
+    pub has_pin: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +60,9 @@ pub enum Verdict {
         entry: JournalEntry,
     },
     Declined(DeclineReason),
+    /// Not decided yet: the cardholder must confirm it with the PIN on the phone. Nothing is
+    /// spent or reserved; the confirmed payment is decided again against the balance then.
+    AwaitConfirmation,
 }
 
 /// Decides every payment in order, updating `cards` as approvals spend from them. Returns one
@@ -76,9 +86,17 @@ fn decide_one(p: &Payment, card: &mut CardBook, fee_income: AccountId) -> Verdic
         if !limits.allows(p.amount, card.spent_today) {
             return Verdict::Declined(DeclineReason::LimitExceeded);
         }
-        let pin_given = p.mode == PaymentMode::ForwardScan && p.pin_verified;
-        if limits.needs_pin(p.amount) && !pin_given {
-            return Verdict::Declined(DeclineReason::PinRequired);
+        if limits.needs_pin(p.amount) && !p.pin_verified {
+            return match p.mode {
+                PaymentMode::ForwardScan => Verdict::Declined(DeclineReason::PinRequired),
+                PaymentMode::ReverseScan if !card.has_pin => {
+                    Verdict::Declined(DeclineReason::PinRequired)
+                }
+                PaymentMode::ReverseScan if card.balance < p.amount.money() + p.fee => {
+                    Verdict::Declined(DeclineReason::InsufficientBalance)
+                }
+                PaymentMode::ReverseScan => Verdict::AwaitConfirmation,
+            };
         }
     }
     let total = p.amount.money() + p.fee;
@@ -127,6 +145,7 @@ mod tests {
             balance: Money::from_fen(balance_fen),
             limits: l,
             spent_today: Money::ZERO,
+            has_pin: true,
         }
     }
 
@@ -145,7 +164,30 @@ mod tests {
     fn declined(v: &Verdict) -> Option<DeclineReason> {
         match v {
             Verdict::Declined(r) => Some(*r),
-            Verdict::Approved { .. } => None,
+            Verdict::Approved { .. } | Verdict::AwaitConfirmation => None,
+        }
+    }
+
+    fn approved(v: &Verdict) -> bool {
+        match v {
+            Verdict::Approved { .. } => true,
+            Verdict::Declined(_) | Verdict::AwaitConfirmation => false,
+        }
+    }
+
+    /// What a verdict says, for comparing lists of them.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Said {
+        Approved,
+        Declined(DeclineReason),
+        Awaiting,
+    }
+
+    fn said(v: &Verdict) -> Said {
+        match v {
+            Verdict::Approved { .. } => Said::Approved,
+            Verdict::Declined(r) => Said::Declined(*r),
+            Verdict::AwaitConfirmation => Said::Awaiting,
         }
     }
 
@@ -157,7 +199,7 @@ mod tests {
         let f = PaymentMode::ForwardScan;
         let batch = [
             pay(1, 20_001, 0, r, false),  // over the per-transaction limit
-            pay(1, 5_001, 0, r, false),   // above password-free, reverse scan: no PIN possible
+            pay(1, 5_001, 0, r, false),   // above password-free, reverse scan: ask the phone
             pay(1, 5_001, 0, f, false),   // forward scan without the PIN
             pay(1, 5_001, 0, f, true),    // forward scan with the PIN
             pay(1, 5_000, 500, r, false), // at the password-free amount; the fee is charged
@@ -165,14 +207,14 @@ mod tests {
         ];
         let v = decide(&batch, &mut cards, FEE);
         assert_eq!(
-            v.iter().map(declined).collect::<Vec<_>>(),
+            v.iter().map(said).collect::<Vec<_>>(),
             vec![
-                Some(DeclineReason::LimitExceeded),
-                Some(DeclineReason::PinRequired),
-                Some(DeclineReason::PinRequired),
-                None,
-                None,
-                Some(DeclineReason::InternalError),
+                Said::Declined(DeclineReason::LimitExceeded),
+                Said::Awaiting,
+                Said::Declined(DeclineReason::PinRequired),
+                Said::Approved,
+                Said::Approved,
+                Said::Declined(DeclineReason::InternalError),
             ]
         );
         // 1000.00 − 50.01 − (50.00 + 5.00) = 894.99; spent 100.01 of the 300.00 daily limit.
@@ -194,6 +236,47 @@ mod tests {
             }
             other => panic!("expected an approval, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_reverse_scan_above_the_password_free_amount_waits_for_the_phone_unless_doomed() {
+        let l = limits(20_000, 30_000, 5_000);
+        let r = PaymentMode::ReverseScan;
+        let mut cards = HashMap::from([
+            (CardId(1), book(10, 10_000, Some(l))),
+            (CardId(2), {
+                let mut b = book(11, 100_000, Some(l));
+                b.has_pin = false;
+                b
+            }),
+        ]);
+        let v = decide(
+            &[
+                pay(1, 8_000, 0, r, false), // asks the phone; nothing is spent or reserved
+                pay(1, 8_000, 0, r, false), // so a second one asks too
+                pay(1, 9_900, 200, r, false), // 99.00 + 2.00 > 100.00: declined at once
+                pay(1, 20_001, 0, r, false), // over the limit: declined at once
+                pay(2, 8_000, 0, r, false), // no PIN to confirm with
+                pay(1, 8_000, 0, r, true),  // confirmed on the phone: approved
+                pay(1, 8_000, 0, r, true),  // confirmed, but the balance is gone now
+            ],
+            &mut cards,
+            FEE,
+        );
+        assert_eq!(
+            v.iter().map(said).collect::<Vec<_>>(),
+            vec![
+                Said::Awaiting,
+                Said::Awaiting,
+                Said::Declined(DeclineReason::InsufficientBalance),
+                Said::Declined(DeclineReason::LimitExceeded),
+                Said::Declined(DeclineReason::PinRequired),
+                Said::Approved,
+                Said::Declined(DeclineReason::InsufficientBalance),
+            ]
+        );
+        assert_eq!(cards[&CardId(1)].balance, Money::from_fen(2_000));
+        assert_eq!(cards[&CardId(1)].spent_today, Money::from_fen(8_000));
     }
 
     #[test]
@@ -261,6 +344,7 @@ mod tests {
                 0i64..50_000,
                 proptest::option::of((1i64..30_000, 1i64..60_000, 1i64..10_000)),
                 0i64..20_000,
+                any::<bool>(),
             ),
             4,
         )
@@ -268,9 +352,10 @@ mod tests {
             cards
                 .into_iter()
                 .enumerate()
-                .map(|(i, (balance, l, spent))| {
+                .map(|(i, (balance, l, spent, has_pin))| {
                     let mut b = book(10 + i as i64, balance, l.map(|(p, d, f)| limits(p, d, f)));
                     b.spent_today = Money::from_fen(spent);
+                    b.has_pin = has_pin;
                     (CardId(i as i64), b)
                 })
                 .collect()
@@ -294,7 +379,7 @@ mod tests {
             let mut one_by_one = cards;
             for (p, v) in payments.iter().zip(&verdicts) {
                 let single = decide(std::slice::from_ref(p), &mut one_by_one, FEE);
-                prop_assert_eq!(declined(&single[0]), declined(v));
+                prop_assert_eq!(said(&single[0]), said(v));
             }
             prop_assert_eq!(&one_by_one, &batch_cards);
 
@@ -303,7 +388,7 @@ mod tests {
                 let taken: Money = payments
                     .iter()
                     .zip(&verdicts)
-                    .filter(|(p, v)| p.card == *id && declined(v).is_none())
+                    .filter(|(p, v)| p.card == *id && approved(v))
                     .map(|(p, _)| p.amount.money() + p.fee)
                     .sum();
                 prop_assert_eq!(before[id].balance - taken, card.balance);
@@ -319,6 +404,22 @@ mod tests {
                     let sum: Money = entry.legs().iter().map(|l| l.amount).sum();
                     prop_assert!(sum.is_zero());
                 }
+            }
+            // The phone is asked only for a reverse scan without a verified PIN, above the
+            // password-free amount, that would otherwise go through: within the limits (as
+            // the card stood when it was decided), with a PIN to confirm with and the balance
+            // to pay it.
+            let mut replay = before.clone();
+            for (p, v) in payments.iter().zip(&verdicts) {
+                if let (Verdict::AwaitConfirmation, Some(card)) = (v, replay.get(&p.card)) {
+                    let l = card.limits.as_ref();
+                    prop_assert_eq!(p.mode, PaymentMode::ReverseScan);
+                    prop_assert!(!p.pin_verified && card.has_pin);
+                    prop_assert!(l.is_some_and(|l| l.needs_pin(p.amount)));
+                    prop_assert!(l.is_some_and(|l| l.allows(p.amount, card.spent_today)));
+                    prop_assert!(card.balance >= p.amount.money() + p.fee);
+                }
+                decide(std::slice::from_ref(p), &mut replay, FEE);
             }
         }
     }

@@ -1,6 +1,9 @@
 //! The transaction state machine shared by both payment modes:
-//! `created → approved | declined | voided`, `approved → reversed`. Final states never change
-//! except `approved → reversed` (a refund by compensating postings).
+//! `created → approved | declined | voided`, `approved → reversed`, and for a reverse scan above
+//! the card's password-free amount `created → awaiting_confirmation → created | declined` (the
+//! cardholder confirms with the PIN on the phone, or declines, or lets it time out; a POS
+//! reversal declines it `voided`). Final states never change except `approved → reversed` (a
+//! refund by compensating postings).
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +23,9 @@ named_enum!(PaymentMode {
 #[serde(rename_all = "snake_case")]
 pub enum TxState {
     Created,
+    /// Parked by settlement until the cardholder confirms the payment on the phone (not final:
+    /// the POS has a `pending` answer).
+    AwaitingConfirmation,
     Approved,
     Declined,
     Reversed,
@@ -35,6 +41,7 @@ pub struct InvalidTransition {
 
 named_enum!(TxState {
     Created => "created",
+    AwaitingConfirmation => "awaiting_confirmation",
     Approved => "approved",
     Declined => "declined",
     Reversed => "reversed",
@@ -45,7 +52,7 @@ impl TxState {
     /// A request in a final state has its result: re-sending it is all a retry may do.
     /// (`approved` is final for the request even though a later reversal may follow.)
     pub fn is_final(self) -> bool {
-        !matches!(self, TxState::Created)
+        !matches!(self, TxState::Created | TxState::AwaitingConfirmation)
     }
 
     pub fn can_become(self, to: TxState) -> bool {
@@ -54,6 +61,11 @@ impl TxState {
             (TxState::Created, TxState::Approved)
                 | (TxState::Created, TxState::Declined)
                 | (TxState::Created, TxState::Voided)
+                | (TxState::Created, TxState::AwaitingConfirmation)
+                // Confirmed with the PIN: settlement decides it again, now with the PIN.
+                | (TxState::AwaitingConfirmation, TxState::Created)
+                // Declined by the cardholder, timed out, or reversed by the POS (`voided`).
+                | (TxState::AwaitingConfirmation, TxState::Declined)
                 | (TxState::Approved, TxState::Reversed)
         )
     }
@@ -74,11 +86,21 @@ mod tests {
 
     #[test]
     fn allowed_transitions() {
-        let all = [Created, Approved, Declined, Reversed, Voided];
+        let all = [
+            Created,
+            AwaitingConfirmation,
+            Approved,
+            Declined,
+            Reversed,
+            Voided,
+        ];
         let allowed = [
             (Created, Approved),
             (Created, Declined),
             (Created, Voided),
+            (Created, AwaitingConfirmation),
+            (AwaitingConfirmation, Created),
+            (AwaitingConfirmation, Declined),
             (Approved, Reversed),
         ];
         for from in all {
@@ -95,6 +117,8 @@ mod tests {
     #[test]
     fn finality_and_names() {
         assert!(!Created.is_final());
+        assert!(!AwaitingConfirmation.is_final());
+        assert_eq!(TxState::ALL.len(), 6);
         for s in [Approved, Declined, Reversed, Voided] {
             assert!(s.is_final());
             assert_eq!(TxState::parse(s.as_str()), Some(s));

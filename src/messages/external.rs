@@ -16,6 +16,7 @@ pub const DYNAMIC_QR_ISSUED_V1: &str = "dynamic_qr_issued.v1";
 pub const QUERY_V1: &str = "query.v1";
 pub const REVERSAL_V1: &str = "reversal.v1";
 pub const QUERY_STATUS_V1: &str = "query_status.v1";
+pub const CONFIRMATION_REQUEST_V1: &str = "confirmation_request.v1";
 
 /// What a POS message's routing key says: `pos.<merchant>.<terminal>.<verb>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,7 +325,49 @@ pub struct DynamicQrIssuedV1 {
     pub expires_at: Option<String>,
 }
 
-/// `result.v1`: the one final answer for a request, sent to the POS and the cardholder.
+/// `result.v1`'s `status` on the wire: `approved`, `declined`, `reversed`, or `pending` for a
+/// payment awaiting the cardholder's confirmation (`TxState::AwaitingConfirmation`). The other
+/// states never reach the wire (fan-out answers `voided` as `declined`), so they neither
+/// serialise nor parse.
+pub mod result_status {
+    use crate::domain::TxState;
+    use serde::{de, ser, Deserialize, Deserializer, Serializer};
+
+    pub const PENDING: &str = "pending";
+
+    pub fn name(s: TxState) -> Option<&'static str> {
+        match s {
+            TxState::Approved => Some("approved"),
+            TxState::Declined => Some("declined"),
+            TxState::Reversed => Some("reversed"),
+            TxState::AwaitingConfirmation => Some(PENDING),
+            TxState::Created | TxState::Voided => None,
+        }
+    }
+
+    pub fn serialize<S: Serializer>(s: &TxState, out: S) -> Result<S::Ok, S::Error> {
+        match name(*s) {
+            Some(n) => out.serialize_str(n),
+            None => Err(ser::Error::custom(format!("{s} is not a result status"))),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TxState, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "approved" => Ok(TxState::Approved),
+            "declined" => Ok(TxState::Declined),
+            "reversed" => Ok(TxState::Reversed),
+            PENDING => Ok(TxState::AwaitingConfirmation),
+            other => Err(de::Error::custom(format!(
+                "{other:?} is not a result status"
+            ))),
+        }
+    }
+}
+
+/// `result.v1`: the one final answer for a request, sent to the POS and the cardholder — and,
+/// before it, a `pending` one while the cardholder is asked to confirm the payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResultV1 {
@@ -333,6 +376,8 @@ pub struct ResultV1 {
     pub request_id: RequestId,
     pub transaction_id: Option<TransactionId>,
     pub mode: PaymentMode,
+    /// `TxState::AwaitingConfirmation` is `"pending"` on the wire (see `result_status`).
+    #[serde(with = "result_status")]
     pub status: TxState,
     pub reason: Option<DeclineReason>,
     pub merchant_id: MerchantId,
@@ -345,6 +390,33 @@ pub struct ResultV1 {
     /// Only on the copy routed to `user.<id>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance_after: Option<Money>,
+}
+
+impl ResultV1 {
+    /// A `pending` answer is followed by the final one.
+    pub fn is_final(&self) -> bool {
+        self.status != TxState::AwaitingConfirmation
+    }
+}
+
+/// `confirmation_request.v1`: a reverse-scan payment above the card's password-free amount asks
+/// its cardholder to confirm it with the PIN (or decline it) before `expires_at`. Published to
+/// `pay.results` with routing key `user.<user_id>`; `GET /v1/confirmations` lists the same
+/// objects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmationRequestV1 {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub transaction_id: TransactionId,
+    pub request_id: RequestId,
+    pub merchant_id: MerchantId,
+    pub merchant_name: String,
+    pub terminal_id: TerminalId,
+    pub amount: Amount,
+    pub fee: Money,
+    pub total: Money,
+    pub expires_at: String,
 }
 
 #[cfg(test)]
@@ -397,6 +469,49 @@ mod tests {
             parse_envelope(br#"{"type":"scan.v1","request_id":"x"}"#, &[SCAN_V1]),
             Err(DeadReason::NoRequestId)
         );
+    }
+
+    #[test]
+    fn result_status_on_the_wire() {
+        let r = ResultV1 {
+            kind: RESULT_V1.into(),
+            request_id: RequestId::new_random(),
+            transaction_id: None,
+            mode: PaymentMode::ReverseScan,
+            status: TxState::AwaitingConfirmation,
+            reason: Some(DeclineReason::UserConfirming),
+            merchant_id: MerchantId::parse("m1").unwrap(),
+            terminal_id: TerminalId::parse("t1").unwrap(),
+            user_id: None,
+            amount: None,
+            fee: Money::ZERO,
+            total: None,
+            processed_at: "2026-11-26T04:05:10.613482Z".into(),
+            balance_after: None,
+        };
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["status"], "pending");
+        assert_eq!(serde_json::from_value::<ResultV1>(json).unwrap(), r);
+        assert!(!r.is_final());
+        for (state, wire) in [
+            (TxState::Approved, Some("approved")),
+            (TxState::Declined, Some("declined")),
+            (TxState::Reversed, Some("reversed")),
+            (TxState::Created, None),
+            (TxState::Voided, None),
+        ] {
+            let mut x = r.clone();
+            x.status = state;
+            let json = serde_json::to_value(&x);
+            assert_eq!(
+                json.as_ref().ok().map(|j| j["status"].clone()),
+                wire.map(serde_json::Value::from),
+                "{state}"
+            );
+        }
+        let mut json = serde_json::to_value(&r).unwrap();
+        json["status"] = "awaiting_confirmation".into();
+        assert!(serde_json::from_value::<ResultV1>(json).is_err());
     }
 
     #[test]

@@ -18,8 +18,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-/// 2: items carry `pin_verified`. 3: the batch carries an HMAC-SHA256 tag.
-pub const VERSION: u8 = 3;
+/// 2: items carry `pin_verified`. 3: the batch carries an HMAC-SHA256 tag. 4: an outcome may
+/// be `AwaitingConfirmation`.
+pub const VERSION: u8 = 4;
 /// Length of the tag at the end of an encoded batch.
 pub const MAC_LEN: usize = 32;
 /// Upper bound on items in one stage message; stages never build larger ones.
@@ -62,12 +63,27 @@ pub struct FinalResult {
     pub balance_after: Option<Money>,
 }
 
+/// A reverse scan parked until its cardholder confirms it on the phone: what fan-out needs to
+/// tell the POS (`pending`) and to ask the cardholder (`confirmation_request.v1`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwaitingConfirmation {
+    /// When settlement parked it: the pending answer's `processed_at`.
+    pub requested_at: DateTime<Utc>,
+    /// Unconfirmed by then, it is declined `confirmation_timeout`.
+    pub expires_at: DateTime<Utc>,
+    pub merchant_name: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Still moving down the pipeline.
     Pending,
     /// Decided: the item goes straight to fan-out.
     Done(FinalResult),
+    /// Not final, but answered for now: the item goes to fan-out, which answers `pending` and
+    /// asks the cardholder; the confirmation, a decline or the deadline brings it back to
+    /// settlement.
+    AwaitingConfirmation(AwaitingConfirmation),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +100,8 @@ pub struct PaymentItem {
     pub transaction_id: Option<TransactionId>,
     pub fee: Option<Money>,
     pub fee_rule_id: Option<i64>,
-    /// The cardholder proved the PIN (forward scan above the password-free amount).
+    /// The cardholder proved the PIN (forward scan above the password-free amount; a reverse
+    /// scan confirmed on the phone, which settlement also checks on the transaction itself).
     pub pin_verified: bool,
     pub outcome: Outcome,
 }
@@ -234,6 +251,19 @@ mod tests {
     }
 
     #[test]
+    fn an_awaiting_outcome_round_trips() {
+        let mut i = item();
+        i.outcome = Outcome::AwaitingConfirmation(AwaitingConfirmation {
+            requested_at: crate::messages::now_micros(),
+            expires_at: crate::messages::now_micros() + chrono::Duration::seconds(60),
+            merchant_name: "First Canteen".into(),
+        });
+        assert!(!i.is_pending());
+        let b = StageBatch { items: vec![i] };
+        assert_eq!(StageBatch::decode(&b.encode(KEY).unwrap(), KEY).unwrap(), b);
+    }
+
+    #[test]
     fn rejects_garbage_and_other_versions() {
         let b = StageBatch {
             items: vec![item()],
@@ -245,7 +275,7 @@ mod tests {
             StageBatch::decode(&bytes, KEY),
             Err(DecodeError::Version(1))
         );
-        assert!(StageBatch::decode(b"\x03{\"json\":true}", KEY).is_err());
+        assert!(StageBatch::decode(b"\x04{\"json\":true}", KEY).is_err());
         bytes[0] = VERSION;
         bytes.truncate(bytes.len() - 3);
         assert!(StageBatch::decode(&bytes, KEY).is_err());

@@ -2,9 +2,9 @@
 //! to the fen, stored on the transaction with the rule used. Then each payment goes to the
 //! settlement shard of its card.
 
-use super::{decode_batches, to_stage, with_db, Deps, Stage, StageFuture};
+use super::{decode_batches, to_settlement, to_stage, with_db, Deps, Stage, StageFuture};
 use crate::broker::consumer::{HandlerOutput, Incoming};
-use crate::broker::topology::{settlement_key, StageName};
+use crate::broker::topology::StageName;
 use crate::db::fees;
 use crate::messages::internal::PaymentItem;
 
@@ -28,20 +28,10 @@ impl Stage for Fee {
         Box::pin(async move {
             let (items, dispositions) = decode_batches(&key, &batch);
             let items = with_db(&pool, items, fees::apply_fees).await?;
-            let mut shards: Vec<Vec<PaymentItem>> = vec![Vec::new(); shard_count.count() as usize];
-            let mut done = Vec::new();
-            for item in items {
-                match (&item.card, item.is_pending()) {
-                    (Some(card), true) => shards[shard_count.of(card.card_id) as usize].push(item),
-                    _ => done.push(item),
-                }
-            }
-            let mut publish = Vec::new();
-            for (shard, items) in shards.into_iter().enumerate() {
-                if !items.is_empty() {
-                    publish.extend(to_stage(&key, &settlement_key(shard as u32), items)?);
-                }
-            }
+            let (pending, done): (Vec<PaymentItem>, Vec<PaymentItem>) = items
+                .into_iter()
+                .partition(|i| i.card.is_some() && i.is_pending());
+            let mut publish = to_settlement(&key, shard_count, pending)?;
             if !done.is_empty() {
                 publish.extend(to_stage(&key, StageName::Fanout.as_str(), done)?);
             }

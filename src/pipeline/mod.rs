@@ -7,6 +7,7 @@
 //! A stage is stateless between batches; its actor holds only handles (pool, keys). Any number
 //! of processes may run any subset of stages as competing consumers.
 
+pub mod confirmation;
 pub mod fanout;
 pub mod fee;
 pub mod order;
@@ -16,7 +17,8 @@ pub mod settlement;
 use crate::auth::JwtKeys;
 use crate::broker::consumer::{self, ConsumerSpec, Disposition, HandlerOutput, Incoming, Retry};
 use crate::broker::topology::{self, StageName, STAGE};
-use crate::broker::Outgoing;
+use crate::broker::topology::{settlement_key, Shards};
+use crate::broker::{Outgoing, PublisherSlot};
 use crate::config::{Config, Secret};
 use crate::db::{self, DbError, Pool};
 use crate::keys::Keys;
@@ -38,6 +40,10 @@ pub enum StageError {
     Db(#[from] DbError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// Only where a stage's process publishes by itself (the confirmation sweeper); a stage's
+    /// own output is published by its consumer.
+    #[error(transparent)]
+    Broker(#[from] crate::broker::BrokerError),
 }
 
 impl StageError {
@@ -59,6 +65,11 @@ impl StageError {
                 why: e.to_string(),
                 transient: false,
             },
+            // The broker going away and coming back.
+            StageError::Broker(e) => Retry {
+                why: e.to_string(),
+                transient: true,
+            },
         }
     }
 }
@@ -76,6 +87,8 @@ pub struct Deps {
     pub campus_offset: chrono::FixedOffset,
     pub reversal_window: crate::domain::refund::ReversalWindow,
     pub settlement_shards: topology::Shards,
+    /// How long a payment waits for its cardholder's confirmation.
+    pub confirmation_timeout: chrono::Duration,
 }
 
 impl Deps {
@@ -90,6 +103,9 @@ impl Deps {
             campus_offset: config.campus_offset,
             reversal_window: config.reversal_window,
             settlement_shards: config.settlement_shards,
+            // The setting is at most 600 s, well within chrono's range.
+            confirmation_timeout: chrono::Duration::from_std(config.confirmation_timeout)
+                .unwrap_or(chrono::Duration::seconds(60)),
         }
     }
 }
@@ -194,6 +210,18 @@ impl Pipeline {
         let (tx, rx) = watch::channel(false);
         let deps = Deps::new(config, pool);
         let mut handles = Vec::new();
+        if stages.contains(&StageName::Settlement) {
+            let publisher = PublisherSlot::new(
+                &config.amqp_url,
+                "campuspay confirmation sweeper",
+                config.confirm_timeout,
+            );
+            handles.push(actix_rt::spawn(confirmation::run(
+                deps.clone(),
+                publisher,
+                rx.clone(),
+            )));
+        }
         for stage in stages {
             handles.extend(match stage {
                 StageName::QrValidation => {
@@ -274,6 +302,33 @@ pub fn to_stage(
             Ok(Outgoing::binary(STAGE, routing_key.to_owned(), body))
         })
         .collect()
+}
+
+/// Encodes pending items for the settlement shards of their cards (an item without a card is
+/// a bug upstream and goes to fan-out, which reports it).
+pub fn to_settlement(
+    key: &Secret,
+    shard_count: Shards,
+    items: Vec<PaymentItem>,
+) -> Result<Vec<Outgoing>, EncodeError> {
+    let mut shards: Vec<Vec<PaymentItem>> = vec![Vec::new(); shard_count.count() as usize];
+    let mut lost = Vec::new();
+    for item in items {
+        match &item.card {
+            Some(card) => shards[shard_count.of(card.card_id) as usize].push(item),
+            None => lost.push(item),
+        }
+    }
+    let mut out = Vec::new();
+    for (shard, items) in shards.into_iter().enumerate() {
+        if !items.is_empty() {
+            out.extend(to_stage(key, &settlement_key(shard as u32), items)?);
+        }
+    }
+    if !lost.is_empty() {
+        out.extend(to_stage(key, StageName::Fanout.as_str(), lost)?);
+    }
+    Ok(out)
 }
 
 /// Sends decided items to fan-out and pending ones to `next` (a routing key on `pay.stage`).

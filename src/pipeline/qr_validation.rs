@@ -417,7 +417,7 @@ async fn answer_follow_ups(
             };
             match found {
                 None => statuses.push(status(QueryState::Unknown, None)),
-                Some((row, card)) => match payments::item_from_row(&row, card) {
+                Some((row, card)) => match payments::item_from_row(conn, &row, card)? {
                     Some(item) => finals.push(item),
                     None => statuses.push(status(QueryState::Processing, None)),
                 },

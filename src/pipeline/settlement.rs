@@ -23,12 +23,13 @@ impl Stage for Settlement {
     fn handle(&self, batch: Vec<Incoming>) -> StageFuture {
         let pool = self.deps.pool.clone();
         let offset = self.deps.campus_offset;
+        let confirm_for = self.deps.confirmation_timeout;
         let key = self.deps.keys.stage_mac.clone();
         Box::pin(async move {
             let (items, dispositions) = decode_batches(&key, &batch);
             let day_start = crate::config::campus_day_start(offset, crate::messages::now_micros());
             let items = with_db(&pool, items, move |c, items| {
-                settle::settle(c, items, day_start)
+                settle::settle(c, items, day_start, confirm_for)
             })
             .await?;
             let publish = if items.is_empty() {

@@ -1,8 +1,12 @@
-//! HTTP errors: JSON `{"code": "<stable snake_case>", "message": "<for humans>"}`.
+//! HTTP errors: JSON `{"code": "<stable snake_case>", "message": "<for humans>"}`, with a few
+//! more fields for the codes that need them (`pin_invalid`: `tries_left`; `pin_locked`:
+//! `locked_until`; `not_awaiting_confirmation`: `status` and `reason`).
 
+use crate::db::confirmations::{ConfirmProblem, NotAwaiting};
 use crate::db::forward::OrderProblem;
 use crate::db::DbError;
-use crate::domain::Refusal;
+use crate::domain::{DeclineReason, Refusal, TxState};
+use crate::messages::format_time;
 use crate::ops::OpsError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -15,6 +19,25 @@ pub struct ApiError {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+    /// What some codes carry besides, at the top level of the body.
+    #[serde(flatten)]
+    pub details: Option<ErrorDetails>,
+}
+
+/// The fields an error body has besides `code` and `message`, by code.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ErrorDetails {
+    /// `pin_invalid`: wrong PINs left before the PIN locks (null when nothing was counted: a
+    /// PIN that is not 6 digits, a card without a PIN).
+    PinInvalid { tries_left: Option<i32> },
+    /// `pin_locked`: until when (RFC 3339).
+    PinLocked { locked_until: String },
+    /// `not_awaiting_confirmation`: where the payment stands instead.
+    NotAwaiting {
+        status: &'static str,
+        reason: Option<DeclineReason>,
+    },
 }
 
 impl ApiError {
@@ -23,7 +46,25 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
+    }
+    fn with(mut self, details: ErrorDetails) -> ApiError {
+        self.details = Some(details);
+        self
+    }
+    /// `403 pin_invalid` with the wrong PINs left before it locks, when they were counted.
+    pub fn pin_invalid(tries_left: Option<i32>, message: impl Into<String>) -> ApiError {
+        ApiError::new(403, "pin_invalid", message).with(ErrorDetails::PinInvalid { tries_left })
+    }
+    /// `403 pin_locked` until `until`.
+    pub fn pin_locked(
+        until: chrono::DateTime<chrono::Utc>,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError::new(403, "pin_locked", message).with(ErrorDetails::PinLocked {
+            locked_until: format_time(until),
+        })
     }
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(401, "unauthorized", message)
@@ -131,9 +172,50 @@ impl From<OrderProblem> for ApiError {
             OrderProblem::CardFrozen => (403, "card_frozen"),
             OrderProblem::NoCard => (404, "no_card"),
             OrderProblem::PinRequired => (403, "pin_required"),
-            OrderProblem::PinInvalid { .. } => (403, "pin_invalid"),
-            OrderProblem::PinLocked { .. } => (403, "pin_locked"),
+            OrderProblem::PinInvalid { tries_left } => {
+                return ApiError::pin_invalid(tries_left, p.to_string())
+            }
+            OrderProblem::PinLocked { until } => return ApiError::pin_locked(until, p.to_string()),
         };
         ApiError::new(status, code, p.to_string())
+    }
+}
+
+/// `status` of a `not_awaiting_confirmation` body: what `result.v1` would say, or
+/// `processing` while the payment is in the pipeline.
+fn standing_name(n: NotAwaiting) -> (&'static str, Option<DeclineReason>) {
+    match n {
+        NotAwaiting::Processing => ("processing", None),
+        NotAwaiting::Final { status, reason } => (
+            match status {
+                TxState::Approved => "approved",
+                TxState::Declined | TxState::Voided => "declined",
+                TxState::Reversed => "reversed",
+                // Not final: `NotAwaiting::Final` never holds these.
+                TxState::Created | TxState::AwaitingConfirmation => "processing",
+            },
+            reason,
+        ),
+    }
+}
+
+impl From<ConfirmProblem> for ApiError {
+    fn from(p: ConfirmProblem) -> ApiError {
+        match p {
+            ConfirmProblem::NotFound => ApiError::new(404, "not_found", p.to_string()),
+            ConfirmProblem::PinInvalid { tries_left } => {
+                ApiError::pin_invalid(tries_left, p.to_string())
+            }
+            ConfirmProblem::PinLocked { until } => ApiError::pin_locked(until, p.to_string()),
+            ConfirmProblem::NotAwaiting(n) => {
+                let (status, reason) = standing_name(n);
+                let message = match reason {
+                    Some(r) => format!("{p}: it is {status} ({r})"),
+                    None => format!("{p}: it is {status}"),
+                };
+                ApiError::new(409, "not_awaiting_confirmation", message)
+                    .with(ErrorDetails::NotAwaiting { status, reason })
+            }
+        }
     }
 }

@@ -1,14 +1,16 @@
-//! Server-sent events: each cardholder's results, pushed as they are fanned out.
+//! Server-sent events: each cardholder's results (`event: result`) and requests to confirm a
+//! payment (`event: confirmation`), pushed as they are fanned out.
 //!
-//! One AMQP consumer per platform process reads every `user.*` result from its own exclusive,
+//! One AMQP consumer per platform process reads every `user.*` message from its own exclusive,
 //! auto-deleted queue and hands it to the connected phones of that user through bounded
-//! broadcast channels. This path is best effort by design: the durable copies are the
+//! broadcast channels, named by the message's `type`. This path is best effort by design: the durable copies are the
 //! cardholder's `user.<id>` queue and the transaction in PostgreSQL (`GET /v1/orders/{id}`).
 
 use super::auth::Cardholder;
 use super::AppState;
 use crate::broker::connection::{connect, Backoff};
 use crate::broker::topology::RESULTS;
+use crate::messages::external::CONFIRMATION_REQUEST_V1;
 use actix_web::web::{self, Bytes};
 use actix_web::HttpResponse;
 use futures_util::StreamExt;
@@ -19,13 +21,46 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
-/// Results buffered per connected user before a slow reader starts missing some.
+/// Messages buffered per connected user before a slow reader starts missing some.
 const PER_USER_BUFFER: usize = 64;
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// One message for a cardholder's streams: the SSE event name and the JSON, as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    pub event: &'static str,
+    pub data: String,
+}
+
+impl Pushed {
+    /// A `confirmation_request.v1` is an `event: confirmation`; anything else on `user.<id>`
+    /// (`result.v1`) an `event: result`.
+    pub fn of(body: &[u8]) -> Pushed {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            #[serde(rename = "type")]
+            kind: Option<String>,
+        }
+        let kind = serde_json::from_slice::<Head>(body)
+            .ok()
+            .and_then(|h| h.kind);
+        Pushed {
+            event: match kind.as_deref() {
+                Some(CONFIRMATION_REQUEST_V1) => "confirmation",
+                _ => "result",
+            },
+            data: String::from_utf8_lossy(body).into_owned(),
+        }
+    }
+
+    fn frame(&self) -> String {
+        format!("event: {}\ndata: {}\n\n", self.event, self.data)
+    }
+}
+
 #[derive(Clone)]
 pub struct ResultHub {
-    users: Arc<Mutex<HashMap<String, broadcast::Sender<String>>>>,
+    users: Arc<Mutex<HashMap<String, broadcast::Sender<Pushed>>>>,
     /// True while the hub's queue is bound and consumed: from then on every fanned-out result
     /// reaches it (a readiness signal for `/readyz` and for tests, instead of a sleep).
     ready: Arc<watch::Sender<bool>>,
@@ -53,7 +88,7 @@ impl ResultHub {
         let _ = rx.wait_for(|r| *r).await;
     }
 
-    pub fn subscribe(&self, user: &str) -> broadcast::Receiver<String> {
+    pub fn subscribe(&self, user: &str) -> broadcast::Receiver<Pushed> {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         users
             .entry(user.to_owned())
@@ -61,7 +96,7 @@ impl ResultHub {
             .subscribe()
     }
 
-    fn dispatch(&self, user: &str, body: String) {
+    fn dispatch(&self, user: &str, body: Pushed) {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = users.get(user) {
             if tx.send(body).is_err() {
@@ -142,7 +177,7 @@ impl ResultHub {
                 d = consumer.next() => match d {
                     Some(Ok(d)) => {
                         if let Some(user) = d.routing_key.as_str().strip_prefix("user.") {
-                            self.dispatch(user, String::from_utf8_lossy(&d.data).into_owned());
+                            self.dispatch(user, Pushed::of(&d.data));
                         }
                     }
                     Some(Err(e)) => return Err(e.into()),
@@ -168,7 +203,7 @@ pub async fn events(who: Cardholder, state: web::Data<AppState>) -> HttpResponse
         }
         let chunk = match tokio::time::timeout(KEEPALIVE, rx.recv()).await {
             Err(_) => Bytes::from_static(b": keep-alive\n\n"),
-            Ok(Ok(body)) => Bytes::from(format!("event: result\ndata: {body}\n\n")),
+            Ok(Ok(pushed)) => Bytes::from(pushed.frame()),
             Ok(Err(broadcast::error::RecvError::Lagged(n))) => Bytes::from(format!(
                 ": {n} results skipped (slow reader); see GET /v1/me\n\n"
             )),
@@ -180,4 +215,21 @@ pub async fn events(who: Cardholder, state: web::Data<AppState>) -> HttpResponse
         .insert_header(("content-type", "text/event-stream"))
         .insert_header(("cache-control", "no-cache"))
         .streaming(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirmation_requests_and_results_are_told_apart_by_type() {
+        let c = Pushed::of(br#"{"type":"confirmation_request.v1","transaction_id":"x"}"#);
+        assert_eq!(c.event, "confirmation");
+        assert_eq!(
+            c.frame(),
+            "event: confirmation\ndata: {\"type\":\"confirmation_request.v1\",\"transaction_id\":\"x\"}\n\n"
+        );
+        assert_eq!(Pushed::of(br#"{"type":"result.v1"}"#).event, "result");
+        assert_eq!(Pushed::of(b"not json").event, "result");
+    }
 }

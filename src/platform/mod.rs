@@ -1,57 +1,32 @@
 //! The payment platform (支付平台): the phone's HTTP API (actix-web, JSON, bearer JWTs).
 //!
 //! Routes: `POST /v1/payment-codes`, `POST /v1/orders`, `POST /v1/orders/{id}/pay`,
-//! `GET /v1/orders/{id}`, `GET /v1/events` (SSE), `GET /v1/me`, and `GET /openapi.json`.
+//! `GET /v1/orders/{id}`, `GET /v1/confirmations`, `POST /v1/confirmations/{id}/confirm`,
+//! `POST /v1/confirmations/{id}/decline`, `GET /v1/events` (SSE), `GET /v1/me`, and
+//! `GET /openapi.json`.
 //! A confirmed order is handed to the pipeline's order stage as a one-item batch; from there
 //! it follows the same stages as a reverse scan.
 
 pub mod admin;
 pub mod auth;
+pub mod confirmations;
 pub mod error;
 pub mod events;
 pub mod operations;
 pub mod phone;
 
 use crate::auth::JwtKeys;
-use crate::broker::connection::connect;
-use crate::broker::{BrokerError, Outgoing, Publisher};
+use crate::broker::PublisherSlot;
 use crate::config::Config;
 use crate::db::Pool;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use error::ApiError;
 use events::ResultHub;
 use std::net::SocketAddr;
-use tokio::sync::{watch, Mutex};
+use tokio::sync::watch;
 
 /// Largest JSON body the platform reads (a QR payload is at most 512 characters).
 const MAX_BODY_BYTES: usize = 16 * 1024;
-
-/// A lazily (re)connected confirmed publisher shared by the HTTP workers.
-pub struct PublisherSlot {
-    url: String,
-    timeout: std::time::Duration,
-    inner: Mutex<Option<(lapin::Connection, Publisher)>>,
-}
-
-impl PublisherSlot {
-    pub async fn publish(&self, messages: &[Outgoing]) -> Result<(), BrokerError> {
-        let mut slot = self.inner.lock().await;
-        if slot.is_none() {
-            let conn = connect(&self.url, "campuspay platform").await?;
-            let publisher = Publisher::new(&conn, self.timeout).await?;
-            *slot = Some((conn, publisher));
-        }
-        let result = match slot.as_ref() {
-            Some((_, p)) => p.publish_all(messages).await,
-            None => Err(BrokerError::NotConfirmed),
-        };
-        if result.is_err() {
-            // Reconnect on the next request rather than reuse a channel in an unknown state.
-            *slot = None;
-        }
-        result
-    }
-}
 
 pub struct AppState {
     pub pool: Pool,
@@ -68,6 +43,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/orders", web::post().to(phone::create_order))
             .route("/orders/{id}", web::get().to(phone::get_order))
             .route("/orders/{id}/pay", web::post().to(phone::pay_order))
+            .route("/confirmations", web::get().to(confirmations::list))
+            .route(
+                "/confirmations/{id}/confirm",
+                web::post().to(confirmations::confirm),
+            )
+            .route(
+                "/confirmations/{id}/decline",
+                web::post().to(confirmations::decline),
+            )
             .route("/events", web::get().to(events::events))
             .route("/me", web::get().to(phone::me)),
     )
@@ -120,11 +104,11 @@ impl Platform {
             pool,
             jwt: JwtKeys::new(&config.keys),
             config: config.clone(),
-            publisher: PublisherSlot {
-                url: config.amqp_url.clone(),
-                timeout: config.confirm_timeout,
-                inner: Mutex::new(None),
-            },
+            publisher: PublisherSlot::new(
+                &config.amqp_url,
+                "campuspay platform",
+                config.confirm_timeout,
+            ),
             hub: hub.clone(),
         });
         let server = HttpServer::new(move || {

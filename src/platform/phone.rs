@@ -171,7 +171,7 @@ pub async fn pay_order(
     };
     let pin = body.pin.clone();
     if pin.as_deref().is_some_and(|p| !tsm::valid_pin(p)) {
-        return Err(ApiError::new(403, "pin_invalid", "a PIN is 6 digits"));
+        return Err(ApiError::pin_invalid(None, "a PIN is 6 digits"));
     }
     let hash = pin
         .as_deref()

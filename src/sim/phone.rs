@@ -86,6 +86,60 @@ impl Phone {
         self.call("GET", "/v1/me", None)
     }
 
+    /// The payments waiting for this cardholder's confirmation (`confirmation_request.v1`
+    /// objects, newest first).
+    pub fn confirmations(&self) -> Result<Answer, SimError> {
+        self.call("GET", "/v1/confirmations", None)
+    }
+
+    /// Confirms a reverse-scan payment with the card's PIN.
+    pub fn confirm(&self, transaction_id: &str, pin: &str) -> Result<Answer, SimError> {
+        self.call(
+            "POST",
+            &format!("/v1/confirmations/{transaction_id}/confirm"),
+            Some(json!({ "pin": pin })),
+        )
+    }
+
+    /// Declines a reverse-scan payment.
+    pub fn decline(&self, transaction_id: &str) -> Result<Answer, SimError> {
+        self.call(
+            "POST",
+            &format!("/v1/confirmations/{transaction_id}/decline"),
+            None,
+        )
+    }
+
+    /// Polls the card's recent transactions (`GET /v1/me`) until `transaction_id` is final;
+    /// returns its summary.
+    pub fn wait_transaction(
+        &self,
+        transaction_id: &str,
+        timeout: Duration,
+    ) -> Result<Value, SimError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let me = self.me()?;
+            let found = me.body["recent"]
+                .as_array()
+                .and_then(|r| r.iter().find(|t| t["transaction_id"] == transaction_id))
+                .cloned();
+            if let Some(t) = found {
+                let state = t["state"].as_str().unwrap_or("");
+                if !(state == "created" || state == "awaiting_confirmation") {
+                    return Ok(t);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(SimError::Timeout {
+                    request_id: transaction_id.to_owned(),
+                    secs: timeout.as_secs(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Polls the order until it has a final status.
     pub fn wait_final(&self, order_id: &str, timeout: Duration) -> Result<Answer, SimError> {
         let deadline = Instant::now() + timeout;

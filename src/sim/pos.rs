@@ -124,7 +124,38 @@ impl Pos {
         self.results.wait_for(request_id, timeout).await
     }
 
-    /// Scan and wait: what a cashier's "charge" button does.
+    /// Waits for the final result of `request_id` within `timeout` in all, handing a `pending`
+    /// one (the cardholder is asked to confirm on the phone) to `on_pending` first.
+    pub async fn wait_final(
+        &mut self,
+        request_id: RequestId,
+        timeout: Duration,
+        mut on_pending: impl FnMut(&ResultV1),
+    ) -> Result<ResultV1, SimError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let r = self
+                .results
+                .wait_for(request_id, left)
+                .await
+                .map_err(|e| match e {
+                    // Name the whole wait, not what was left of it.
+                    SimError::Timeout { request_id, .. } => SimError::Timeout {
+                        request_id,
+                        secs: timeout.as_secs(),
+                    },
+                    other => other,
+                })?;
+            if r.is_final() {
+                return Ok(r);
+            }
+            on_pending(&r);
+        }
+    }
+
+    /// Scan and wait: what a cashier's "charge" button does. Returns the first answer, which is
+    /// `pending` for a payment its cardholder must confirm (then `wait_final`).
     pub async fn pay(
         &mut self,
         request_id: RequestId,

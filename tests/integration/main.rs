@@ -4,6 +4,7 @@
 mod architecture;
 mod cluster;
 mod concurrency;
+mod confirm;
 mod declines;
 mod e2e;
 mod faults;
@@ -13,6 +14,7 @@ mod hostile;
 mod idempotency;
 mod ledger;
 mod openapi;
+mod openapi_confirm;
 mod operations;
 mod poison;
 mod queues;

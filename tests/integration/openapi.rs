@@ -13,14 +13,18 @@ use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 /// Each body schema file (under `schemas/`) and the component of the document that mirrors it.
-const BODIES: [(&str, &str); 7] = [
+const BODIES: [(&str, &str); 11] = [
     ("CreateOrder", "http/create_order.request.json"),
     ("PayOrder", "http/pay_order.request.json"),
     ("OrderView", "http/order.response.json"),
     ("IssuedCodes", "http/payment_codes.response.json"),
     ("CardView", "http/me.response.json"),
+    ("ConfirmationList", "http/confirmations.response.json"),
+    ("ConfirmPayment", "http/confirm.request.json"),
+    ("ConfirmationAnswer", "http/confirmation.response.json"),
     ("Error", "http/error.json"),
     ("ResultV1", "result.v1.json"),
+    ("ConfirmationRequestV1", "confirmation_request.v1.json"),
 ];
 
 /// Methods probed on every documented path: the undocumented ones must not exist.
@@ -36,7 +40,7 @@ fn read_json(rel: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
 }
 
-fn openapi() -> Value {
+pub(crate) fn openapi() -> Value {
     read_json("openapi.json")
 }
 
@@ -68,7 +72,7 @@ fn assert_invalid(what: &str, schema: &Value, instance: &Value) {
 }
 
 /// Validates against a schema file under `schemas/` (like `schema_check`, for subfolders).
-fn check_file(rel: &str, instance: &Value) {
+pub(crate) fn check_file(rel: &str, instance: &Value) {
     assert_valid(rel, &read_json(rel), instance);
 }
 
@@ -89,7 +93,7 @@ fn component(doc: &Value, name: &str) -> Value {
     )
 }
 
-fn check_component(doc: &Value, name: &str, instance: &Value) {
+pub(crate) fn check_component(doc: &Value, name: &str, instance: &Value) {
     assert_valid(name, &component(doc, name), instance);
 }
 
@@ -101,7 +105,7 @@ fn operation<'a>(doc: &'a Value, method: &str, template: &str) -> &'a Value {
 
 /// What the document says of this answer: its status is listed for the operation and its body
 /// validates against that response's schema. An error body also validates against error.json.
-fn check_answer(doc: &Value, method: &str, template: &str, a: &Answer) {
+pub(crate) fn check_answer(doc: &Value, method: &str, template: &str, a: &Answer) {
     let what = format!("{method} {template} → {}", a.status);
     let response = &operation(doc, method, template)["responses"][a.status.to_string()];
     assert!(
@@ -118,7 +122,14 @@ fn check_answer(doc: &Value, method: &str, template: &str, a: &Answer) {
     }
 }
 
-fn expect_error(doc: &Value, method: &str, template: &str, a: &Answer, status: u16, code: &str) {
+pub(crate) fn expect_error(
+    doc: &Value,
+    method: &str,
+    template: &str,
+    a: &Answer,
+    status: u16,
+    code: &str,
+) {
     assert_eq!(
         (a.status, a.code()),
         (status, code),
@@ -507,25 +518,46 @@ fn the_document_mirrors_the_body_schemas_and_its_examples_are_valid() {
     }
     assert!(examples >= 20, "only {examples} examples");
 
-    // The SSE stream: its example frames carry valid result.v1 objects.
+    // The SSE stream: its example frames carry valid result.v1 and confirmation_request.v1
+    // objects, each under its event.
     let sse =
         &operation(&doc, "GET", "/v1/events")["responses"]["200"]["content"]["text/event-stream"];
-    assert_eq!(
-        sse["x-sse-events"]["result"]["data"]["$ref"],
-        "#/components/schemas/ResultV1"
-    );
+    let events = [
+        ("result", "result.v1", "ResultV1"),
+        (
+            "confirmation",
+            "confirmation_request.v1",
+            "ConfirmationRequestV1",
+        ),
+    ];
+    for (event, _, component) in events {
+        assert_eq!(
+            sse["x-sse-events"][event]["data"]["$ref"],
+            format!("#/components/schemas/{component}")
+        );
+    }
     let frames = sse["example"].as_str().expect("an SSE example");
     assert!(frames.starts_with(": connected\n\n"));
-    let data: Vec<&str> = frames
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .collect();
-    assert!(!data.is_empty());
-    for d in data {
+    let mut seen = BTreeSet::new();
+    let mut lines = frames.lines();
+    while let Some(line) = lines.next() {
+        let Some(event) = line.strip_prefix("event: ") else {
+            continue;
+        };
+        let (_, kind, component) = events
+            .iter()
+            .find(|(e, _, _)| *e == event)
+            .unwrap_or_else(|| panic!("undocumented event {event}"));
+        let d = lines
+            .next()
+            .and_then(|l| l.strip_prefix("data: "))
+            .expect("a data line after the event line");
         let v: Value = serde_json::from_str(d).unwrap();
-        schema_check("result.v1", d.as_bytes());
-        check_component(&doc, "ResultV1", &v);
+        schema_check(kind, d.as_bytes());
+        check_component(&doc, component, &v);
+        seen.insert(event);
     }
+    assert_eq!(seen.len(), events.len(), "an example frame of each event");
 }
 
 #[actix_rt::test]
@@ -560,7 +592,7 @@ async fn every_documented_route_exists_and_nothing_else_does() {
                 }
             }
         }
-        assert_eq!(probed, 6, "the six /v1 operations");
+        assert_eq!(probed, 9, "the nine /v1 operations");
         // Paths that are not in the document.
         for path in [
             "/",
@@ -572,6 +604,9 @@ async fn every_documented_route_exists_and_nothing_else_does() {
             "/v1/payment_codes",
             "/v1/orders/6f1c7a52-1d1e-4c36-9d2b-6d3c8a4c2f10/refund",
             "/v1/orders/6f1c7a52-1d1e-4c36-9d2b-6d3c8a4c2f10/pay/now",
+            "/v1/confirmations/",
+            "/v1/confirmations/6f1c7a52-1d1e-4c36-9d2b-6d3c8a4c2f10",
+            "/v1/confirmations/6f1c7a52-1d1e-4c36-9d2b-6d3c8a4c2f10/cancel",
             "/v2/me",
             "/openapi.yaml",
             "/v1/openapi.json",

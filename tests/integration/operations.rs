@@ -135,14 +135,28 @@ fn pay_static(p: &Phone, amount: &str, pin: Option<&str>) -> (String, Answer) {
 async fn above_the_password_free_amount_the_pin_is_needed_in_both_directions() {
     let mut env = TestEnv::start().await;
     let (user, mut pos, codes, phone) = limited_card(&mut env).await;
-    // Reverse scan above the password-free amount: the till cannot take a PIN.
-    let r = pos
-        .pay(RequestId::new_random(), &codes[0], "30.00", WAIT)
-        .await
-        .unwrap();
-    assert_eq!(r.reason, Some(DeclineReason::PinRequired));
+    // Reverse scan above the password-free amount: the till cannot take a PIN, so the
+    // cardholder confirms it on the phone, where a wrong PIN is refused too.
+    let rid = RequestId::new_random();
+    let r = pos.pay(rid, &codes[0], "30.00", WAIT).await.unwrap();
+    assert_eq!(
+        (r.status, r.reason),
+        (
+            TxState::AwaitingConfirmation,
+            Some(DeclineReason::UserConfirming)
+        )
+    );
+    let tx = r.transaction_id.expect("a transaction").to_string();
     // Forward scan: without the PIN and with a wrong one refused, with the right one paid.
     let paid = blocking(move || {
+        let wrong = phone.confirm(&tx, "000000").unwrap();
+        assert_eq!(
+            (wrong.status, wrong.code()),
+            (403, "pin_invalid"),
+            "{wrong:?}"
+        );
+        let confirmed = phone.confirm(&tx, "135790").unwrap();
+        assert_eq!(confirmed.status, 202, "{confirmed:?}");
         let (_, no_pin) = pay_static(&phone, "26.00", None);
         assert_eq!(
             (no_pin.status, no_pin.code()),
@@ -160,7 +174,9 @@ async fn above_the_password_free_amount_the_pin_is_needed_in_both_directions() {
     })
     .await;
     assert_eq!(paid.body["status"], "approved", "{paid:?}");
-    assert_eq!(env.balance(&user).await, money("474.00"));
+    let r = pos.wait(rid, WAIT).await.unwrap();
+    assert_eq!(r.status, TxState::Approved, "{r:?}");
+    assert_eq!(env.balance(&user).await, money("444.00"));
     assert!(env.verify().await.ok);
 }
 
