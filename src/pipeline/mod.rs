@@ -75,6 +75,8 @@ pub struct Deps {
     pub dynamic_qr_ttl: std::time::Duration,
     pub campus_offset: chrono::FixedOffset,
     pub reversal_window: crate::domain::refund::ReversalWindow,
+    /// The campus's payment-code prefix (codes with the legacy one are accepted too).
+    pub code_prefix: crate::domain::CodePrefix,
 }
 
 impl Deps {
@@ -86,6 +88,7 @@ impl Deps {
             broker_user: config.broker_user.clone(),
             max_message_bytes: config.max_message_bytes,
             dynamic_qr_ttl: config.dynamic_qr_ttl,
+            code_prefix: config.code_prefix,
             campus_offset: config.campus_offset,
             reversal_window: config.reversal_window,
         }

@@ -5,7 +5,9 @@
 
 use crate::helpers::*;
 use campuspay::domain::campus_qr::{decode_campus, encode_campus, MerchantQr};
-use campuspay::domain::{Identity, MerchantId, PaymentCode, RequestId, TerminalId, UserId};
+use campuspay::domain::{
+    CodePrefix, Identity, MerchantId, PaymentCode, RequestId, TerminalId, UserId,
+};
 use campuspay::sim::phone::{Answer, Phone};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -266,7 +268,7 @@ fn http_body_schemas_compile_and_their_examples_are_valid() {
         .unwrap()
     {
         for code in ex["codes"].as_array().unwrap() {
-            PaymentCode::parse(code.as_str().unwrap())
+            PaymentCode::parse(code.as_str().unwrap(), CodePrefix::DEFAULT)
                 .unwrap_or_else(|e| panic!("example code {code}: {e}"));
         }
     }
@@ -660,7 +662,7 @@ async fn a_real_flow_and_its_errors_match_the_document() {
         check_file("http/payment_codes.response.json", &codes.body);
         check_component(doc, "IssuedCodes", &codes.body);
         for c in codes.body["codes"].as_array().unwrap() {
-            PaymentCode::parse(c.as_str().unwrap()).unwrap();
+            PaymentCode::parse(c.as_str().unwrap(), CodePrefix::DEFAULT).unwrap();
         }
 
         // An order from a printed merchant-only static code; a retry gets the same order.
