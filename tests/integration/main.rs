@@ -12,6 +12,7 @@ mod hostile;
 mod idempotency;
 mod ledger;
 mod openapi;
+mod openapi_admin;
 mod operations;
 mod poison;
 mod queues;
