@@ -2,6 +2,7 @@
 //! and vhost (random names), so tests run in parallel and leave nothing behind.
 
 mod architecture;
+mod asyncapi;
 mod concurrency;
 mod declines;
 mod e2e;
