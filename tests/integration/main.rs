@@ -5,6 +5,7 @@ mod architecture;
 mod asyncapi;
 mod concurrency;
 mod declines;
+mod deploy;
 mod e2e;
 mod faults;
 mod forward;
