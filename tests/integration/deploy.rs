@@ -4,7 +4,8 @@
 //! valid PromQL; every metric the rules and the dashboard use is one campuspay or RabbitMQ's
 //! Prometheus plugin really exports; the systemd units pass `systemd-analyze verify` (where
 //! systemd is installed) and keep their sandbox; the example environment file names every
-//! variable of the README's configuration table and leaves the secrets empty.
+//! variable of the README's configuration table and leaves the secrets empty; and Cargo.toml's
+//! `rust-version` is the newest one a locked dependency declares.
 //!
 //! Needs promtool (Debian's `prometheus` package; scripts/ensure-services.sh installs it) and,
 //! for the metric names, RabbitMQ's rabbitmq_prometheus plugin on 127.0.0.1:15692
@@ -375,5 +376,53 @@ fn the_example_environment_names_every_setting_and_no_secret() {
     assert_eq!(
         set, table,
         "campuspay.env.example vs README.md's configuration table"
+    );
+}
+
+/// `1.95` → (1, 95, 0).
+fn version(v: &str) -> (u32, u32, u32) {
+    let mut n = v.split('.').map(|p| p.parse::<u32>().unwrap());
+    (
+        n.next().unwrap(),
+        n.next().unwrap_or(0),
+        n.next().unwrap_or(0),
+    )
+}
+
+#[test]
+fn the_declared_rust_version_is_the_newest_one_a_locked_dependency_needs() {
+    // `cargo metadata` reads every locked package's manifest (offline: they are downloaded).
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packages = meta["packages"].as_array().unwrap();
+    let ours = packages
+        .iter()
+        .find(|p| p["name"] == "campuspay" && p["source"].is_null())
+        .and_then(|p| p["rust_version"].as_str())
+        .expect("campuspay declares a rust-version");
+    let (newest, who) = packages
+        .iter()
+        .filter(|p| !p["source"].is_null())
+        .filter_map(|p| {
+            let v = p["rust_version"].as_str()?;
+            Some((version(v), format!("{} {}", p["name"], p["version"])))
+        })
+        .max()
+        .expect("dependencies with a rust-version");
+    assert!(packages.len() > 100, "only {} packages", packages.len());
+    assert_eq!(
+        version(ours),
+        newest,
+        "Cargo.toml says rust-version {ours}, but the newest a locked dependency needs is \
+         {newest:?} ({who})"
     );
 }
