@@ -4,8 +4,11 @@
 #   make build      build the campuspay binary (dev profile, shares cache with tests)
 #   make db         create the database, run migrations, declare the AMQP topology
 #   make demo       services + build + db, then run the demo
-#   make test       services, then fmt --check, clippy -D warnings, all tests,
+#   make test       services, then fmt --check, clippy -D warnings, cargo-deny,
+#                   all tests (deploy/ files included: promtool, systemd-analyze),
 #                   then the broker-restart fault test on its own
+#   make deny       cargo-deny: licences, duplicate versions, sources (offline;
+#                   the pinned binary from scripts/ensure-cargo-deny.sh)
 #   make test-broker-restart
 #                   only the fault test that restarts RabbitMQ mid-stream (it
 #                   affects everything on the broker, so it runs alone)
@@ -53,7 +56,7 @@ export DATABASE_URL AMQP_URL RABBITMQ_MANAGEMENT_URL CAMPUSPAY_ENV
 
 export RUST_BACKTRACE = 1
 
-.PHONY: all services build db demo test test-broker-restart test-cluster cluster cluster-status cluster-down cluster-selftest tls-node tls-node-down bench fmt clippy clean
+.PHONY: all services build db demo test test-broker-restart test-cluster deny cluster cluster-status cluster-down cluster-selftest tls-node tls-node-down bench fmt clippy clean
 
 all: build
 
@@ -83,8 +86,14 @@ test: services
 	./scripts/clean-test-leftovers.sh
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(MAKE) --no-print-directory deny
 	$(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
 	$(MAKE) --no-print-directory test-broker-restart
+
+# Licences, duplicate crate versions and sources of the dependency graph (deny.toml), offline:
+# no advisory database is fetched.
+deny:
+	"$$(./scripts/ensure-cargo-deny.sh)" --offline check licenses bans sources
 
 test-broker-restart: services
 	$(CARGO) test --test integration broker_stopped_and_started_mid_stream -- --ignored --test-threads=1 --nocapture

@@ -45,9 +45,9 @@ from datetime import datetime, timezone
 import pika
 
 REQUESTS_EXCHANGE = "pay.requests"
-# Payment codes start with campuspay's prefix: 88 by default; 28 for codes issued before the
-# prefix changed, until they expire.
-CODE_PREFIXES = ("88", "28")
+# Payment codes start with the campus's prefix: 88 unless it set CAMPUSPAY_CODE_PREFIX; 28 for
+# codes issued before the prefix changed, until they expire.
+CODE_PREFIXES = (os.environ.get("CAMPUSPAY_CODE_PREFIX") or "88", "28")
 
 AMOUNT_RE = re.compile(r"^(0|[1-9][0-9]{0,5})(\.[0-9]{1,2})?$")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")

@@ -174,7 +174,7 @@ ENABLED_PLUGINS_FILE=$d/enabled_plugins
 PID_FILE=$d/pid
 DIST_PORT=$(dist_port "$n")
 EOF
-    echo '[rabbitmq_management,rabbitmq_consistent_hash_exchange,rabbitmq_prometheus].' \
+    echo '[rabbitmq_management,rabbitmq_prometheus].' \
         >"$d/enabled_plugins"
     {
         cat <<EOF

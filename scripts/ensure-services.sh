@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL and RabbitMQ (with the management and consistent-hash
-# exchange plugins, all feature flags enabled) are installed and running on a
-# Debian machine without systemd, then wait until both accept connections.
+# Make sure PostgreSQL and RabbitMQ (with the management and Prometheus plugins,
+# all feature flags enabled) are installed and
+# running on a Debian machine without systemd, then wait until both accept
+# connections. Also makes sure promtool (Debian's prometheus package) is there:
+# the tests check the alerting rules in deploy/prometheus/ with it.
 #
 # Fast path: when everything is already up this only does a handful of local
 # TCP/HTTP probes (well under a second).  It never overwrites a system
@@ -20,7 +22,11 @@ RMQ_PORT=5672
 RMQ_MGMT_PORT=15672
 RMQ_MGMT_USER=guest
 RMQ_MGMT_PASS=guest
-RMQ_PLUGINS=(rabbitmq_management rabbitmq_consistent_hash_exchange)
+RMQ_PROMETHEUS_PORT=15692
+# rabbitmq_prometheus: the queue metrics the alerts of deploy/prometheus/ use (port 15692).
+# (Settlement shards are routed by card id modulo the shard count on a direct exchange: the
+# consistent-hash exchange plugin is not needed.)
+RMQ_PLUGINS=(rabbitmq_management rabbitmq_prometheus)
 
 log() { printf '[setup] %s\n' "$*"; }
 warn() { printf '[setup] WARNING: %s\n' "$*" >&2; }
@@ -254,10 +260,10 @@ mgmt_overview_ok() { mgmt_get /api/overview >/dev/null 2>&1; }
 
 ensure_rabbitmq_plugins() {
     local overview
-    # The overview lists the available exchange types: if the management API
-    # answers and knows x-consistent-hash, both plugins are enabled.
+    # The management API answering means its plugin is enabled; the
+    # Prometheus plugin listens on its own port.
     if overview=$(mgmt_get /api/overview 2>/dev/null) &&
-        [[ "$overview" == *'"x-consistent-hash"'* ]]; then
+        tcp_open "$RMQ_HOST" "$RMQ_PROMETHEUS_PORT"; then
         log "rabbitmq: plugins ${RMQ_PLUGINS[*]} enabled"
         return
     fi
@@ -287,9 +293,8 @@ ensure_rabbitmq_plugins() {
     fi
     wait_until 60 "rabbitmq management API" mgmt_overview_ok ||
         die "rabbitmq management API on $RMQ_HOST:$RMQ_MGMT_PORT did not answer within 60 s"
-    overview=$(mgmt_get /api/overview)
-    [[ "$overview" == *'"x-consistent-hash"'* ]] ||
-        die "rabbitmq: x-consistent-hash exchange type not available after enabling rabbitmq_consistent_hash_exchange"
+    wait_until 30 "rabbitmq prometheus plugin" tcp_open "$RMQ_HOST" "$RMQ_PROMETHEUS_PORT" ||
+        die "rabbitmq: nothing listens on $RMQ_HOST:$RMQ_PROMETHEUS_PORT after enabling rabbitmq_prometheus"
 }
 
 ensure_rabbitmq_feature_flags() {
@@ -305,11 +310,36 @@ ensure_rabbitmq_feature_flags() {
 }
 
 ###############################################################################
+# promtool
+###############################################################################
+
+ensure_promtool() {
+    if have promtool; then
+        return
+    fi
+    if ! is_root; then
+        need_root "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus"
+        return
+    fi
+    apt_install --no-install-recommends prometheus
+    # Only promtool is wanted: where the package could start its Prometheus server, stop it
+    # and keep it from starting at boot.
+    if [[ -d /run/systemd/system ]]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    elif [[ -x /etc/init.d/prometheus ]]; then
+        /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+        update-rc.d prometheus disable >/dev/null 2>&1 || true
+    fi
+    have promtool || die "promtool: not found after installing Debian's prometheus package"
+}
+
+###############################################################################
 
 main() {
     ensure_postgres_running
     ensure_libpq_dev
     ensure_rabbitmq_running
+    ensure_promtool
     bail_if_need_root "required services are not installed/running"
 
     ensure_postgres_trust

@@ -3,6 +3,7 @@
 use crate::broker::connection::CaBundle;
 use crate::broker::topology::Shards;
 use crate::domain::refund::ReversalWindow;
+use crate::domain::CodePrefix;
 use crate::keys::Keys;
 use std::time::Duration;
 
@@ -35,6 +36,11 @@ pub enum ConfigError {
         name: &'static str,
         value: String,
         why: &'static str,
+    },
+    #[error("CAMPUSPAY_CODE_PREFIX={value:?} is not valid: {source}")]
+    CodePrefix {
+        value: String,
+        source: crate::domain::CodePrefixError,
     },
     #[error("{name}={path:?}: {why}")]
     File {
@@ -78,6 +84,9 @@ pub struct Config {
     pub keys: Keys,
     /// How long an issued payment code stays valid.
     pub code_ttl: Duration,
+    /// What the payment codes this campus issues start with (codes with the legacy `28` are
+    /// accepted too).
+    pub code_prefix: CodePrefix,
     /// How long a dynamic merchant QR code stays payable.
     pub dynamic_qr_ttl: Duration,
     /// The campus time zone as a UTC offset: where a "day" starts for daily limits and reports.
@@ -164,6 +173,20 @@ fn amqp_ca() -> Result<Option<CaBundle>, ConfigError> {
     Ok(Some(ca))
 }
 
+/// `CAMPUSPAY_CODE_PREFIX`: two digits that no other wallet uses, `88` when unset. Public so
+/// that the POS simulator checks a typed code against the same prefix offline.
+pub fn code_prefix() -> Result<CodePrefix, ConfigError> {
+    parse_code_prefix(env("CAMPUSPAY_CODE_PREFIX"))
+}
+
+fn parse_code_prefix(value: Option<String>) -> Result<CodePrefix, ConfigError> {
+    match value {
+        None => Ok(CodePrefix::DEFAULT),
+        Some(v) => CodePrefix::parse(v.trim())
+            .map_err(|source| ConfigError::CodePrefix { value: v, source }),
+    }
+}
+
 /// "+08:00" → UTC+8.
 fn parse_offset(s: &str) -> Result<chrono::FixedOffset, ConfigError> {
     let bad = || ConfigError::Invalid {
@@ -233,6 +256,7 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_MANAGEMENT_URL.into()),
             keys: Keys::derive(jwt_secret.expose(), code_key.expose()),
             code_ttl: Duration::from_secs(parse_num("CAMPUSPAY_CODE_TTL_SECS", 600, 10, 86_400)?),
+            code_prefix: code_prefix()?,
             dynamic_qr_ttl: Duration::from_secs(parse_num(
                 "CAMPUSPAY_DYNAMIC_QR_TTL_SECS",
                 300,
@@ -289,6 +313,7 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_MANAGEMENT_URL.into()),
             keys: Keys::derive(DEV_JWT_SECRET.as_bytes(), DEV_CODE_KEY.as_bytes()),
             code_ttl: Duration::from_secs(600),
+            code_prefix: CodePrefix::DEFAULT,
             dynamic_qr_ttl: Duration::from_secs(300),
             http_addr: "127.0.0.1:0".into(),
             ops_addr: "127.0.0.1:0".into(),
@@ -342,6 +367,22 @@ mod tests {
                 .with_ymd_and_hms(2026, 11, 26, 16, 0, 0)
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn code_prefixes() {
+        assert_eq!(parse_code_prefix(None).unwrap(), CodePrefix::DEFAULT);
+        assert_eq!(
+            parse_code_prefix(Some(" 77 ".into())).unwrap().to_string(),
+            "77"
+        );
+        for bad in ["28", "12", "62", "01", "8", "x8"] {
+            let e = parse_code_prefix(Some(bad.into())).unwrap_err();
+            assert!(
+                e.to_string().starts_with("CAMPUSPAY_CODE_PREFIX="),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

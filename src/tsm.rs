@@ -3,7 +3,7 @@
 //! stored, so a database leak does not leak spendable codes.
 
 use crate::db::{self, DbError, Pool};
-use crate::domain::{PaymentCode, Refusal, UserId};
+use crate::domain::{CodePrefix, PaymentCode, Refusal, UserId};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
@@ -34,17 +34,18 @@ pub struct IssuedCodes {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Issues a fresh batch, superseding the card's unused codes. Refused for a frozen or unknown
-/// card.
+/// Issues a fresh batch of codes starting with `prefix`, superseding the card's unused codes.
+/// Refused for a frozen or unknown card.
 pub async fn issue(
     pool: &Pool,
     key: &[u8],
     user: &UserId,
     ttl: Duration,
+    prefix: CodePrefix,
 ) -> Result<Result<IssuedCodes, Refusal>, DbError> {
     let mut rng = rand::rngs::OsRng;
     let codes: Vec<PaymentCode> = (0..BATCH_SIZE)
-        .map(|_| PaymentCode::generate(&mut rng))
+        .map(|_| PaymentCode::generate(&mut rng, prefix))
         .collect();
     let hashes: Vec<Vec<u8>> = codes.iter().map(|c| code_hash(key, c)).collect();
     let batch_id = uuid::Uuid::new_v4();

@@ -278,7 +278,11 @@ pub(super) async fn bench_chain(
     let codes: Vec<String> = {
         let mut rng = rand::thread_rng();
         (0..n)
-            .map(|_| PaymentCode::generate(&mut rng).expose().to_owned())
+            .map(|_| {
+                PaymentCode::generate(&mut rng, config.code_prefix)
+                    .expose()
+                    .to_owned()
+            })
             .collect()
     };
     let mut children = Children { procs: Vec::new() };

@@ -70,6 +70,7 @@ async fn pipeline_inner(
         codes: n_codes,
         broke_percent: args.broke_percent,
         code_ttl: chrono::Duration::hours(6),
+        code_prefix: config.code_prefix,
     };
     let key = config.keys.payment_codes.clone();
     let campus = {

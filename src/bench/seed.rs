@@ -34,6 +34,8 @@ pub struct SeedOptions {
     /// Share of cards (0–100) that start nearly empty.
     pub broke_percent: f64,
     pub code_ttl: chrono::Duration,
+    /// What the codes start with: the pipeline's (`CAMPUSPAY_CODE_PREFIX`).
+    pub code_prefix: campuspay::domain::CodePrefix,
 }
 
 /// What the load generator needs: the terminals and the codes, in the order to spend them.
@@ -144,7 +146,7 @@ pub fn seed(
         for &card in &card_ids {
             let mut made = 0;
             while made < per_card {
-                let code = PaymentCode::generate(&mut rng);
+                let code = PaymentCode::generate(&mut rng, opts.code_prefix);
                 // 15 random digits: a collision is rare but would break the primary key.
                 if !seen.insert(code.expose().to_owned()) {
                     continue;

@@ -100,8 +100,10 @@ fn parse_amount(s: &str) -> Result<Amount, String> {
 fn parse_rate(s: &str) -> Result<FeeRate, String> {
     FeeRate::parse(s).map_err(|e| e.to_string())
 }
+/// Checks a typed code offline the way QR validation will (`CAMPUSPAY_CODE_PREFIX` or `28`).
 fn parse_code(s: &str) -> Result<PaymentCode, String> {
-    PaymentCode::parse(s).map_err(|e| e.to_string())
+    let prefix = campuspay::config::code_prefix().map_err(|e| e.to_string())?;
+    PaymentCode::parse(s, prefix).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, thiserror::Error)]

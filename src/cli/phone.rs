@@ -91,6 +91,7 @@ pub(super) async fn run(command: PhoneCommand, config: Config) -> Result<ExitCod
                 config.keys.payment_codes.expose(),
                 &user,
                 config.code_ttl,
+                config.code_prefix,
             )
             .await?
             .map_err(campuspay::ops::OpsError::from)?;

@@ -58,7 +58,7 @@ pub use ids::{IdError, MerchantId, RequestId, TerminalId, TransactionId, UserId}
 pub use ledger::{AccountId, AccountKind, EntryKind, JournalEntry, LegKind};
 pub use money::{Amount, AmountError, Money};
 pub use order::{OrderState, OrderStatus, QrKind};
-pub use payment_code::{CodeState, PaymentCode, PaymentCodeError};
+pub use payment_code::{CodePrefix, CodePrefixError, CodeState, PaymentCode, PaymentCodeError};
 pub use reason::DeclineReason;
 pub use refusal::Refusal;
 pub use transaction::{PaymentMode, TxState};

@@ -3,8 +3,8 @@
 //! dead-lettered; what can is answered with a `declined` result naming the reason.
 
 use crate::domain::{
-    Amount, DeclineReason, MerchantId, Money, PaymentCode, PaymentMode, RequestId, TerminalId,
-    TransactionId, TxState, UserId,
+    Amount, CodePrefix, DeclineReason, MerchantId, Money, PaymentCode, PaymentMode, RequestId,
+    TerminalId, TransactionId, TxState, UserId,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -153,8 +153,12 @@ pub struct ScanDecline {
 
 /// Step two, for a message whose envelope is a `scan.v1` and whose routing key is `route`.
 /// The terminal's identity in the body must be the one in the routing key (which the JWT was
-/// checked against).
-pub fn parse_scan(body: &[u8], route: &PosRoute) -> Result<ScanRequest, ScanDecline> {
+/// checked against). `issuing` is the campus's code prefix (codes with the legacy one pass too).
+pub fn parse_scan(
+    body: &[u8],
+    route: &PosRoute,
+    issuing: CodePrefix,
+) -> Result<ScanRequest, ScanDecline> {
     let invalid = |amount| ScanDecline {
         reason: DeclineReason::InvalidMessage,
         amount,
@@ -178,10 +182,11 @@ pub fn parse_scan(body: &[u8], route: &PosRoute) -> Result<ScanRequest, ScanDecl
         reason: DeclineReason::InvalidAmount,
         amount: None,
     })?;
-    let payment_code = PaymentCode::parse(&wire.payment_code).map_err(|_| ScanDecline {
-        reason: DeclineReason::UnknownCode,
-        amount: Some(amount),
-    })?;
+    let payment_code =
+        PaymentCode::parse(&wire.payment_code, issuing).map_err(|_| ScanDecline {
+            reason: DeclineReason::UnknownCode,
+            amount: Some(amount),
+        })?;
     Ok(ScanRequest {
         request_id,
         merchant_id: route.merchant_id.clone(),
@@ -435,7 +440,9 @@ mod tests {
 
     fn code() -> String {
         let mut rng = rand::rngs::OsRng;
-        PaymentCode::generate(&mut rng).expose().to_owned()
+        PaymentCode::generate(&mut rng, CodePrefix::DEFAULT)
+            .expose()
+            .to_owned()
     }
 
     #[test]
@@ -517,12 +524,22 @@ mod tests {
     #[test]
     fn scan_parsing() {
         let c = code();
-        let ok = parse_scan(scan(&c, "12.50").as_bytes(), &route()).unwrap();
+        let p = CodePrefix::DEFAULT;
+        let ok = parse_scan(scan(&c, "12.50").as_bytes(), &route(), p).unwrap();
         assert_eq!(ok.amount.to_string(), "12.50");
-        let reason = |body: String| parse_scan(body.as_bytes(), &route()).unwrap_err().reason;
+        let reason = |body: String| parse_scan(body.as_bytes(), &route(), p).unwrap_err().reason;
         assert_eq!(reason(scan(&c, "0")), DeclineReason::InvalidAmount);
         assert_eq!(reason(scan(&c, "1e3")), DeclineReason::InvalidAmount);
-        assert_eq!(reason(scan("28123", "1.00")), DeclineReason::UnknownCode);
+        assert_eq!(reason(scan("88123", "1.00")), DeclineReason::UnknownCode);
+        // The legacy prefix still parses; a valid code with a foreign prefix is unknown.
+        let legacy = PaymentCode::generate(&mut rand::rngs::OsRng, CodePrefix::LEGACY);
+        assert!(parse_scan(scan(legacy.expose(), "1.00").as_bytes(), &route(), p).is_ok());
+        let other = CodePrefix::parse("77").unwrap();
+        let foreign = PaymentCode::generate(&mut rand::rngs::OsRng, other);
+        assert_eq!(
+            reason(scan(foreign.expose(), "1.00")),
+            DeclineReason::UnknownCode
+        );
         assert_eq!(
             reason(scan(&c, "1.00").replace("\"m1\"", "\"m2\"")),
             DeclineReason::Unauthorized

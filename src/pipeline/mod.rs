@@ -89,6 +89,8 @@ pub struct Deps {
     pub settlement_shards: topology::Shards,
     /// How long a payment waits for its cardholder's confirmation.
     pub confirmation_timeout: chrono::Duration,
+    /// The campus's payment-code prefix (codes with the legacy one are accepted too).
+    pub code_prefix: crate::domain::CodePrefix,
 }
 
 impl Deps {
@@ -100,6 +102,7 @@ impl Deps {
             broker_user: config.broker_user.clone(),
             max_message_bytes: config.max_message_bytes,
             dynamic_qr_ttl: config.dynamic_qr_ttl,
+            code_prefix: config.code_prefix,
             campus_offset: config.campus_offset,
             reversal_window: config.reversal_window,
             settlement_shards: config.settlement_shards,

@@ -164,7 +164,7 @@ pub fn classify(inc: &Incoming, deps: &Deps) -> Result<(Request, Caller), DeadRe
         item.decline(DeclineReason::Unauthorized, now);
         return Ok((Request::Payment(item), caller));
     }
-    match parse_scan(&inc.body, &route) {
+    match parse_scan(&inc.body, &route, deps.code_prefix) {
         Ok(scan) => {
             item.amount = Some(scan.amount);
             item.code_hash = Some(code_hash(

@@ -34,7 +34,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::resource("/subsidies")
                     // A campus-wide subsidy file is a few hundred kilobytes.
                     .app_data(web::PayloadConfig::new(8 << 20))
-                    .route(web::post().to(subsidy_import)),
+                    .route(web::post().to(subsidy_import))
+                    // A resource of its own would answer other methods 405 without a body.
+                    .default_service(web::to(super::no_such_route)),
             )
             .route("/reports/daily", web::get().to(daily)),
     );

@@ -77,6 +77,11 @@ pub fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Api
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))
 }
 
+/// What a path or a method that is not in schemas/openapi.json gets: a JSON 404, never a 405.
+async fn no_such_route() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(404, "not_found", "no such route"))
+}
+
 pub const OPENAPI: &str = include_str!("../../schemas/openapi.json");
 
 async fn openapi() -> HttpResponse {
@@ -117,13 +122,17 @@ impl Platform {
                 .error_handler(|err, _| {
                     ApiError::bad_request("invalid_body", err.to_string()).into()
                 });
+            // A bad query string (`?date=yesterday`, `?limit=x`) is a JSON error like any
+            // other, not actix's plain-text default.
+            let query = web::QueryConfig::default().error_handler(|err, _| {
+                ApiError::bad_request("invalid_query", err.to_string()).into()
+            });
             App::new()
                 .app_data(state.clone())
                 .app_data(json)
+                .app_data(query)
                 .configure(routes)
-                .default_service(web::to(|| async {
-                    Err::<HttpResponse, ApiError>(ApiError::new(404, "not_found", "no such route"))
-                }))
+                .default_service(web::to(no_such_route))
         })
         .workers(2)
         .disable_signals()

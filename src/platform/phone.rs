@@ -25,6 +25,7 @@ pub async fn payment_codes(
         state.config.keys.payment_codes.expose(),
         &who.0,
         state.config.code_ttl,
+        state.config.code_prefix,
     )
     .await??;
     Ok(HttpResponse::Created().json(issued))

@@ -110,6 +110,7 @@ async fn plan(
                 config.keys.payment_codes.expose(),
                 &ch.user,
                 config.code_ttl,
+                config.code_prefix,
             )
             .await?
             .map_err(|r| SimError::Other(r.to_string()))?;
@@ -133,6 +134,7 @@ async fn plan(
             config.keys.payment_codes.expose(),
             &ch.user,
             config.code_ttl,
+            config.code_prefix,
         )
         .await?
         .map_err(|r| SimError::Other(r.to_string()))?;
@@ -149,7 +151,9 @@ async fn plan(
         planned.push(Planned {
             terminal: (k * 3) % terminals,
             user: None,
-            code: PaymentCode::generate(&mut os).expose().to_owned(),
+            code: PaymentCode::generate(&mut os, config.code_prefix)
+                .expose()
+                .to_owned(),
             amount: "9.00".into(),
             expect: Expect::Declined(DeclineReason::UnknownCode),
         });

@@ -163,7 +163,7 @@ async fn a_batch_with_mixed_outcomes_gives_each_payment_its_own_result() {
         (
             2,
             RequestId::new_random(),
-            "289999999999999999".into(),
+            "889999999999999999".into(),
             "1.00",
             TxState::Declined,
             Some(DeclineReason::UnknownCode),

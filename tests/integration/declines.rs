@@ -2,7 +2,7 @@
 //! changes no balance; unparseable input is dead-lettered and the pipeline goes on.
 
 use crate::helpers::*;
-use campuspay::domain::{DeclineReason, Identity, PaymentCode, RequestId, TxState};
+use campuspay::domain::{CodePrefix, DeclineReason, Identity, PaymentCode, RequestId, TxState};
 use campuspay::sim::pos::Pos;
 use serde_json::json;
 
@@ -31,7 +31,7 @@ async fn each_reason_declines_once_and_moves_nothing() {
     let codes = env.codes(&user).await;
 
     // unknown_code: well-formed (Luhn-valid) but never issued; and a mistyped one.
-    let never = PaymentCode::generate(&mut rand::rngs::OsRng);
+    let never = PaymentCode::generate(&mut rand::rngs::OsRng, env.config.code_prefix);
     let rid = RequestId::new_random();
     pos.send_scan(rid, never.expose(), "5.00").await.unwrap();
     expect_decline(&mut pos, rid, DeclineReason::UnknownCode).await;
@@ -177,6 +177,58 @@ async fn each_reason_declines_once_and_moves_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status, TxState::Approved);
+}
+
+/// A campus that moved to another prefix (here `77`, from `CAMPUSPAY_CODE_PREFIX`) issues codes
+/// with it and still takes the codes the TSM issued with `28` before, until they expire; a
+/// Luhn-valid code with any third prefix is not ours.
+#[actix_rt::test]
+async fn the_configured_prefix_and_the_legacy_28_pay_and_no_other() {
+    let mut env = TestEnv::empty().await;
+    env.config.code_prefix = CodePrefix::parse("77").unwrap();
+    env.start_pipeline();
+    env.merchant("m1", &["t1"]).await;
+    env.fee(Identity::Student, "0", None).await;
+    let user = env.card("s001", Identity::Student, "50.00").await;
+    let mut pos = env.pos("m1", "t1").await;
+
+    // A batch issued before the change: codes starting with 28.
+    let legacy = campuspay::tsm::issue(
+        &env.pool,
+        env.config.keys.payment_codes.expose(),
+        &user,
+        env.config.code_ttl,
+        CodePrefix::LEGACY,
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .codes;
+    assert!(legacy.iter().all(|c| c.starts_with("28")), "{legacy:?}");
+    let r = pos
+        .pay(RequestId::new_random(), &legacy[0], "2.00", WAIT)
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.reason), (TxState::Approved, None), "{r:?}");
+
+    // The next batch (which supersedes the old one) has the configured prefix.
+    let fresh = env.codes(&user).await;
+    assert!(fresh.iter().all(|c| c.starts_with("77")), "{fresh:?}");
+    let r = pos
+        .pay(RequestId::new_random(), &fresh[0], "3.00", WAIT)
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.reason), (TxState::Approved, None), "{r:?}");
+    let rid = RequestId::new_random();
+    pos.send_scan(rid, &legacy[1], "1.00").await.unwrap();
+    expect_decline(&mut pos, rid, DeclineReason::CodeRevoked).await;
+
+    // The default prefix is not this campus's: unknown, like any code never issued.
+    let foreign = PaymentCode::generate(&mut rand::rngs::OsRng, CodePrefix::DEFAULT);
+    let rid = RequestId::new_random();
+    pos.send_scan(rid, foreign.expose(), "1.00").await.unwrap();
+    expect_decline(&mut pos, rid, DeclineReason::UnknownCode).await;
+    assert_eq!(env.balance(&user).await, money("45.00"));
 }
 
 #[actix_rt::test]

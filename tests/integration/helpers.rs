@@ -177,6 +177,7 @@ impl TestEnv {
             self.config.keys.payment_codes.expose(),
             user,
             self.config.code_ttl,
+            self.config.code_prefix,
         )
         .await
         .unwrap()

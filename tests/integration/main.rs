@@ -2,10 +2,12 @@
 //! and vhost (random names), so tests run in parallel and leave nothing behind.
 
 mod architecture;
+mod asyncapi;
 mod cluster;
 mod concurrency;
 mod confirm;
 mod declines;
+mod deploy;
 mod e2e;
 mod faults;
 mod forward;
@@ -14,6 +16,7 @@ mod hostile;
 mod idempotency;
 mod ledger;
 mod openapi;
+mod openapi_admin;
 mod openapi_confirm;
 mod operations;
 mod poison;

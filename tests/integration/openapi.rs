@@ -5,7 +5,9 @@
 
 use crate::helpers::*;
 use campuspay::domain::campus_qr::{decode_campus, encode_campus, MerchantQr};
-use campuspay::domain::{Identity, MerchantId, PaymentCode, RequestId, TerminalId, UserId};
+use campuspay::domain::{
+    CodePrefix, Identity, MerchantId, PaymentCode, RequestId, TerminalId, UserId,
+};
 use campuspay::sim::phone::{Answer, Phone};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -30,11 +32,11 @@ const BODIES: [(&str, &str); 11] = [
 /// Methods probed on every documented path: the undocumented ones must not exist.
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
-fn schema_path(rel: &str) -> String {
+pub(crate) fn schema_path(rel: &str) -> String {
     format!("{}/schemas/{rel}", env!("CARGO_MANIFEST_DIR"))
 }
 
-fn read_json(rel: &str) -> Value {
+pub(crate) fn read_json(rel: &str) -> Value {
     let path = schema_path(rel);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not JSON: {e}"))
@@ -44,7 +46,7 @@ pub(crate) fn openapi() -> Value {
     read_json("openapi.json")
 }
 
-fn violations(schema: &Value, instance: &Value) -> Vec<String> {
+pub(crate) fn violations(schema: &Value, instance: &Value) -> Vec<String> {
     let validator = jsonschema::options()
         .with_draft(jsonschema::Draft::Draft202012)
         .should_validate_formats(true)
@@ -56,7 +58,7 @@ fn violations(schema: &Value, instance: &Value) -> Vec<String> {
         .collect()
 }
 
-fn assert_valid(what: &str, schema: &Value, instance: &Value) {
+pub(crate) fn assert_valid(what: &str, schema: &Value, instance: &Value) {
     let errors = violations(schema, instance);
     assert!(
         errors.is_empty(),
@@ -78,11 +80,11 @@ pub(crate) fn check_file(rel: &str, instance: &Value) {
 
 /// A schema taken from the document, made standalone: its `#/components/...` refs resolve in a
 /// copy of the document's components.
-fn in_doc(doc: &Value, schema: &Value) -> Value {
+pub(crate) fn in_doc(doc: &Value, schema: &Value) -> Value {
     json!({"allOf": [schema], "components": doc["components"]})
 }
 
-fn component(doc: &Value, name: &str) -> Value {
+pub(crate) fn component(doc: &Value, name: &str) -> Value {
     assert!(
         doc["components"]["schemas"][name].is_object(),
         "no component {name}"
@@ -97,7 +99,7 @@ pub(crate) fn check_component(doc: &Value, name: &str, instance: &Value) {
     assert_valid(name, &component(doc, name), instance);
 }
 
-fn operation<'a>(doc: &'a Value, method: &str, template: &str) -> &'a Value {
+pub(crate) fn operation<'a>(doc: &'a Value, method: &str, template: &str) -> &'a Value {
     let op = &doc["paths"][template][method.to_ascii_lowercase()];
     assert!(op.is_object(), "{method} {template} is not in the document");
     op
@@ -139,7 +141,7 @@ pub(crate) fn expect_error(
 }
 
 /// A request without any Authorization header: (status, content type, body).
-fn anonymous(base: &str, method: &str, path: &str) -> (u16, String, String) {
+pub(crate) fn anonymous(base: &str, method: &str, path: &str) -> (u16, String, String) {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(15))
         .build();
@@ -153,7 +155,7 @@ fn anonymous(base: &str, method: &str, path: &str) -> (u16, String, String) {
     (status, ctype, resp.into_string().unwrap())
 }
 
-fn answer(status: u16, body: &str) -> Answer {
+pub(crate) fn answer(status: u16, body: &str) -> Answer {
     Answer {
         status,
         body: serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned())),
@@ -161,7 +163,7 @@ fn answer(status: u16, body: &str) -> Answer {
 }
 
 /// Path templates and their documented methods (upper case).
-fn documented(doc: &Value) -> Vec<(String, Vec<String>)> {
+pub(crate) fn documented(doc: &Value) -> Vec<(String, Vec<String>)> {
     let paths = doc["paths"].as_object().expect("paths");
     paths
         .iter()
@@ -184,7 +186,7 @@ fn documented(doc: &Value) -> Vec<(String, Vec<String>)> {
 }
 
 /// A concrete path for a template: every `{param}` becomes a fresh UUID.
-fn concrete(template: &str) -> String {
+pub(crate) fn concrete(template: &str) -> String {
     let mut out = String::new();
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -277,7 +279,7 @@ fn http_body_schemas_compile_and_their_examples_are_valid() {
         .unwrap()
     {
         for code in ex["codes"].as_array().unwrap() {
-            PaymentCode::parse(code.as_str().unwrap())
+            PaymentCode::parse(code.as_str().unwrap(), CodePrefix::DEFAULT)
                 .unwrap_or_else(|e| panic!("example code {code}: {e}"));
         }
     }
@@ -438,7 +440,12 @@ fn the_document_mirrors_the_body_schemas_and_its_examples_are_valid() {
             }
         }
     }
-    let all: BTreeSet<String> = components.keys().cloned().collect();
+    // The back office's bodies live only in the document (`Admin…`); the phone's mirror files.
+    let all: BTreeSet<String> = components
+        .keys()
+        .filter(|k| !k.starts_with("Admin"))
+        .cloned()
+        .collect();
     assert_eq!(all, mirrored, "components that mirror no schema file");
 
     // Security: a bearer JWT everywhere but on the document itself.
@@ -448,6 +455,11 @@ fn the_document_mirrors_the_body_schemas_and_its_examples_are_valid() {
         (&json!("http"), &json!("bearer"), &json!("JWT"))
     );
     assert_eq!(doc["security"], json!([{"bearerAuth": []}]));
+    let scheme = &doc["components"]["securitySchemes"]["adminBearer"];
+    assert_eq!(
+        (&scheme["type"], &scheme["scheme"], &scheme["bearerFormat"]),
+        (&json!("http"), &json!("bearer"), &json!("JWT"))
+    );
 
     let error_codes: BTreeSet<&str> = doc["components"]["schemas"]["Error"]["properties"]["code"]
         ["enum"]
@@ -466,6 +478,13 @@ fn the_document_mirrors_the_body_schemas_and_its_examples_are_valid() {
             assert_eq!(public, template == "/openapi.json", "{what} security");
             if !public {
                 assert!(op["responses"]["401"].is_object(), "{what} lists no 401");
+            }
+            // The back office wants an operator's token and says what other roles get.
+            if template.starts_with("/admin/") {
+                assert_eq!(op["security"], json!([{"adminBearer": []}]), "{what}");
+                assert!(op["responses"]["403"].is_object(), "{what} lists no 403");
+            } else {
+                assert!(op["security"].is_null() || public, "{what} security");
             }
             let mut media: Vec<(String, &Value)> = Vec::new();
             if let Some(c) = op["requestBody"]["content"].as_object() {
@@ -592,7 +611,11 @@ async fn every_documented_route_exists_and_nothing_else_does() {
                 }
             }
         }
-        assert_eq!(probed, 9, "the nine /v1 operations");
+        assert_eq!(
+            probed,
+            9 + 19,
+            "the nine /v1 operations and the nineteen /admin/v1 ones"
+        );
         // Paths that are not in the document.
         for path in [
             "/",
@@ -610,6 +633,13 @@ async fn every_documented_route_exists_and_nothing_else_does() {
             "/v2/me",
             "/openapi.yaml",
             "/v1/openapi.json",
+            "/admin/v1",
+            "/admin/v1/",
+            "/admin/v1/cards/s001/delete",
+            "/admin/v1/dead/show",
+            "/admin/v2/queues",
+            "/admin/queues",
+            "/metrics",
         ] {
             for method in ["GET", "POST"] {
                 let (status, _, body) = anonymous(&base, method, path);
@@ -621,7 +651,7 @@ async fn every_documented_route_exists_and_nothing_else_does() {
 }
 
 /// A route that does not exist: `404 not_found`, a valid error body.
-fn expect_error_route(a: &Answer, method: &str, path: &str) {
+pub(crate) fn expect_error_route(a: &Answer, method: &str, path: &str) {
     assert_eq!(
         (a.status, a.code()),
         (404, "not_found"),
@@ -695,7 +725,7 @@ async fn a_real_flow_and_its_errors_match_the_document() {
         check_file("http/payment_codes.response.json", &codes.body);
         check_component(doc, "IssuedCodes", &codes.body);
         for c in codes.body["codes"].as_array().unwrap() {
-            PaymentCode::parse(c.as_str().unwrap()).unwrap();
+            PaymentCode::parse(c.as_str().unwrap(), CodePrefix::DEFAULT).unwrap();
         }
 
         // An order from a printed merchant-only static code; a retry gets the same order.

@@ -50,7 +50,8 @@ async fn a_frozen_card_is_declined_and_its_codes_are_revoked() {
         &env.pool,
         env.config.keys.payment_codes.expose(),
         &user,
-        env.config.code_ttl
+        env.config.code_ttl,
+        env.config.code_prefix,
     )
     .await
     .unwrap()

@@ -234,6 +234,7 @@ async fn a_payment_over_amqps_with_the_campus_ca_and_no_trust_without_it() {
         config.keys.payment_codes.expose(),
         &user,
         config.code_ttl,
+        config.code_prefix,
     )
     .await
     .unwrap()

@@ -513,7 +513,7 @@ async fn a_burst_of_guesses_in_one_batch_is_throttled_at_the_limit() {
     let mut rids = Vec::new();
     for _ in 0..limit * 3 {
         let rid = RequestId::new_random();
-        let guess = campuspay::domain::PaymentCode::generate(&mut rng);
+        let guess = campuspay::domain::PaymentCode::generate(&mut rng, env.config.code_prefix);
         pos.send_scan(rid, guess.expose(), "1.00").await.unwrap();
         rids.push(rid);
     }
