@@ -7,8 +7,8 @@ use super::schema::*;
 use super::{is_unique_violation, money, DbError};
 use crate::domain::{
     AccountId, AccountKind, Amount, CardId, CardStatus, DeclineReason, EntryKind, FeeRate,
-    FeeRuleId, Identity, JournalEntry, MerchantId, Money, PaymentMode, Refusal, TerminalId,
-    TxState, UserId,
+    FeeRuleId, Identity, JournalEntry, MerchantId, Money, PaymentMode, Refusal, SessionRole,
+    TerminalId, TxState, UserId,
 };
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
@@ -195,17 +195,24 @@ pub fn cardholder_token_version(
         .optional()?)
 }
 
-/// Revokes every token the cardholder holds (a lost phone); the new version.
+/// Revokes every token the cardholder holds (a lost phone), and with them their browser
+/// sessions and unused sign-in links (both carry the version); the new version.
 pub fn revoke_cardholder_tokens(
     conn: &mut PgConnection,
     user: &UserId,
 ) -> Result<Result<i32, Refusal>, DbError> {
-    let v: Option<i32> = diesel::update(cardholders::table.find(user.as_str()))
-        .set(cardholders::token_version.eq(cardholders::token_version + 1))
-        .returning(cardholders::token_version)
-        .get_result(conn)
-        .optional()?;
-    Ok(v.ok_or_else(|| Refusal::NoCard(user.clone())))
+    conn.transaction(|conn| {
+        let v: Option<i32> = diesel::update(cardholders::table.find(user.as_str()))
+            .set(cardholders::token_version.eq(cardholders::token_version + 1))
+            .returning(cardholders::token_version)
+            .get_result(conn)
+            .optional()?;
+        let Some(v) = v else {
+            return Ok(Err(Refusal::NoCard(user.clone())));
+        };
+        super::sessions::end_sessions_of(conn, SessionRole::Cardholder, user.as_str())?;
+        Ok(Ok(v))
+    })
 }
 
 pub fn add_card(
