@@ -1,7 +1,10 @@
-//! The payment platform (支付平台): the phone's HTTP API (actix-web, JSON, bearer JWTs).
+//! The payment platform (支付平台): the phone's HTTP API (actix-web, JSON, bearer JWTs or a
+//! browser session) and the browser pages.
 //!
 //! Routes: `POST /v1/payment-codes`, `POST /v1/orders`, `POST /v1/orders/{id}/pay`,
-//! `GET /v1/orders/{id}`, `GET /v1/events` (SSE), `GET /v1/me`, and `GET /openapi.json`.
+//! `GET /v1/orders/{id}`, `GET /v1/events` (SSE), `GET /v1/me`, and `GET /openapi.json`;
+//! `/admin/v1/…` (`admin`); the wallet page `/app` and its files (`pages`); sign-in links and
+//! sign-out (`session`).
 //! A confirmed order is handed to the pipeline's order stage as a one-item batch; from there
 //! it follows the same stages as a reverse scan.
 
@@ -10,7 +13,9 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod operations;
+pub mod pages;
 pub mod phone;
+pub mod session;
 
 use crate::auth::JwtKeys;
 use crate::broker::connection::connect;
@@ -72,7 +77,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/me", web::get().to(phone::me)),
     )
     .route("/openapi.json", web::get().to(openapi))
-    .configure(admin::routes);
+    .configure(admin::routes)
+    .configure(session::routes)
+    .configure(pages::routes);
 }
 
 /// Parses a request body that must be a JSON object (serde would also take an array for a
