@@ -64,6 +64,9 @@ pub struct AppState {
     pub config: Config,
     pub publisher: PublisherSlot,
     pub hub: ResultHub,
+    /// Turns true when the platform stops: open event streams end, so a graceful stop does not
+    /// wait out its timeout on them.
+    pub stopping: watch::Receiver<bool>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -120,9 +123,16 @@ impl Platform {
     /// Binds `addr` (port 0 picks a free one) and serves until `stop`. Runs in the current actix
     /// system.
     pub fn start(config: &Config, pool: Pool, addr: &str) -> std::io::Result<Platform> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        let bound = listener.local_addr()?;
+        let mut config = config.clone();
+        if config.public_url.ends_with(":0") {
+            // Derived from a "pick a free port" address (tests, tools): the port is known now.
+            config.public_url = format!("http://{bound}");
+        }
         let hub = ResultHub::default();
         let (hub_stop, hub_rx) = watch::channel(false);
-        actix_rt::spawn(hub.clone().run(config.amqp_url.clone(), hub_rx));
+        actix_rt::spawn(hub.clone().run(config.amqp_url.clone(), hub_rx.clone()));
         let state = web::Data::new(AppState {
             pool,
             jwt: JwtKeys::new(&config.keys),
@@ -133,6 +143,7 @@ impl Platform {
                 inner: Mutex::new(None),
             },
             hub: hub.clone(),
+            stopping: hub_rx,
         });
         let server = HttpServer::new(move || {
             let json = web::JsonConfig::default()
@@ -150,12 +161,7 @@ impl Platform {
         })
         .workers(2)
         .disable_signals()
-        .bind(addr)?;
-        let bound = server
-            .addrs()
-            .first()
-            .copied()
-            .ok_or_else(|| std::io::Error::other("no address bound"))?;
+        .listen(listener)?;
         let server = server.run();
         let handle = server.handle();
         actix_rt::spawn(server);
