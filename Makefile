@@ -4,8 +4,13 @@
 #   make build      build the campuspay binary (dev profile, shares cache with tests)
 #   make db         create the database, run migrations, declare the AMQP topology
 #   make demo       services + build + db, then run the demo
-#   make test       services, then fmt --check, clippy -D warnings, all tests,
-#                   then the broker-restart fault test on its own
+#   make demo SERVE=1
+#                   the same, then keep the pipeline and the platform running
+#                   (the wallet at /app; Ctrl-C stops)
+#   make test       services and the browser tests' tools (Chromium,
+#                   chromedriver, ffmpeg), then fmt --check, clippy -D warnings,
+#                   all tests (the browser tests must run, not skip), then the
+#                   broker-restart fault test on its own
 #   make test-broker-restart
 #                   only the fault test that restarts RabbitMQ mid-stream (it
 #                   affects everything on the broker, so it runs alone)
@@ -72,14 +77,17 @@ db: services build
 	$(BIN) migrate
 	$(BIN) topology
 
+# SERVE=1: after the scripted lunch hour, keep serving (campuspay demo --serve).
+SERVE ?=
 demo: services build db
-	$(BIN) demo
+	$(BIN) demo $(if $(filter-out 0,$(SERVE)),--serve)
 
-test: services
+test:
+	./scripts/ensure-services.sh --browser
 	./scripts/clean-test-leftovers.sh
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
+	CAMPUSPAY_REQUIRE_BROWSER=1 $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
 	$(MAKE) --no-print-directory test-broker-restart
 
 test-broker-restart: services
