@@ -173,7 +173,13 @@ fn role_words(role: SessionRole) -> (&'static str, &'static str) {
 }
 
 /// The page a sign-in link shows: who it signs in, until when, and the button that does it.
-pub fn sign_in_page(secret: &SessionSecret, link: &LiveLink, name: Option<&str>) -> HttpResponse {
+/// `offset`: the campus time zone, in which the link's deadline is written.
+pub fn sign_in_page(
+    secret: &SessionSecret,
+    link: &LiveLink,
+    name: Option<&str>,
+    offset: chrono::FixedOffset,
+) -> HttpResponse {
     let (zh, en) = role_words(link.role);
     let who = match name {
         Some(n) => format!("{} ({})", escape_html(n), escape_html(&link.subject)),
@@ -185,7 +191,13 @@ pub fn sign_in_page(secret: &SessionSecret, link: &LiveLink, name: Option<&str>)
         .replace("{{who}}", &who)
         .replace(
             "{{expires}}",
-            &escape_html(&link.expires_at.format("%Y-%m-%d %H:%M UTC").to_string()),
+            &escape_html(
+                &link
+                    .expires_at
+                    .with_timezone(&offset)
+                    .format("%Y-%m-%d %H:%M (UTC%:z)")
+                    .to_string(),
+            ),
         )
         // Only the 43 base64url characters `SessionSecret::parse` admits reach this point.
         .replace("{{secret}}", secret.expose());

@@ -168,7 +168,9 @@ async fn show_link(
     })
     .await?;
     Ok(match peeked {
-        Ok((link, name)) => pages::sign_in_page(&secret, &link, name.as_deref()),
+        Ok((link, name)) => {
+            pages::sign_in_page(&secret, &link, name.as_deref(), state.config.campus_offset)
+        }
         Err(p) => pages::link_problem(p),
     })
 }

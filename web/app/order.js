@@ -72,7 +72,8 @@ export class OrderFlow {
     $("order-merchant").textContent = view.merchant_name;
     $("order-terminal").textContent = view.terminal_id;
     const fixed = view.amount !== null;
-    $("order-amount-fixed").textContent = fixed ? view.amount : "—";
+    $("order-amount-fixed").textContent = fixed ? view.amount : "";
+    $("order-amount-row").hidden = !fixed;
     $("order-amount-field").hidden = fixed;
     $("order-amount").value = "";
     $("order-error").textContent = "";

@@ -86,6 +86,8 @@ function renderCard() {
   $("frozen-tag").hidden = me.status !== "frozen";
   $("balance").textContent = me.balance;
   document.title = `${t("app.title")} · ${me.name}`;
+  const pending = $("result").dataset.merchantId;
+  if (pending) $("result-merchant").textContent = merchantName(pending);
   renderHistory();
 }
 
@@ -292,6 +294,7 @@ function refresh() {
 // ---- results -------------------------------------------------------------------------------
 
 function showResult(r, merchant) {
+  state.lastResult = { r, merchant };
   const box = $("result");
   const status = ["approved", "declined", "reversed", "pending"].includes(r.status) ? r.status : "declined";
   box.className = "card result " + status;
@@ -299,6 +302,8 @@ function showResult(r, merchant) {
   $("result-reason").textContent = r.reason ? i18n.reason(r.reason) : "";
   $("result-reason").hidden = !r.reason;
   $("result-merchant").textContent = merchant || merchantName(r.merchant_id);
+  // Named later by the card view if only the id is known now.
+  box.dataset.merchantId = merchant ? "" : r.merchant_id;
   $("result-amount").textContent = r.amount ?? "—";
   $("result-fee").textContent = r.fee ?? "—";
   $("result-total").textContent = r.total ?? "—";
@@ -334,12 +339,10 @@ function onResult(r) {
 function connectEvents() {
   if (state.events) state.events.close();
   const es = new EventSource("/v1/events");
-  let opened = false;
   es.onopen = () => {
     if (!state.online) setOnline(true);
-    // Nothing is replayed on reconnect: read the card for what happened meanwhile.
-    if (opened) refresh();
-    opened = true;
+    // Nothing is replayed on (re)connecting: read the card for what happened meanwhile.
+    refresh();
   };
   es.addEventListener("result", (e) => {
     try {
@@ -405,12 +408,20 @@ async function start() {
       renderCard();
       renderCodes();
     }
+    if (state.lastResult && !$("result").hidden) {
+      showResult(state.lastResult.r, state.lastResult.merchant);
+      const pending = $("result").dataset.merchantId;
+      if (pending) $("result-merchant").textContent = merchantName(pending);
+    }
     if (!state.online) banner(t("offline"));
     order.relabel();
     confirmations.relabel();
   });
   for (const b of document.querySelectorAll("#tabs button")) {
-    b.addEventListener("click", () => show(b.dataset.tab));
+    b.addEventListener("click", () => {
+      $("result").hidden = true;
+      show(b.dataset.tab);
+    });
   }
   $("result-done").addEventListener("click", () => {
     $("result").hidden = true;
