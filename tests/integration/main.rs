@@ -2,6 +2,7 @@
 //! and vhost (random names), so tests run in parallel and leave nothing behind.
 
 mod architecture;
+mod browser;
 mod concurrency;
 mod declines;
 mod e2e;
@@ -18,6 +19,8 @@ mod queues;
 mod restart;
 mod reversals;
 mod schemas;
+mod sessions;
 mod tls;
 mod topology;
 mod trust;
+mod wallet;
