@@ -173,6 +173,8 @@ fn launch_blocking(opts: Options) -> Inner {
     let port = free_port();
     let mut cmd = Command::new(&driver_bin);
     cmd.arg(format!("--port={port}"))
+        // The page writes times in the phone's zone: a campus phone's, as on the sign-in page.
+        .env("TZ", "Asia/Shanghai")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     // Its own process group: the drop kills chromedriver and every Chromium process at once.
