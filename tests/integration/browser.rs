@@ -76,12 +76,17 @@ fn on_path(name: &str) -> Option<PathBuf> {
 /// chromedriver and the Chromium binary (the real one: Debian's /usr/bin/chromium is a shell
 /// wrapper), from `CAMPUSPAY_CHROMEDRIVER` / `CAMPUSPAY_CHROMIUM` or the usual places.
 fn tools() -> Result<(PathBuf, PathBuf), String> {
-    let driver = std::env::var_os("CAMPUSPAY_CHROMEDRIVER")
-        .map(PathBuf::from)
-        .or_else(|| on_path("chromedriver"))
-        .ok_or("chromedriver not found (apt-get install chromium-driver)")?;
-    let chromium = std::env::var_os("CAMPUSPAY_CHROMIUM")
-        .map(PathBuf::from)
+    let named = |var: &str| std::env::var_os(var).map(PathBuf::from);
+    let driver = match named("CAMPUSPAY_CHROMEDRIVER") {
+        Some(p) if p.is_file() => p,
+        Some(p) => return Err(format!("CAMPUSPAY_CHROMEDRIVER={} is no file", p.display())),
+        None => on_path("chromedriver")
+            .ok_or("chromedriver not found (apt-get install chromium-driver)")?,
+    };
+    if let Some(p) = named("CAMPUSPAY_CHROMIUM").filter(|p| !p.is_file()) {
+        return Err(format!("CAMPUSPAY_CHROMIUM={} is no file", p.display()));
+    }
+    let chromium = named("CAMPUSPAY_CHROMIUM")
         .or_else(|| {
             ["/usr/lib/chromium/chromium", "/usr/bin/chromium"]
                 .iter()

@@ -280,7 +280,6 @@ async fn wallet_scans_a_printed_code_with_the_camera_shows_the_fee_and_pays_with
     assert_eq!(browser.text("#result-merchant").await, "第一食堂");
     assert_eq!(env.balance(&user).await, money("77.00"));
     browser.document("scan-result-zh").await;
-    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 #[actix_rt::test]
@@ -320,8 +319,24 @@ async fn a_frozen_cards_wallet_says_so_and_shows_no_code() {
     browser.document("frozen-zh").await;
 }
 
+/// A scratch directory, removed when dropped (also when the test fails).
+struct Scratch(std::path::PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A scratch directory for the camera's video, or `None` (skipped) without ffmpeg.
-fn ffmpeg_or_skip(test: &str) -> Option<std::path::PathBuf> {
+fn ffmpeg_or_skip(test: &str) -> Option<Scratch> {
     if !have_ffmpeg() {
         let required =
             std::env::var("CAMPUSPAY_REQUIRE_BROWSER").is_ok_and(|v| !v.is_empty() && v != "0");
@@ -334,5 +349,5 @@ fn ffmpeg_or_skip(test: &str) -> Option<std::path::PathBuf> {
     }
     let dir = std::env::temp_dir().join(format!("campuspay-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    Some(dir)
+    Some(Scratch(dir))
 }
