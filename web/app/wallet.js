@@ -141,6 +141,7 @@ function renderHistory() {
 // ---- payment codes -----------------------------------------------------------------------
 
 function showNoCode(text, retry) {
+  $("code-digits").dataset.code = "";
   $("code-box").hidden = true;
   $("code-none").hidden = false;
   $("code-none-text").textContent = text;
@@ -180,16 +181,19 @@ function renderCodes() {
   }
   const code = state.codes.current();
   if (code) {
-    drawQr(code);
-    window.JsBarcode($("barcode"), code, {
-      format: "CODE128",
-      displayValue: false,
-      width: 2,
-      height: 64,
-      margin: 8,
-    });
-    $("code-digits").textContent = code.replace(/(\d{4})(?=\d)/g, "$1 ");
-    $("code-digits").dataset.code = code;
+    // Drawn once per code (this runs on every tick and refresh).
+    if ($("code-digits").dataset.code !== code) {
+      drawQr(code);
+      window.JsBarcode($("barcode"), code, {
+        format: "CODE128",
+        displayValue: false,
+        width: 2,
+        height: 64,
+        margin: 8,
+      });
+      $("code-digits").textContent = code.replace(/(\d{4})(?=\d)/g, "$1 ");
+      $("code-digits").dataset.code = code;
+    }
     $("code-meta").textContent = t("pay.meta", {
       n: state.codes.left(),
       time: i18n.clock(state.codes.expiresAt()),
@@ -198,7 +202,6 @@ function renderCodes() {
     $("code-none").hidden = true;
     return;
   }
-  $("code-digits").dataset.code = "";
   if (state.fetching) showNoCode(t("codes.loading"), false);
   else if (!state.online) showNoCode(state.codes.expired() ? t("codes.expired") : t("codes.offline_none"), false);
   else if (state.codeError) showNoCode(t("codes.failed", { why: i18n.errorText(state.codeError) }), true);
