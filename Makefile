@@ -4,9 +4,14 @@
 #   make build      build the campuspay binary (dev profile, shares cache with tests)
 #   make db         create the database, run migrations, declare the AMQP topology
 #   make demo       services + build + db, then run the demo
-#   make test       services, then fmt --check, clippy -D warnings, cargo-deny,
-#                   all tests (deploy/ files included: promtool, systemd-analyze),
-#                   then the broker-restart fault test on its own
+#   make demo SERVE=1
+#                   the same, then keep the pipeline and the platform running
+#                   (the wallet at /app; Ctrl-C stops)
+#   make test       services and the browser tests' tools (Chromium,
+#                   chromedriver, ffmpeg), then fmt --check, clippy -D warnings,
+#                   cargo-deny, all tests (the browser tests must run, not skip;
+#                   deploy/ files included: promtool, systemd-analyze), then the
+#                   broker-restart fault test on its own
 #   make deny       cargo-deny: licences, duplicate versions, sources (offline;
 #                   the pinned binary from scripts/ensure-cargo-deny.sh)
 #   make test-broker-restart
@@ -79,15 +84,18 @@ db: services build
 	$(BIN) migrate
 	$(BIN) topology
 
+# SERVE=1: after the scripted lunch hour, keep serving (campuspay demo --serve).
+SERVE ?=
 demo: services build db
-	$(BIN) demo
+	$(BIN) demo $(if $(filter-out 0,$(SERVE)),--serve)
 
-test: services
+test:
+	./scripts/ensure-services.sh --browser
 	./scripts/clean-test-leftovers.sh
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(MAKE) --no-print-directory deny
-	$(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
+	CAMPUSPAY_REQUIRE_BROWSER=1 $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
 	$(MAKE) --no-print-directory test-broker-restart
 
 # Licences, duplicate crate versions and sources of the dependency graph (deny.toml), offline:

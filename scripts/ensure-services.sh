@@ -4,6 +4,8 @@
 # running on a Debian machine without systemd, then wait until both accept
 # connections. Also makes sure promtool (Debian's prometheus package) is there:
 # the tests check the alerting rules in deploy/prometheus/ with it.
+# With --browser (make test) also the browser tests' tools: Chromium,
+# chromedriver, ffmpeg (the fake camera's video) and a CJK font.
 #
 # Fast path: when everything is already up this only does a handful of local
 # TCP/HTTP probes (well under a second).  It never overwrites a system
@@ -334,12 +336,48 @@ ensure_promtool() {
 }
 
 ###############################################################################
+# Browser tests (--browser)
+###############################################################################
+
+# Debian's package names; the commands they provide are checked below.
+BROWSER_PKGS=(chromium chromium-driver ffmpeg fonts-wqy-microhei)
+
+browser_tools_present() {
+    have chromedriver && have ffmpeg && { have chromium || [[ -x /usr/lib/chromium/chromium ]]; } &&
+        { ! have fc-list || fc-list :lang=zh 2>/dev/null | grep -q .; }
+}
+
+ensure_browser_tools() {
+    if browser_tools_present; then
+        log "browser tests: chromium, chromedriver and ffmpeg present"
+        return
+    fi
+    if is_root; then
+        apt_install "${BROWSER_PKGS[@]}"
+        browser_tools_present || die "browser tests: ${BROWSER_PKGS[*]} installed, but a command is still missing"
+        log "browser tests: installed ${BROWSER_PKGS[*]}"
+    else
+        need_root "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y ${BROWSER_PKGS[*]}"
+    fi
+}
+
+###############################################################################
 
 main() {
+    local browser=0 arg
+    for arg in "$@"; do
+        case "$arg" in
+        --browser) browser=1 ;;
+        *) die "unknown option $arg (expected --browser)" ;;
+        esac
+    done
     ensure_postgres_running
     ensure_libpq_dev
     ensure_rabbitmq_running
     ensure_promtool
+    if ((browser)); then
+        ensure_browser_tools
+    fi
     bail_if_need_root "required services are not installed/running"
 
     ensure_postgres_trust

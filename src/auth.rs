@@ -4,10 +4,12 @@
 //! even when its signature is good). Terminal and cardholder tokens carry a version (`ver`);
 //! the database holds the current one, and bumping it revokes every older token at once.
 
-use crate::domain::{MerchantId, TerminalId, UserId};
+use crate::domain::{MerchantId, SessionSecret, TerminalId, UserId};
 use crate::keys::Keys;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 /// `iss` of every token campuspay issues.
 pub const ISSUER: &str = "campuspay";
@@ -247,6 +249,20 @@ impl JwtKeys {
             return Err(AuthError::Forbidden("token belongs to another terminal"));
         }
         Ok(claims)
+    }
+}
+
+/// The keyed hash (HMAC-SHA256 under `Keys::sessions`) under which a sign-in link or a
+/// session is stored and looked up: a copy of the table gives no usable link or cookie.
+pub fn session_hash(key: &[u8], secret: &SessionSecret) -> Vec<u8> {
+    // HMAC takes keys of any length: `new_from_slice` cannot fail.
+    match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(b"session:");
+            mac.update(secret.expose().as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        Err(_) => Vec::new(),
     }
 }
 

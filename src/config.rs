@@ -93,6 +93,10 @@ pub struct Config {
     pub campus_offset: chrono::FixedOffset,
     /// Where `campuspay run` serves the payment platform's HTTP API.
     pub http_addr: String,
+    /// The platform's address as browsers reach it (`CAMPUSPAY_PUBLIC_URL`, default
+    /// `http://<http_addr>`): sign-in links point there, and an `https://` one makes the
+    /// session cookie `Secure`. No trailing slash.
+    pub public_url: String,
     /// Where every `campuspay run` process serves its operations listener (`/metrics`).
     pub ops_addr: String,
     /// Messages larger than this are dead-lettered unread (a POS message is < 1 KiB).
@@ -187,6 +191,30 @@ fn parse_code_prefix(value: Option<String>) -> Result<CodePrefix, ConfigError> {
     }
 }
 
+/// `http(s)://host[:port][/prefix]` without a trailing slash; default `http://<http_addr>`.
+/// Anything else would make sign-in links that lead nowhere, so it is refused at start-up.
+fn parse_public_url(value: Option<String>, http_addr: &str) -> Result<String, ConfigError> {
+    let Some(v) = value else {
+        return Ok(format!("http://{http_addr}"));
+    };
+    let trimmed = v.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    let host_ok = rest.is_some_and(|r| {
+        let host = r.split('/').next().unwrap_or("");
+        !host.is_empty() && !r.contains(['?', '#', ' ', '"', '<', '>', '\\']) && !host.contains('@')
+    });
+    if !host_ok {
+        return Err(ConfigError::Invalid {
+            name: "CAMPUSPAY_PUBLIC_URL",
+            value: v,
+            why: "expected http://host[:port] or https://host[:port], optionally with a path",
+        });
+    }
+    Ok(trimmed.to_owned())
+}
+
 /// "+08:00" → UTC+8.
 fn parse_offset(s: &str) -> Result<chrono::FixedOffset, ConfigError> {
     let bad = || ConfigError::Invalid {
@@ -247,6 +275,8 @@ impl Config {
         let jwt_secret = secret("CAMPUSPAY_JWT_SECRET", DEV_JWT_SECRET)?;
         let code_key = secret("CAMPUSPAY_CODE_KEY", DEV_CODE_KEY)?;
         let amqp_url = env("AMQP_URL").unwrap_or_else(|| DEFAULT_AMQP_URL.into());
+        let http_addr = env("CAMPUSPAY_HTTP_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let public_url = parse_public_url(env("CAMPUSPAY_PUBLIC_URL"), &http_addr)?;
         Ok(Config {
             database_url: env("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
             broker_user: crate::broker::amqp_url::user(&amqp_url),
@@ -263,7 +293,8 @@ impl Config {
                 10,
                 86_400,
             )?),
-            http_addr: env("CAMPUSPAY_HTTP_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            http_addr,
+            public_url,
             ops_addr: env("CAMPUSPAY_OPS_ADDR").unwrap_or_else(|| "127.0.0.1:9188".into()),
             campus_offset: parse_offset(
                 env("CAMPUSPAY_UTC_OFFSET").as_deref().unwrap_or("+08:00"),
@@ -316,6 +347,8 @@ impl Config {
             code_prefix: CodePrefix::DEFAULT,
             dynamic_qr_ttl: Duration::from_secs(300),
             http_addr: "127.0.0.1:0".into(),
+            // Tests point it at the platform they start (its port is known only then).
+            public_url: "http://127.0.0.1:0".into(),
             ops_addr: "127.0.0.1:0".into(),
             campus_offset: chrono::FixedOffset::east_opt(8 * 3600)
                 .unwrap_or_else(|| chrono::Offset::fix(&chrono::Utc)),
@@ -382,6 +415,32 @@ mod tests {
                 e.to_string().starts_with("CAMPUSPAY_CODE_PREFIX="),
                 "{bad}: {e}"
             );
+        }
+    }
+
+    #[test]
+    fn public_urls_are_checked_and_default_to_the_http_address() {
+        assert_eq!(
+            parse_public_url(None, "0.0.0.0:8080").unwrap(),
+            "http://0.0.0.0:8080"
+        );
+        for (given, want) in [
+            ("https://pay.campus.example/", "https://pay.campus.example"),
+            ("http://192.168.1.5:8080", "http://192.168.1.5:8080"),
+            ("https://campus.example/pay", "https://campus.example/pay"),
+        ] {
+            assert_eq!(parse_public_url(Some(given.into()), "x").unwrap(), want);
+        }
+        for bad in [
+            "pay.campus.example",
+            "ftp://x",
+            "https://",
+            "https://a b",
+            "https://u:p@host",
+            "https://x/?q",
+            "javascript:alert(1)",
+        ] {
+            assert!(parse_public_url(Some(bad.into()), "x").is_err(), "{bad}");
         }
     }
 

@@ -23,10 +23,12 @@ fn derive(master: &[u8], purpose: &str) -> Secret {
 pub struct Keys {
     /// Signs terminals' JWTs.
     pub terminal_tokens: Secret,
-    /// Signs cardholders' JWTs (the phone, the wallet's sessions).
+    /// Signs cardholders' JWTs (the phone API).
     pub cardholder_tokens: Secret,
     /// Signs operators' JWTs.
     pub admin_tokens: Secret,
+    /// HMAC under which sign-in links and browser sessions are stored.
+    pub sessions: Secret,
     /// HMAC under which payment codes are stored and looked up.
     pub payment_codes: Secret,
     /// Signs dynamic merchant QR codes.
@@ -43,6 +45,7 @@ impl Keys {
             terminal_tokens: derive(jwt_secret, "token/terminal"),
             cardholder_tokens: derive(jwt_secret, "token/cardholder"),
             admin_tokens: derive(jwt_secret, "token/admin"),
+            sessions: derive(jwt_secret, "session"),
             payment_codes: derive(code_key, "payment-code"),
             qr_signatures: derive(code_key, "qr-signature"),
             pin_hashes: derive(code_key, "pin-hash"),
@@ -62,6 +65,7 @@ mod tests {
             &k.terminal_tokens,
             &k.cardholder_tokens,
             &k.admin_tokens,
+            &k.sessions,
             &k.payment_codes,
             &k.qr_signatures,
             &k.pin_hashes,

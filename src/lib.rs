@@ -23,11 +23,13 @@
 //! - `db`: diesel only. One repository per job: `validation`, `orders`, `fees`, `settle` for
 //!   the stages; `confirmations` (the cardholder's confirmations, the sweeper's pass); `journal`, the one writer of the ledger (settlement, reversals, refunds,
 //!   top-ups, subsidies), which also owns the lock order; `admin`, `cards`, `codes`,
-//!   `forward`, `refunds`, `subsidy`, `report`, `ledger` (the invariants), `audit`.
+//!   `forward`, `refunds`, `subsidy`, `report`, `ledger` (the invariants), `audit`;
+//!   `sessions` (sign-in links and browser sessions).
 //! - `pipeline`: one actor per stage; `Pipeline::start` runs any subset of them, and with
 //!   settlement the confirmation sweeper.
 //! - `ops`: the back office's use cases, shared by the CLI, `/admin/v1` and the console.
-//! - `platform`: actix-web — the phone's API, `/admin/v1`, the event stream.
+//! - `platform`: actix-web — the phone's API, `/admin/v1`, the event stream; the browser
+//!   pages (the wallet at `/app`, compiled in from `web/`) and their sessions.
 //! - `tsm`: issues one-time payment codes, stored as keyed hashes; PIN hashes.
 //! - `admin`: the RabbitMQ management API, queue and dead-letter operations. `sim`: POS and
 //!   phone simulators, demo campus and lunch hour.

@@ -30,9 +30,9 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: qr::AdminQrCommand,
     },
-    /// Issue a cardholder token for the phone API.
-    /// Issue a token: a cardholder's for the phone API (`--user`), or an operator's for
-    /// `/admin/v1` (`--admin NAME`).
+    /// Issue a token: a cardholder's for the phone API (`--user`; `--link` for a one-time
+    /// sign-in link to the wallet page instead), or an operator's for `/admin/v1`
+    /// (`--admin NAME`).
     Token(token::TokenArgs),
     Merchant {
         #[command(subcommand)]

@@ -1,19 +1,76 @@
-//! `campuspay demo`: seeds a demo campus, runs a scripted lunch hour and prints its summary.
+//! `campuspay demo`: seeds a demo campus, runs a scripted lunch hour and prints its summary and
+//! the wallet's sign-in links; with `--serve` it then keeps the pipeline and the platform
+//! running for a person with a phone.
 
-use super::{print, CliError};
+use super::{pool, print, CliError};
 use campuspay::config::Config;
+use campuspay::domain::UserId;
+use campuspay::ops::{self, Operator, Ops};
 use campuspay::sim;
 use std::process::ExitCode;
 use std::time::Duration;
 
-pub(super) async fn run(payments: usize, json: bool, config: Config) -> Result<ExitCode, CliError> {
+/// The demo cardholders whose sign-in links are printed: one of each identity.
+const WALLET_USERS: [(&str, &str); 4] = [
+    ("s001", "student, no 搭伙费"),
+    ("f001", "staff, no 搭伙费"),
+    ("v001", "temporary, 10 % 搭伙费 (0 % at the market)"),
+    ("x001", "external, 15 % 搭伙费"),
+];
+
+pub(super) async fn run(
+    payments: usize,
+    json: bool,
+    serve: bool,
+    config: Config,
+) -> Result<ExitCode, CliError> {
     let started = std::time::Instant::now();
     let report = sim::demo::run(&config, &sim::demo::DemoOptions { payments }).await?;
     print(json, &report, |r| demo_summary(r, started.elapsed()));
     if !report.ledger.ok || !report.unexpected.is_empty() || !report.forward.failures.is_empty() {
         return Ok(ExitCode::FAILURE);
     }
+    let wallet = wallet_section(&config, serve).await?;
+    // --json keeps stdout one JSON document: the links go to stderr there.
+    if json {
+        eprintln!("{wallet}");
+    } else {
+        outln!("{wallet}");
+    }
+    if serve {
+        return super::run::run(Vec::new(), false, Vec::new(), config).await;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The wallet's address and a one-time sign-in link for each of `WALLET_USERS` (recorded on
+/// the operators' trail like any link).
+async fn wallet_section(config: &Config, serve: bool) -> Result<String, CliError> {
+    let ops = Ops::new(pool(config).await?, config.clone());
+    let me = Operator::from_shell();
+    let mut s = String::from("\n== wallet (the cardholder's phone) ==\n");
+    s.push_str(&format!("wallet          {}/app\n", config.public_url));
+    s.push_str(
+        "sign-in links   (each works once, for 15 minutes; more: \
+         campuspay admin token --user ID --link)\n",
+    );
+    for (user, what) in WALLET_USERS {
+        let u = UserId::parse(user).map_err(|e| CliError::Usage(e.to_string()))?;
+        let link = ops::tokens::cardholder_link(&ops, &me, &u, None).await?;
+        s.push_str(&format!("  {user}  {what}\n        {}\n", link.url));
+    }
+    if serve {
+        s.push_str(&format!(
+            "serving the pipeline and the platform on {} until Ctrl-C; pay at a till from \
+             another shell with the code the phone shows:\n  \
+             CAMPUSPAY_ENV=development campuspay pos pay --merchant canteen-1 --terminal t1 \
+             --amount 12.50 --code <the 18 digits>",
+            config.public_url
+        ));
+    } else {
+        s.push_str("the links need the platform running: `make demo SERVE=1` (or `campuspay run`)");
+    }
+    Ok(s)
 }
 
 fn demo_summary(r: &sim::demo::DemoReport, total: Duration) -> String {

@@ -82,13 +82,18 @@ pub enum Command {
         #[command(subcommand)]
         command: pos::PosCommand,
     },
-    /// Seed a demo campus and run a scripted lunch hour through the whole pipeline.
+    /// Seed a demo campus and run a scripted lunch hour through the whole pipeline; print the
+    /// wallet's address and sign-in links for a few demo cardholders.
     Demo {
         /// Ordinary payments (scripted failures come on top).
         #[arg(long, default_value_t = 240)]
         payments: usize,
         #[arg(long)]
         json: bool,
+        /// Then keep the pipeline and the platform (CAMPUSPAY_HTTP_ADDR) running, as `run`
+        /// does, so a person can open the wallet and pay at a simulated till.
+        #[arg(long)]
+        serve: bool,
     },
     /// Measure throughput and latency on a fresh database and vhost (docs/PERFORMANCE.md).
     Bench(Box<crate::bench::BenchArgs>),
@@ -236,6 +241,10 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
         Command::Phone { command } => phone::run(command, config).await,
         Command::Pos { command } => pos::run(command, config).await,
         Command::Bench(args) => Ok(crate::bench::run(*args, config).await?),
-        Command::Demo { payments, json } => demo::run(payments, json, config).await,
+        Command::Demo {
+            payments,
+            json,
+            serve,
+        } => demo::run(payments, json, serve, config).await,
     }
 }

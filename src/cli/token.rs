@@ -1,5 +1,5 @@
-//! `campuspay admin token`: a cardholder's token for the phone API, or an operator's for
-//! `/admin/v1`.
+//! `campuspay admin token`: a cardholder's token for the phone API or a one-time sign-in link
+//! for the wallet page, or an operator's token for `/admin/v1`.
 
 use super::{print, CliError};
 use campuspay::domain::UserId;
@@ -7,19 +7,27 @@ use campuspay::ops::{self, Operator, Ops};
 use clap::Args;
 use std::process::ExitCode;
 
+/// A token's validity unless `--ttl` says otherwise.
+const TOKEN_TTL_SECS: i64 = 86_400;
+
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
     user: Option<UserId>,
     #[arg(long)]
     admin: Option<String>,
-    /// With --user: revoke every token the cardholder holds (a lost phone) instead of issuing
-    /// one.
-    #[arg(long, requires = "user")]
+    /// With --user: revoke every token the cardholder holds (a lost phone), their browser
+    /// sessions and unused sign-in links, instead of issuing one.
+    #[arg(long, requires = "user", conflicts_with = "link")]
     revoke: bool,
-    /// Validity in seconds.
-    #[arg(long, default_value_t = 86_400)]
-    ttl: i64,
+    /// With --user: print a one-time sign-in link for the wallet page (CAMPUSPAY_PUBLIC_URL
+    /// /signin/…) instead of a token; valid for 15 minutes unless --ttl says otherwise (60 s
+    /// to a day).
+    #[arg(long, requires = "user")]
+    link: bool,
+    /// Validity in seconds (a token: 1 day by default; a link: 15 minutes).
+    #[arg(long)]
+    ttl: Option<i64>,
     #[arg(long)]
     json: bool,
 }
@@ -29,6 +37,7 @@ pub(super) async fn run(args: TokenArgs, ops: &Ops, me: &Operator) -> Result<Exi
         user,
         admin: operator,
         revoke,
+        link,
         ttl,
         json,
     } = args;
@@ -37,10 +46,16 @@ pub(super) async fn run(args: TokenArgs, ops: &Ops, me: &Operator) -> Result<Exi
         print(
             json,
             &serde_json::json!({"user_id": user, "token_version": version}),
-            |_| format!("every earlier token of {user} is revoked"),
+            |_| format!("every earlier token, session and sign-in link of {user} is revoked"),
         );
         return Ok(ExitCode::SUCCESS);
     }
+    if let (true, Some(user)) = (link, &user) {
+        let made = ops::tokens::cardholder_link(ops, me, user, ttl).await?;
+        print(json, &made, |l| l.url.clone());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ttl = ttl.unwrap_or(TOKEN_TTL_SECS);
     let (token, who) = match (user, operator) {
         (Some(user), _) => (
             ops::tokens::cardholder(ops, me, &user, ttl).await?,

@@ -7,8 +7,8 @@ use super::schema::*;
 use super::{is_unique_violation, money, DbError};
 use crate::domain::{
     AccountId, AccountKind, Amount, CardId, CardStatus, DeclineReason, EntryKind, FeeRate,
-    FeeRuleId, Identity, JournalEntry, MerchantId, Money, PaymentMode, Refusal, TerminalId,
-    TxState, UserId,
+    FeeRuleId, Identity, JournalEntry, MerchantId, Money, PaymentMode, Refusal, SessionRole,
+    TerminalId, TxState, UserId,
 };
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
@@ -195,17 +195,24 @@ pub fn cardholder_token_version(
         .optional()?)
 }
 
-/// Revokes every token the cardholder holds (a lost phone); the new version.
+/// Revokes every token the cardholder holds (a lost phone), and with them their browser
+/// sessions and unused sign-in links (both carry the version); the new version.
 pub fn revoke_cardholder_tokens(
     conn: &mut PgConnection,
     user: &UserId,
 ) -> Result<Result<i32, Refusal>, DbError> {
-    let v: Option<i32> = diesel::update(cardholders::table.find(user.as_str()))
-        .set(cardholders::token_version.eq(cardholders::token_version + 1))
-        .returning(cardholders::token_version)
-        .get_result(conn)
-        .optional()?;
-    Ok(v.ok_or_else(|| Refusal::NoCard(user.clone())))
+    conn.transaction(|conn| {
+        let v: Option<i32> = diesel::update(cardholders::table.find(user.as_str()))
+            .set(cardholders::token_version.eq(cardholders::token_version + 1))
+            .returning(cardholders::token_version)
+            .get_result(conn)
+            .optional()?;
+        let Some(v) = v else {
+            return Ok(Err(Refusal::NoCard(user.clone())));
+        };
+        super::sessions::end_sessions_of(conn, SessionRole::Cardholder, user.as_str())?;
+        Ok(Ok(v))
+    })
 }
 
 pub fn add_card(
@@ -315,6 +322,8 @@ pub struct TxSummary {
     pub state: TxState,
     pub reason: Option<DeclineReason>,
     pub merchant_id: String,
+    /// The merchant's name (null only if the merchant is not registered).
+    pub merchant_name: Option<String>,
     pub terminal_id: String,
     pub amount: Option<Money>,
     pub fee: Option<Money>,
@@ -330,7 +339,15 @@ pub struct CardView {
     pub status: CardStatus,
     pub balance: Money,
     pub recent: Vec<TxSummary>,
+    /// The card's newest refunds (full or partial, by the back office), newest first.
+    pub refunds: Vec<super::refunds::RefundSummary>,
+    /// The newest batch of payment codes (null: never any), so a phone can tell whether the
+    /// codes it holds are still the current ones and how many of them are left.
+    pub payment_codes: Option<super::codes::BatchSummary>,
 }
+
+/// Newest transactions (and refunds) a card view lists.
+const RECENT: i64 = 10;
 
 type SummaryRow = (
     Uuid,
@@ -338,6 +355,7 @@ type SummaryRow = (
     TxState,
     Option<DeclineReason>,
     String,
+    Option<String>,
     String,
     Option<Decimal>,
     Option<Decimal>,
@@ -365,15 +383,17 @@ pub fn card_show(
         return Ok(Err(Refusal::NoCard(user.clone())));
     };
     let recent = transactions::table
+        .left_join(merchants::table.on(merchants::id.eq(transactions::merchant_id)))
         .filter(transactions::card_id.eq(card_id))
         .order(transactions::created_at.desc())
-        .limit(10)
+        .limit(RECENT)
         .select((
             transactions::id,
             transactions::mode,
             transactions::state,
             transactions::reason,
             transactions::merchant_id,
+            merchants::name.nullable(),
             transactions::terminal_id,
             transactions::amount,
             transactions::fee,
@@ -382,12 +402,13 @@ pub fn card_show(
         .load::<SummaryRow>(conn)?
         .into_iter()
         .map(
-            |(id, mode, state, reason, m, t, amount, fee, created_at)| TxSummary {
+            |(id, mode, state, reason, m, name, t, amount, fee, created_at)| TxSummary {
                 transaction_id: id,
                 mode,
                 state,
                 reason,
                 merchant_id: m,
+                merchant_name: name,
                 terminal_id: t,
                 amount: amount.map(money),
                 fee: fee.map(money),
@@ -403,6 +424,8 @@ pub fn card_show(
         status,
         balance: money(balance),
         recent,
+        refunds: super::refunds::recent_of_card(conn, card_id, RECENT)?,
+        payment_codes: super::codes::newest_batch(conn, CardId(card_id))?,
     }))
 }
 

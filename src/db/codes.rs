@@ -53,3 +53,40 @@ pub fn store_batch(
         Ok(Ok(CardId(card_id)))
     })
 }
+
+/// The card's newest batch of payment codes as the phone may check it against the codes it
+/// holds: which batch is current (a newer one supersedes the phone's), how many of its codes are
+/// still usable, and until when. Never a code or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BatchSummary {
+    pub batch_id: Uuid,
+    pub unused: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The newest batch issued to `card` (`None`: never any).
+pub fn newest_batch(
+    conn: &mut PgConnection,
+    card: CardId,
+) -> Result<Option<BatchSummary>, DbError> {
+    let newest: Option<(Uuid, DateTime<Utc>)> = payment_codes::table
+        .filter(payment_codes::card_id.eq(card.0))
+        .order(payment_codes::issued_at.desc())
+        .select((payment_codes::batch_id, payment_codes::expires_at))
+        .first(conn)
+        .optional()?;
+    let Some((batch_id, expires_at)) = newest else {
+        return Ok(None);
+    };
+    let unused: i64 = payment_codes::table
+        .filter(payment_codes::batch_id.eq(batch_id))
+        .filter(payment_codes::state.eq(CodeState::Unused))
+        .filter(payment_codes::expires_at.gt(diesel::dsl::now))
+        .count()
+        .get_result(conn)?;
+    Ok(Some(BatchSummary {
+        batch_id,
+        unused,
+        expires_at,
+    }))
+}

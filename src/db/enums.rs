@@ -5,7 +5,7 @@
 
 use crate::domain::{
     AccountKind, CardStatus, CodeState, DeclineReason, EntryKind, Identity, LegKind, OrderState,
-    PaymentMode, QrKind, TxState,
+    PaymentMode, QrKind, SessionRole, TxState,
 };
 use diesel::deserialize::{self, FromSql};
 use diesel::pg::{Pg, PgValue};
@@ -49,3 +49,4 @@ text_column!(CodeStateColumn, CodeState);
 text_column!(EntryKindColumn, EntryKind);
 text_column!(LegKindColumn, LegKind);
 text_column!(AccountKindColumn, AccountKind);
+text_column!(SessionRoleColumn, SessionRole);

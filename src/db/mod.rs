@@ -19,6 +19,7 @@ pub mod refunds;
 pub mod report;
 pub mod requests;
 pub mod schema;
+pub mod sessions;
 pub mod settle;
 pub mod subsidy;
 pub mod validation;

@@ -188,3 +188,77 @@ pub fn refund(
         }))
     })
 }
+
+/// A refund as the cardholder sees it in their history.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefundSummary {
+    pub refund_id: Uuid,
+    pub transaction_id: Uuid,
+    pub merchant_id: String,
+    pub merchant_name: Option<String>,
+    pub amount: Money,
+    pub fee: Money,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The card's newest refunds, newest first, at most `limit`.
+pub fn recent_of_card(
+    conn: &mut PgConnection,
+    card: i64,
+    limit: i64,
+) -> Result<Vec<RefundSummary>, DbError> {
+    type Row = (
+        Uuid,
+        Uuid,
+        String,
+        Option<String>,
+        Decimal,
+        Decimal,
+        String,
+        DateTime<Utc>,
+    );
+    let rows: Vec<Row> = refunds::table
+        .inner_join(transactions::table.on(transactions::id.eq(refunds::transaction_id)))
+        .left_join(merchants::table.on(merchants::id.eq(transactions::merchant_id)))
+        .filter(transactions::card_id.eq(card))
+        .order((refunds::created_at.desc(), refunds::id))
+        .limit(limit)
+        .select((
+            refunds::id,
+            refunds::transaction_id,
+            transactions::merchant_id,
+            merchants::name.nullable(),
+            refunds::amount,
+            refunds::fee,
+            refunds::reason,
+            refunds::created_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                refund_id,
+                transaction_id,
+                merchant_id,
+                merchant_name,
+                amount,
+                fee,
+                reason,
+                created_at,
+            )| {
+                RefundSummary {
+                    refund_id,
+                    transaction_id,
+                    merchant_id,
+                    merchant_name,
+                    amount: money(amount),
+                    fee: money(fee),
+                    reason,
+                    created_at,
+                }
+            },
+        )
+        .collect())
+}

@@ -236,6 +236,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     static_qr_codes,
     operator_actions,
     subsidy_credits,
+    sign_in_links,
+    sessions,
 );
 
 diesel::table! {
@@ -246,5 +248,30 @@ diesel::table! {
         action -> Text,
         subject -> Text,
         detail -> Text,
+    }
+}
+
+diesel::table! {
+    sign_in_links (secret_hash) {
+        secret_hash -> Bytea,
+        role -> Text,
+        subject -> Text,
+        token_version -> Int4,
+        created_by -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    sessions (id_hash) {
+        id_hash -> Bytea,
+        role -> Text,
+        subject -> Text,
+        token_version -> Int4,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
     }
 }

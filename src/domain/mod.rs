@@ -48,6 +48,7 @@ pub mod pin;
 pub mod reason;
 pub mod refund;
 pub mod refusal;
+pub mod session;
 pub mod settlement;
 pub mod transaction;
 
@@ -61,4 +62,5 @@ pub use order::{OrderState, OrderStatus, QrKind};
 pub use payment_code::{CodePrefix, CodePrefixError, CodeState, PaymentCode, PaymentCodeError};
 pub use reason::DeclineReason;
 pub use refusal::Refusal;
+pub use session::{SessionRole, SessionSecret};
 pub use transaction::{PaymentMode, TxState};

@@ -37,4 +37,10 @@ pub enum Refusal {
         "a subsidy batch needs a name of 1 to {max} characters (e.g. \"2026-11 meal subsidy\")"
     )]
     InvalidBatch { max: usize },
+    #[error("{what} lives {min_secs} to {max_secs} seconds")]
+    InvalidLifetime {
+        what: &'static str,
+        min_secs: i64,
+        max_secs: i64,
+    },
 }

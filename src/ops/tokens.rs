@@ -1,10 +1,14 @@
-//! Tokens the back office hands out: a cardholder's for the phone API, an operator's for
-//! `/admin/v1` and the console.
+//! Credentials the back office hands out: a cardholder's token for the phone API or a
+//! one-time sign-in link for the wallet page, an operator's token for `/admin/v1` and the
+//! console.
 
 use super::{Operator, Ops, OpsError};
-use crate::auth::{JwtKeys, Role};
-use crate::db::admin;
-use crate::domain::{Refusal, UserId};
+use crate::auth::{self, JwtKeys, Role};
+use crate::db::{admin, sessions};
+use crate::domain::session::link_ttl;
+use crate::domain::{Refusal, SessionRole, SessionSecret, UserId};
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::Serialize;
 
 /// Shortest validity an issued token may have (the longest is the role's, `auth::Role`).
 pub const MIN_TTL_SECS: i64 = 60;
@@ -36,6 +40,63 @@ pub async fn cardholder(
     )
     .await;
     Ok(token)
+}
+
+/// A one-time sign-in link: opening it in a browser and pressing the button starts a session.
+/// Its secret is in the URL only; the database keeps a keyed hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignInLink {
+    pub user_id: String,
+    pub role: &'static str,
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A sign-in link for a cardholder's wallet (`/app`), valid for `ttl_secs` (default 15 min,
+/// 60 s to a day) and once. Revoking the cardholder's tokens withdraws it too.
+pub async fn cardholder_link(
+    ops: &Ops,
+    who: &Operator,
+    user: &UserId,
+    ttl_secs: Option<i64>,
+) -> Result<SignInLink, OpsError> {
+    let ttl = link_ttl(ttl_secs)?;
+    let secret = SessionSecret::generate(&mut rand::rngs::OsRng);
+    let hash = auth::session_hash(ops.config.keys.sessions.expose(), &secret);
+    // Microseconds, as the database keeps it: the time printed is the time stored.
+    let expires_at = Utc::now().trunc_subsecs(6) + chrono::Duration::seconds(ttl);
+    let (u, creator) = (user.clone(), who.as_str().to_owned());
+    ops.db(move |c| {
+        let Some(version) = admin::cardholder_token_version(c, &u)? else {
+            return Ok(Err(Refusal::NoCard(u.clone())));
+        };
+        sessions::create_link(
+            c,
+            sessions::NewLink {
+                secret_hash: &hash,
+                role: SessionRole::Cardholder,
+                subject: u.as_str(),
+                token_version: version,
+                created_by: &creator,
+                expires_at,
+            },
+        )?;
+        Ok(Ok(()))
+    })
+    .await?;
+    ops.record(
+        who,
+        "token.link",
+        user.to_string(),
+        serde_json::json!({ "role": SessionRole::Cardholder.as_str(), "expires_at": expires_at }),
+    )
+    .await;
+    Ok(SignInLink {
+        user_id: user.to_string(),
+        role: SessionRole::Cardholder.as_str(),
+        url: format!("{}/signin/{}", ops.config.public_url, secret.expose()),
+        expires_at,
+    })
 }
 
 /// An operator's token for `/admin/v1`.

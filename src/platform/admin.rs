@@ -20,6 +20,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/cards/{user}/unfreeze", web::post().to(unfreeze))
             .route("/cards/{user}/topup", web::post().to(topup))
             .route("/cards/{user}/limits", web::put().to(limits))
+            .route("/cards/{user}/sign-in-links", web::post().to(sign_in_link))
             .route("/refunds", web::post().to(refund))
             .route("/dead", web::get().to(dead_letters))
             .route("/dead/replay", web::post().to(dead_replay))
@@ -161,6 +162,30 @@ async fn limits(
     };
     let l = ops::cards::limits(&ops_of(&state), &operator(&who), &u, change).await?;
     Ok(HttpResponse::Ok().json(l))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignInLinkBody {
+    ttl_secs: Option<i64>,
+}
+
+/// A one-time sign-in link for the cardholder's wallet page (`admin token --user U --link`).
+/// The body is optional: `{"ttl_secs": 900}`.
+async fn sign_in_link(
+    who: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let u = user(&path)?;
+    let ttl = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        super::json_object::<SignInLinkBody>(&body)?.ttl_secs
+    };
+    let link = ops::tokens::cardholder_link(&ops_of(&state), &operator(&who), &u, ttl).await?;
+    Ok(HttpResponse::Created().json(link))
 }
 
 #[derive(Deserialize)]

@@ -1,13 +1,13 @@
-//! Who is calling: every phone route needs a cardholder's JWT and acts only for that cardholder;
-//! every `/admin/v1` route needs an operator's. A cardholder's token must also be of the
+//! Who is calling: every phone route needs a cardholder (a JWT, or the wallet page's session
+//! cookie) and acts only for that cardholder; every `/admin/v1` route needs an operator's JWT. A cardholder's token must also be of the
 //! cardholder's current version (revocation, `ops::tokens::revoke_cardholder`), which costs one
 //! indexed read per request.
 
 use super::error::ApiError;
-use super::AppState;
+use super::{session, AppState};
 use crate::auth::{AuthError, Claims, Role};
 use crate::db::{self, admin};
-use crate::domain::UserId;
+use crate::domain::{SessionRole, UserId};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use std::future::{ready, Ready};
@@ -18,20 +18,40 @@ impl FromRequest for Cardholder {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Cardholder, ApiError>>;
 
+    /// A bearer token when the request has an `Authorization` header (API clients, unchanged);
+    /// otherwise the browser's session cookie (`platform::session`, with its CSRF rule).
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let checked = state(req).and_then(|s| Ok((s.clone(), cardholder_claims(req, &s)?)));
+        let req = req.clone();
         Box::pin(async move {
-            let (state, (user, version)) = checked?;
-            let u = user.clone();
-            let current =
-                db::run(&state.pool, move |c| admin::cardholder_token_version(c, &u)).await?;
-            // No cardholder row: nothing to revoke, and the routes answer `not_found`.
-            if current.is_some_and(|v| v != version) {
-                return Err(ApiError::unauthorized(AuthError::Revoked.to_string()));
+            let state = state(&req)?;
+            if req.headers().contains_key("authorization") || !session::has_cookie(&req) {
+                return by_token(&req, &state).await;
             }
-            Ok(Cardholder(user))
+            let s = session::from_cookie(&req, &state)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("missing session cookie"))?;
+            match s.role {
+                SessionRole::Cardholder => UserId::parse(&s.subject)
+                    .map(Cardholder)
+                    .map_err(|_| ApiError::unauthorized("the session names no valid user")),
+                SessionRole::Terminal | SessionRole::Admin => Err(ApiError::unauthorized(
+                    "this route needs a cardholder's session",
+                )),
+            }
         })
     }
+}
+
+/// A cardholder's JWT of the cardholder's current version.
+async fn by_token(req: &HttpRequest, state: &web::Data<AppState>) -> Result<Cardholder, ApiError> {
+    let (user, version) = cardholder_claims(req, state)?;
+    let u = user.clone();
+    let current = db::run(&state.pool, move |c| admin::cardholder_token_version(c, &u)).await?;
+    // No cardholder row: nothing to revoke, and the routes answer `not_found`.
+    if current.is_some_and(|v| v != version) {
+        return Err(ApiError::unauthorized(AuthError::Revoked.to_string()));
+    }
+    Ok(Cardholder(user))
 }
 
 /// An operator with an admin token (`campuspay admin token --admin NAME`); holds the token's

@@ -116,7 +116,8 @@ impl From<Refusal> for ApiError {
             | Refusal::InvalidPin
             | Refusal::ReasonTooLong { .. }
             | Refusal::TooManyRows { .. }
-            | Refusal::InvalidBatch { .. } => (400, "invalid_body"),
+            | Refusal::InvalidBatch { .. }
+            | Refusal::InvalidLifetime { .. } => (400, "invalid_body"),
             Refusal::CardFrozen(_) => (403, "card_frozen"),
             Refusal::Refund(_) => (422, "rejected"),
         };

@@ -194,23 +194,35 @@ impl ResultHub {
 
 pub async fn events(who: Cardholder, state: web::Data<AppState>) -> HttpResponse {
     let rx = state.hub.subscribe(who.0.as_str());
-    let stream = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
-        if first {
-            return Some((
-                Ok::<_, actix_web::Error>(Bytes::from_static(b": connected\n\n")),
-                (rx, false),
-            ));
-        }
-        let chunk = match tokio::time::timeout(KEEPALIVE, rx.recv()).await {
-            Err(_) => Bytes::from_static(b": keep-alive\n\n"),
-            Ok(Ok(pushed)) => Bytes::from(pushed.frame()),
-            Ok(Err(broadcast::error::RecvError::Lagged(n))) => Bytes::from(format!(
-                ": {n} results skipped (slow reader); see GET /v1/me\n\n"
-            )),
-            Ok(Err(broadcast::error::RecvError::Closed)) => return None,
-        };
-        Some((Ok(chunk), (rx, false)))
-    });
+    let stopping = state.stopping.clone();
+    let stream = futures_util::stream::unfold(
+        (rx, stopping, true),
+        |(mut rx, mut stopping, first)| async move {
+            if first {
+                return Some((
+                    Ok::<_, actix_web::Error>(Bytes::from_static(b": connected\n\n")),
+                    (rx, stopping, false),
+                ));
+            }
+            if *stopping.borrow() {
+                return None;
+            }
+            let next = tokio::select! {
+                r = tokio::time::timeout(KEEPALIVE, rx.recv()) => r,
+                // The platform stops: end the stream (the browser reconnects elsewhere or later).
+                _ = stopping.changed() => return None,
+            };
+            let chunk = match next {
+                Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+                Ok(Ok(pushed)) => Bytes::from(pushed.frame()),
+                Ok(Err(broadcast::error::RecvError::Lagged(n))) => Bytes::from(format!(
+                    ": {n} results skipped (slow reader); see GET /v1/me\n\n"
+                )),
+                Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+            };
+            Some((Ok(chunk), (rx, stopping, false)))
+        },
+    );
     HttpResponse::Ok()
         .insert_header(("content-type", "text/event-stream"))
         .insert_header(("cache-control", "no-cache"))

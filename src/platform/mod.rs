@@ -1,9 +1,12 @@
-//! The payment platform (支付平台): the phone's HTTP API (actix-web, JSON, bearer JWTs).
+//! The payment platform (支付平台): the phone's HTTP API (actix-web, JSON, bearer JWTs or a
+//! browser session) and the browser pages.
 //!
 //! Routes: `POST /v1/payment-codes`, `POST /v1/orders`, `POST /v1/orders/{id}/pay`,
 //! `GET /v1/orders/{id}`, `GET /v1/confirmations`, `POST /v1/confirmations/{id}/confirm`,
 //! `POST /v1/confirmations/{id}/decline`, `GET /v1/events` (SSE), `GET /v1/me`, and
-//! `GET /openapi.json`.
+//! `GET /openapi.json`;
+//! `/admin/v1/…` (`admin`); the wallet page `/app` and its files (`pages`); sign-in links and
+//! sign-out (`session`).
 //! A confirmed order is handed to the pipeline's order stage as a one-item batch; from there
 //! it follows the same stages as a reverse scan.
 
@@ -13,7 +16,9 @@ pub mod confirmations;
 pub mod error;
 pub mod events;
 pub mod operations;
+pub mod pages;
 pub mod phone;
+pub mod session;
 
 use crate::auth::JwtKeys;
 use crate::broker::PublisherSlot;
@@ -34,6 +39,9 @@ pub struct AppState {
     pub config: Config,
     pub publisher: PublisherSlot,
     pub hub: ResultHub,
+    /// Turns true when the platform stops: open event streams end, so a graceful stop does not
+    /// wait out its timeout on them.
+    pub stopping: watch::Receiver<bool>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -56,7 +64,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/me", web::get().to(phone::me)),
     )
     .route("/openapi.json", web::get().to(openapi))
-    .configure(admin::routes);
+    .configure(admin::routes)
+    .configure(session::routes)
+    .configure(pages::routes);
 }
 
 /// Parses a request body that must be a JSON object (serde would also take an array for a
@@ -102,9 +112,16 @@ impl Platform {
     /// Binds `addr` (port 0 picks a free one) and serves until `stop`. Runs in the current actix
     /// system.
     pub fn start(config: &Config, pool: Pool, addr: &str) -> std::io::Result<Platform> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        let bound = listener.local_addr()?;
+        let mut config = config.clone();
+        if config.public_url.ends_with(":0") {
+            // Derived from a "pick a free port" address (tests, tools): the port is known now.
+            config.public_url = format!("http://{bound}");
+        }
         let hub = ResultHub::default();
         let (hub_stop, hub_rx) = watch::channel(false);
-        actix_rt::spawn(hub.clone().run(config.amqp_url.clone(), hub_rx));
+        actix_rt::spawn(hub.clone().run(config.amqp_url.clone(), hub_rx.clone()));
         let state = web::Data::new(AppState {
             pool,
             jwt: JwtKeys::new(&config.keys),
@@ -115,6 +132,7 @@ impl Platform {
                 config.confirm_timeout,
             ),
             hub: hub.clone(),
+            stopping: hub_rx,
         });
         let server = HttpServer::new(move || {
             let json = web::JsonConfig::default()
@@ -136,12 +154,7 @@ impl Platform {
         })
         .workers(2)
         .disable_signals()
-        .bind(addr)?;
-        let bound = server
-            .addrs()
-            .first()
-            .copied()
-            .ok_or_else(|| std::io::Error::other("no address bound"))?;
+        .listen(listener)?;
         let server = server.run();
         let handle = server.handle();
         actix_rt::spawn(server);

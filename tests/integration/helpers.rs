@@ -279,7 +279,28 @@ impl TestEnv {
             .expect("the platform's result hub is ready in time");
         let url = format!("http://{}", p.addr);
         self.platform = Some(p);
+        // Sign-in links made from now on point at this platform.
+        self.config.public_url = url.clone();
         url
+    }
+
+    /// The back office's use cases on this test's database and settings.
+    pub fn ops(&self) -> campuspay::ops::Ops {
+        campuspay::ops::Ops::new(self.pool.clone(), self.config.clone())
+    }
+
+    /// A one-time sign-in link for the wallet page (`admin token --user U --link`), on the
+    /// platform started last.
+    pub async fn sign_in_link(&self, user: &UserId) -> String {
+        campuspay::ops::tokens::cardholder_link(
+            &self.ops(),
+            &campuspay::ops::Operator::admin("admin:test"),
+            user,
+            None,
+        )
+        .await
+        .expect("a sign-in link")
+        .url
     }
 
     /// A phone signed in as `user` (a new cardholder's tokens are of version 1).

@@ -3,6 +3,7 @@
 
 mod architecture;
 mod asyncapi;
+mod browser;
 mod cluster;
 mod concurrency;
 mod confirm;
@@ -24,7 +25,9 @@ mod queues;
 mod restart;
 mod reversals;
 mod schemas;
+mod sessions;
 mod shards;
 mod tls;
 mod topology;
 mod trust;
+mod wallet;

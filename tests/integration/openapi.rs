@@ -448,13 +448,26 @@ fn the_document_mirrors_the_body_schemas_and_its_examples_are_valid() {
         .collect();
     assert_eq!(all, mirrored, "components that mirror no schema file");
 
-    // Security: a bearer JWT everywhere but on the document itself.
+    // Security: a bearer JWT or the wallet page's session cookie everywhere but on the
+    // document itself.
     let scheme = &doc["components"]["securitySchemes"]["bearerAuth"];
     assert_eq!(
         (&scheme["type"], &scheme["scheme"], &scheme["bearerFormat"]),
         (&json!("http"), &json!("bearer"), &json!("JWT"))
     );
-    assert_eq!(doc["security"], json!([{"bearerAuth": []}]));
+    let cookie = &doc["components"]["securitySchemes"]["sessionCookie"];
+    assert_eq!(
+        (&cookie["type"], &cookie["in"], &cookie["name"]),
+        (
+            &json!("apiKey"),
+            &json!("cookie"),
+            &json!(campuspay::platform::session::COOKIE)
+        )
+    );
+    assert_eq!(
+        doc["security"],
+        json!([{"bearerAuth": []}, {"sessionCookie": []}])
+    );
     let scheme = &doc["components"]["securitySchemes"]["adminBearer"];
     assert_eq!(
         (&scheme["type"], &scheme["scheme"], &scheme["bearerFormat"]),
