@@ -46,6 +46,9 @@ PG_PORTS=([1]=${PG1_PORT:-5433} [2]=${PG2_PORT:-5434})
 PG_DB=campuspay
 LOCK_FILE=${CLUSTER_LOCK:-/tmp/campuspay-cluster.lock}
 NODE_BOOT_TIMEOUT=${NODE_BOOT_TIMEOUT:-90}
+# A node that was already running (or was just reconnected) and does not serve within this
+# long is stuck, not booting: restarted (rmq_wait_or_restart).
+STUCK_TIMEOUT=${STUCK_TIMEOUT:-30}
 
 T0=$EPOCHREALTIME
 log() { printf '[cluster %5ss] %s\n' "$(elapsed)" "$*" >&2; }
@@ -249,6 +252,22 @@ rmq_wait_serving() {
         tail -n 30 "$(rdir "$n")/log/$(node_name "$n").log" >&2 2>/dev/null || true
         die "rabbit node $n did not serve AMQP+HTTP within ${NODE_BOOT_TIMEOUT}s (logs in $(rdir "$n")/log)"
     fi
+}
+
+# Waits for node N to serve; a node that is alive but still does not serve after
+# STUCK_TIMEOUT s is restarted. After a partition heals, Erlang's global name server can hang
+# while the node rejoins (RabbitMQ logs "Global hang workaround: global state on ... seems
+# broken" and the boot never finishes); a restart clears it, as an operator would do.
+rmq_wait_or_restart() {
+    local n=$1 pid
+    if wait_for "$STUCK_TIMEOUT" "rabbit node $n: serving on $(ip_of "$n"):$(amqp_port "$n")" rmq_serving "$n"; then
+        return
+    fi
+    log "rabbit node $n: alive but not serving after ${STUCK_TIMEOUT}s (stuck rejoining); restarting it"
+    pid=$(rmq_pid "$n") && kill -9 "$pid" 2>/dev/null
+    wait_for 10 "rabbit node $n: stopped" rmq_dead "$n" || die "rabbit node $n: pid $pid did not die"
+    rmq_start "$n"
+    rmq_wait_serving "$n"
 }
 
 # Names of the running cluster nodes as node N's management API sees them.
@@ -563,9 +582,19 @@ cmd_up() {
 
     # All three nodes boot together (2 and 3 keep retrying to join node 1
     # until it is up), PostgreSQL meanwhile.
-    for n in "${NODES[@]}"; do rmq_start "$n"; done
+    local was_running=()
+    for n in "${NODES[@]}"; do
+        if rmq_alive "$n"; then was_running+=("$n"); fi
+        rmq_start "$n"
+    done
     pg_up
-    for n in "${NODES[@]}"; do rmq_wait_serving "$n"; done
+    for n in "${NODES[@]}"; do
+        if [[ " ${was_running[*]} " == *" $n "* ]]; then
+            rmq_wait_or_restart "$n"
+        else
+            rmq_wait_serving "$n"
+        fi
+    done
     local members
     members=$(rmq_members_of_1) || die "rabbit: cluster_status on node 1 failed"
     for n in 2 3; do
@@ -721,7 +750,7 @@ cmd_heal() {
     ip link set "$(veth "$n")" up || die "no veth for node $n (is the cluster up?)"
     log "heal: node $n reconnected ($(veth "$n") up)"
     if [[ "${2:-}" != --no-wait ]]; then
-        rmq_wait_serving "$n"
+        rmq_wait_or_restart "$n"
         wait_for 60 "heal: node $n back, 3 nodes running" rmq_sees_all "$n" ||
             die "heal: node $n does not see all three nodes running after 60 s"
     fi

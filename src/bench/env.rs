@@ -23,6 +23,15 @@ pub(super) fn with_last_segment(url: &str, name: &str) -> String {
     }
 }
 
+/// An AMQP setting (one node, or a cluster's comma-separated nodes) naming vhost `name`.
+pub(super) fn vhost_url(amqp_url: &str, name: &str) -> String {
+    campuspay::broker::amqp_url::nodes(amqp_url)
+        .into_iter()
+        .map(|node| with_last_segment(node, name))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The bench's own database and vhost; dropped by `cleanup` (idempotent) or on drop.
 pub(super) struct BenchEnv {
     pub(super) name: String,
@@ -49,7 +58,7 @@ impl BenchEnv {
         let mut env = BenchEnv {
             admin_db_url: with_last_segment(&config.database_url, "postgres"),
             db_url: None,
-            amqp_url: with_last_segment(&config.amqp_url, &name),
+            amqp_url: vhost_url(&config.amqp_url, &name),
             name,
             mgmt,
             has_vhost: false,
