@@ -11,7 +11,8 @@
 #                   chromedriver, ffmpeg), then fmt --check, clippy -D warnings,
 #                   cargo-deny, all tests (the browser tests must run, not skip;
 #                   deploy/ files included: promtool, systemd-analyze), then the
-#                   broker-restart fault test on its own
+#                   broker-restart fault test on its own, then the cluster
+#                   fault tests (test-cluster; root)
 #   make deny       cargo-deny: licences, duplicate versions, sources (offline;
 #                   the pinned binary from scripts/ensure-cargo-deny.sh)
 #   make test-broker-restart
@@ -35,6 +36,10 @@
 #                   memory soak at 1000/s for BENCH_SOAK_SECS (600; 0 skips it);
 #                   reports and summary.md (ratios, targets) in bench-out/
 #                   (docs/PERFORMANCE.md). About 20 minutes (8 without the soak).
+#   make bench-cluster
+#                   the closed loop and 200/s offered on the single default node,
+#                   then on the local cluster, and the ratios: the cost of
+#                   replication (bench-out/cluster/cluster.md; root; ~4 minutes)
 #
 # Tests create their own databases and vhosts, so `test` does not need `db`.
 
@@ -61,7 +66,7 @@ export DATABASE_URL AMQP_URL RABBITMQ_MANAGEMENT_URL CAMPUSPAY_ENV
 
 export RUST_BACKTRACE = 1
 
-.PHONY: all services build db demo test test-broker-restart test-cluster deny cluster cluster-status cluster-down cluster-selftest tls-node tls-node-down bench fmt clippy clean
+.PHONY: all services build db demo test test-broker-restart test-cluster deny cluster cluster-status cluster-down cluster-selftest tls-node tls-node-down bench bench-cluster fmt clippy clean
 
 all: build
 
@@ -97,6 +102,7 @@ test:
 	$(MAKE) --no-print-directory deny
 	CAMPUSPAY_REQUIRE_BROWSER=1 $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
 	$(MAKE) --no-print-directory test-broker-restart
+	$(MAKE) --no-print-directory test-cluster
 
 # Licences, duplicate crate versions and sources of the dependency graph (deny.toml), offline:
 # no advisory database is fetched.
@@ -169,6 +175,12 @@ bench: services
 	        --json $(BENCH_OUT)/pipeline-soak-1000.json --svg $(BENCH_OUT)/pipeline-soak-1000.svg; \
 	fi
 	$(RBIN) bench --summarize $(BENCH_OUT)
+
+# The same closed- and open-loop benches on the single default node and on the local cluster,
+# in one run, and their ratios (scripts/bench-cluster.sh; root). About 4 minutes.
+bench-cluster: services
+	$(CARGO) build --release --bin campuspay
+	./scripts/bench-cluster.sh
 
 fmt:
 	$(CARGO) fmt
