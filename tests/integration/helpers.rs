@@ -271,9 +271,26 @@ impl TestEnv {
     /// Serves the payment platform on a free local port and waits until its result hub
     /// consumes results (so no pushed result is missed); returns its base URL.
     pub async fn start_platform(&mut self) -> String {
-        let p =
-            campuspay::platform::Platform::start(&self.config, self.pool.clone(), "127.0.0.1:0")
-                .expect("platform starts");
+        self.serve("127.0.0.1:0").await
+    }
+
+    /// Stops the platform; returns the address it served (for `start_platform_at`).
+    pub async fn stop_platform(&mut self) -> String {
+        let p = self.platform.take().expect("a platform to stop");
+        let addr = p.addr.to_string();
+        p.stop().await;
+        addr
+    }
+
+    /// Serves the platform at `addr` again after `stop_platform`: open pages reconnect to it
+    /// as across a deployment.
+    pub async fn start_platform_at(&mut self, addr: &str) -> String {
+        self.serve(addr).await
+    }
+
+    async fn serve(&mut self, addr: &str) -> String {
+        let p = campuspay::platform::Platform::start(&self.config, self.pool.clone(), addr)
+            .expect("platform starts");
         tokio::time::timeout(WAIT, p.ready())
             .await
             .expect("the platform's result hub is ready in time");

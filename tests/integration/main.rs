@@ -31,3 +31,4 @@ mod tls;
 mod topology;
 mod trust;
 mod wallet;
+mod wallet_confirm;

@@ -5,7 +5,7 @@
 //!
 //! `CAMPUSPAY_SCREENSHOTS=docs/img cargo test --test integration wallet` also saves the
 //! README's pictures. The confirmation sheet (large reverse-scan payments confirmed on the
-//! phone) has no test here yet: its backend is not on this branch.
+//! phone) has its own tests in wallet_confirm.rs, which share the helpers here.
 
 use crate::browser::{have_ffmpeg, read_qr, y4m_of, Browser, Options, WIDTH};
 use crate::helpers::*;
@@ -16,10 +16,11 @@ use serde_json::json;
 /// A function `shown()` in the page: the code it shows (its digits' data attribute), or null.
 const SHOWN_CODE_FN: &str = "function shown() { const e = document.getElementById('code-digits'); \
      return e && !e.closest('[hidden]') ? (e.dataset.code || null) : null; }";
-const SHOWN_CODE: &str = "function shown() { const e = document.getElementById('code-digits'); \
+pub(crate) const SHOWN_CODE: &str =
+    "function shown() { const e = document.getElementById('code-digits'); \
      return e && !e.closest('[hidden]') ? (e.dataset.code || null) : null; } return shown();";
 
-async fn sign_in(browser: &Browser, link: &str) -> String {
+pub(crate) async fn sign_in(browser: &Browser, link: &str) -> String {
     browser.goto(link).await;
     assert!(browser.text("h1").await.contains("登录"));
     browser.click("#sign-in").await;
@@ -47,7 +48,7 @@ async fn shown_other_than(browser: &Browser, old: &str) -> String {
 }
 
 /// Names as on a campus (and in the README's pictures): the page shows them as they are.
-async fn named(env: &TestEnv) {
+pub(crate) async fn named(env: &TestEnv) {
     env.sql("UPDATE merchants SET name = '第一食堂' WHERE id = 'm1'")
         .await;
     env.sql(
@@ -56,7 +57,7 @@ async fn named(env: &TestEnv) {
     .await;
 }
 
-async fn no_sideways_scroll(browser: &Browser, screen: &str) {
+pub(crate) async fn no_sideways_scroll(browser: &Browser, screen: &str) {
     let width = browser
         .js("return document.documentElement.scrollWidth;", json!([]))
         .await;
@@ -66,7 +67,7 @@ async fn no_sideways_scroll(browser: &Browser, screen: &str) {
     );
 }
 
-async fn result_shown(browser: &Browser, status: &str) {
+pub(crate) async fn result_shown(browser: &Browser, status: &str) {
     let script = format!(
         "const r = document.getElementById('result'); \
          return !r.hidden && r.dataset.status === '{status}';"

@@ -1,8 +1,10 @@
 // Confirming a large reverse-scan payment on the phone: the POS waits (`pending`,
 // `user_confirming`) while the cardholder sees the merchant, amount, surcharge and total and
 // enters the PIN, or declines. Requests arrive as `event: confirmation` on the event stream
-// (confirmation_request.v1) and, for a page opened later, from GET /v1/confirmations. A server
-// without confirmations answers that route 404: then there is simply nothing to confirm.
+// (confirmation_request.v1) and, for a page opened later or a stream that reconnected (nothing is
+// replayed on it), from GET /v1/confirmations. A server without confirmations answers that route
+// 404: then there is simply nothing to confirm. A request ends with its final result (pushed,
+// or seen in the card's recent payments when the push was missed).
 
 import { api } from "/assets/api.js";
 import * as i18n from "/assets/i18n.js";
@@ -14,6 +16,8 @@ const $ = (id) => document.getElementById(id);
 const QUEUE_MAX = 10;
 // How long a message on the sheet stays before it closes by itself.
 const LINGER_MS = 2500;
+// Transaction states after which nothing waits for the cardholder.
+const FINAL = ["approved", "declined", "reversed", "voided"];
 
 function valid(c) {
   return (
@@ -62,6 +66,9 @@ export class Confirmations {
     clearInterval(this.timer);
     clearTimeout(this.closing);
     this.current = this.queue.shift() || null;
+    // Set once the server accepted the PIN: the payment is the server's to finish then, and
+    // the countdown no longer applies.
+    this.sent = false;
     if (!this.current) {
       $("confirm-sheet").hidden = true;
       return;
@@ -82,7 +89,12 @@ export class Confirmations {
     $("confirm-amount").textContent = c.amount;
     $("confirm-fee").textContent = c.fee ?? "—";
     $("confirm-total").textContent = c.total;
-    this.tick();
+    if (this.sent) {
+      $("confirm-left").textContent = "";
+      $("confirm-error").textContent = t("confirm.sent");
+    } else {
+      this.tick();
+    }
   }
 
   relabel() {
@@ -91,7 +103,7 @@ export class Confirmations {
 
   tick() {
     const c = this.current;
-    if (!c) return;
+    if (!c || this.sent) return;
     const left = Math.ceil((Date.parse(c.expires_at) - Date.now()) / 1000);
     if (left <= 0) {
       this.finish(t("confirm.timeout"));
@@ -115,7 +127,12 @@ export class Confirmations {
     if (!c) return;
     try {
       await api("POST", `/v1/confirmations/${encodeURIComponent(c.transaction_id)}/confirm`, { pin });
-      // 202: the result follows over the stream (resolved() closes the sheet).
+      // 202: confirmed in time; the result follows over the stream (resolved() closes the
+      // sheet). Settling may take past the deadline: the sheet must not say it expired.
+      if (this.current !== c) return;
+      this.sent = true;
+      clearInterval(this.timer);
+      $("confirm-left").textContent = "";
       $("confirm-error").textContent = t("confirm.sent");
       $("confirm-decline").disabled = true;
     } catch (e) {
@@ -152,7 +169,8 @@ export class Confirmations {
     $("confirm-decline").disabled = true;
     try {
       await api("POST", `/v1/confirmations/${encodeURIComponent(c.transaction_id)}/decline`);
-      this.finish(t("reason.user_declined"));
+      // The declined result may have closed this request's sheet already.
+      if (this.current === c) this.finish(t("reason.user_declined"));
     } catch (e) {
       if (e.status === 401) return this.ctx.signedOut();
       if (e.status === 404 || e.status === 409) return this.finish(t("confirm.gone"));
@@ -161,9 +179,21 @@ export class Confirmations {
     }
   }
 
-  // A final result for `txId` arrived: its request needs no confirming any more.
+  // The card's recent payments (GET /v1/me): a request whose payment is final there needs no
+  // confirming any more, also when its pushed result was missed.
+  settled(recent) {
+    for (const tx of recent || []) {
+      if (tx && FINAL.includes(tx.state)) this.resolved(tx.transaction_id);
+    }
+  }
+
+  // A final result for `txId` arrived: its request needs no confirming any more. Returns the
+  // request (or null when none was shown or waiting here).
   resolved(txId) {
+    const shown = this.current && this.current.transaction_id === txId ? this.current : null;
+    const asked = shown || this.queue.find((q) => q.transaction_id === txId) || null;
     this.queue = this.queue.filter((q) => q.transaction_id !== txId);
-    if (this.current && this.current.transaction_id === txId) this.next();
+    if (shown) this.next();
+    return asked;
   }
 }

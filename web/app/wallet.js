@@ -285,6 +285,7 @@ function refresh() {
       if (!me) return;
       if (!state.codes) state.codes = new CodeStore(me.user_id);
       renderCard();
+      confirmations.settled(me.recent);
       if (!state.started) begin();
       await syncCodes();
     } while (again);
@@ -326,15 +327,16 @@ function onResult(r) {
   if (state.seen.includes(key)) return;
   state.seen.push(key);
   if (state.seen.length > RESULTS_SEEN_MAX) state.seen.shift();
-  confirmations.resolved(r.transaction_id);
   if (r.status === "pending") return;
+  // The request this result ends (if the page showed one) names the merchant.
+  const asked = confirmations.resolved(r.transaction_id);
   if (r.mode === "reverse_scan" && state.codes && state.codes.usedBy(r.transaction_id)) renderCodes();
   if (r.balance_after && state.me) {
     state.me.balance = r.balance_after;
     $("balance").textContent = r.balance_after;
   }
   const forOrder = order.onResult(r);
-  showResult(r, forOrder && forOrder.merchant_name);
+  showResult(r, (forOrder && forOrder.merchant_name) || (asked && asked.merchant_name));
   if (!forOrder && r.mode === "reverse_scan" && state.screen !== "pay") show("pay");
   refresh();
 }
@@ -344,8 +346,10 @@ function connectEvents() {
   const es = new EventSource("/v1/events");
   es.onopen = () => {
     if (!state.online) setOnline(true);
-    // Nothing is replayed on (re)connecting: read the card for what happened meanwhile.
+    // Nothing is replayed on (re)connecting: read the card and the payments waiting for a
+    // confirmation for what happened meanwhile.
     refresh();
+    confirmations.load();
   };
   es.addEventListener("result", (e) => {
     try {
