@@ -34,7 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/dead", web::get().to(dead_letters))
             .route("/dead/replay", web::post().to(dead_replay))
             .route("/dead/drop", web::post().to(dead_drop))
-            .route("/dead/{id}", web::get().to(views::dead_letter))
+            .route("/dead/letters/{id}", web::get().to(views::dead_letter))
             .route("/queues/{name}/purge", web::post().to(purge))
             .route("/topology/check", web::get().to(topology_check))
             .route("/merchants", web::get().to(views::merchants))

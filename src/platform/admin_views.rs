@@ -232,7 +232,7 @@ pub async fn daily_csv(
         .body(report.to_csv()))
 }
 
-/// `GET /admin/v1/dead/{id}`: every copy of one dead letter, decoded, payment codes masked
+/// `GET /admin/v1/dead/letters/{id}`: every copy of one dead letter, decoded, payment codes masked
 /// (all of them given back to `pay.dead`).
 pub async fn dead_letter(
     _: Admin,

@@ -35,7 +35,7 @@ async function load() {
       const inspect = el("button", { type: "button", class: "link", i18n: "dead.inspect" });
       inspect.addEventListener("click", () =>
         act(inspect, async () => {
-          const d = await api("GET", `/admin/v1/dead/${encodeURIComponent(l.id)}`);
+          const d = await api("GET", `/admin/v1/dead/letters/${encodeURIComponent(l.id)}`);
           detail.textContent = JSON.stringify(d.copies, null, 2);
           detail.hidden = false;
         }),
