@@ -1,5 +1,5 @@
 //! `campuspay demo`: seeds a demo campus, runs a scripted lunch hour and prints its summary and
-//! the wallet's sign-in links; with `--serve` it then keeps the pipeline and the platform
+//! the wallet's and the console's sign-in links; with `--serve` it then keeps the pipeline and the platform
 //! running for a person with a phone.
 
 use super::{pool, print, CliError};
@@ -59,6 +59,14 @@ async fn wallet_section(config: &Config, serve: bool) -> Result<String, CliError
         let link = ops::tokens::cardholder_link(&ops, &me, &u, None).await?;
         s.push_str(&format!("  {user}  {what}\n        {}\n", link.url));
     }
+    let console = ops::tokens::operator_link(&ops, &me, "demo", None).await?;
+    s.push_str(&format!(
+        "\n== console (the operators' back office) ==\n\
+         console         {}/console\n\
+         sign-in link    (works once, for 15 minutes; more: \
+         campuspay admin token --admin NAME --link)\n        {}\n",
+        config.public_url, console.url
+    ));
     if serve {
         s.push_str(&format!(
             "serving the pipeline and the platform on {} until Ctrl-C; pay at a till from \

@@ -1,5 +1,6 @@
 //! `campuspay admin token`: a cardholder's token for the phone API or a one-time sign-in link
-//! for the wallet page, or an operator's token for `/admin/v1`.
+//! for the wallet page, or an operator's token for `/admin/v1` or a sign-in link for the
+//! console.
 
 use super::{print, CliError};
 use campuspay::domain::UserId;
@@ -20,10 +21,10 @@ pub struct TokenArgs {
     /// sessions and unused sign-in links, instead of issuing one.
     #[arg(long, requires = "user", conflicts_with = "link")]
     revoke: bool,
-    /// With --user: print a one-time sign-in link for the wallet page (CAMPUSPAY_PUBLIC_URL
-    /// /signin/…) instead of a token; valid for 15 minutes unless --ttl says otherwise (60 s
-    /// to a day).
-    #[arg(long, requires = "user")]
+    /// Print a one-time sign-in link (CAMPUSPAY_PUBLIC_URL/signin/…) instead of a token: with
+    /// --user for the wallet page, with --admin for the operator console; valid for 15 minutes
+    /// unless --ttl says otherwise (60 s to a day).
+    #[arg(long)]
     link: bool,
     /// Validity in seconds (a token: 1 day by default; a link: 15 minutes).
     #[arg(long)]
@@ -50,8 +51,13 @@ pub(super) async fn run(args: TokenArgs, ops: &Ops, me: &Operator) -> Result<Exi
         );
         return Ok(ExitCode::SUCCESS);
     }
-    if let (true, Some(user)) = (link, &user) {
-        let made = ops::tokens::cardholder_link(ops, me, user, ttl).await?;
+    if link {
+        let made = match (&user, &operator) {
+            (Some(user), _) => ops::tokens::cardholder_link(ops, me, user, ttl).await?,
+            (None, Some(name)) => ops::tokens::operator_link(ops, me, name, ttl).await?,
+            // clap requires one of the two: a usage error.
+            (None, None) => return Ok(ExitCode::from(2)),
+        };
         print(json, &made, |l| l.url.clone());
         return Ok(ExitCode::SUCCESS);
     }

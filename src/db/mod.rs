@@ -12,6 +12,7 @@ pub mod fees;
 pub mod forward;
 pub mod journal;
 pub mod ledger;
+pub mod listings;
 pub mod models;
 pub mod orders;
 pub mod payments;

@@ -160,6 +160,43 @@ pub fn import(
     text: &str,
     batch: &str,
 ) -> Result<Result<ImportReport, Refusal>, DbError> {
+    run(conn, text, batch, false)
+}
+
+/// What `import` would do with this file now, row by row, and nothing done: the same
+/// transaction, rolled back at its end (the console's preview before the operator confirms).
+pub fn preview(
+    conn: &mut PgConnection,
+    text: &str,
+    batch: &str,
+) -> Result<Result<ImportReport, Refusal>, DbError> {
+    run(conn, text, batch, true)
+}
+
+/// How the import's transaction ends: failed, or (a preview) rolled back with its report.
+enum Ended {
+    Failed(DbError),
+    Previewed(Box<(ImportReport, Vec<Rejected>)>),
+}
+
+impl From<diesel::result::Error> for Ended {
+    fn from(e: diesel::result::Error) -> Ended {
+        Ended::Failed(e.into())
+    }
+}
+
+impl From<DbError> for Ended {
+    fn from(e: DbError) -> Ended {
+        Ended::Failed(e)
+    }
+}
+
+fn run(
+    conn: &mut PgConnection,
+    text: &str,
+    batch: &str,
+    preview: bool,
+) -> Result<Result<ImportReport, Refusal>, DbError> {
     if !valid_batch(batch) {
         return Ok(Err(Refusal::InvalidBatch {
             max: MAX_BATCH_CHARS,
@@ -195,7 +232,7 @@ pub fn import(
         }
     }
     let batch_ns = Uuid::new_v5(&NAMESPACE, batch.as_bytes());
-    let report = conn.transaction(|conn| {
+    let report = conn.transaction::<_, Ended, _>(|conn| {
         diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('subsidy/' || $1, 0))")
             .bind::<diesel::sql_types::Text, _>(batch)
             .execute(conn)?;
@@ -282,11 +319,11 @@ pub fn import(
         if posted.new.len() != entries.len() {
             // Under the batch lock, with no credit recorded for these keys, their entries
             // cannot exist yet.
-            return Err(DbError::Invariant(format!(
+            return Err(Ended::Failed(DbError::Invariant(format!(
                 "subsidy batch {batch}: {} of {} entries existed already",
                 entries.len() - posted.new.len(),
                 entries.len()
-            )));
+            ))));
         }
         for chunk in new_rows.chunks(super::batch::ROWS_PER_STATEMENT) {
             let values: Vec<_> = chunk
@@ -305,20 +342,25 @@ pub fn import(
                 .values(&values)
                 .execute(conn)?;
         }
-        Ok::<_, DbError>((
-            ImportReport {
-                batch: batch.to_owned(),
-                file_sha256: sha.clone(),
-                rows: parsed.len(),
-                credited: new_rows.len(),
-                already_credited: already,
-                total_credited: total.to_string(),
-                rejected: Vec::new(),
-            },
-            rejected_now,
-        ))
-    })?;
-    let (report, rejected_now) = report;
+        let report = ImportReport {
+            batch: batch.to_owned(),
+            file_sha256: sha.clone(),
+            rows: parsed.len(),
+            credited: new_rows.len(),
+            already_credited: already,
+            total_credited: total.to_string(),
+            rejected: Vec::new(),
+        };
+        if preview {
+            return Err(Ended::Previewed(Box::new((report, rejected_now))));
+        }
+        Ok::<_, Ended>((report, rejected_now))
+    });
+    let (report, rejected_now) = match report {
+        Ok(done) => done,
+        Err(Ended::Previewed(previewed)) => *previewed,
+        Err(Ended::Failed(e)) => return Err(e),
+    };
     rejected.extend(rejected_now);
     rejected.sort_by_key(|r| r.line);
     Ok(Ok(ImportReport { rejected, ..report }))

@@ -132,3 +132,16 @@ pub async fn unlock_pin(ops: &Ops, who: &Operator, user: &UserId) -> Result<(), 
     .await;
     Ok(())
 }
+
+/// Cards whose user id starts with `query` or whose holder's name contains it.
+pub async fn search(
+    ops: &Ops,
+    query: &str,
+    limit: i64,
+) -> Result<Vec<crate::db::listings::CardRow>, OpsError> {
+    let q = query.to_owned();
+    Ok(crate::db::run(&ops.pool, move |c| {
+        crate::db::listings::search_cards(c, &q, limit)
+    })
+    .await?)
+}

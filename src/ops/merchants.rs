@@ -224,3 +224,8 @@ pub async fn static_qr(
         payload,
     })
 }
+
+/// The merchants with their live terminals.
+pub async fn list(ops: &Ops) -> Result<Vec<crate::db::listings::MerchantRow>, OpsError> {
+    Ok(crate::db::run(&ops.pool, crate::db::listings::merchants).await?)
+}

@@ -102,3 +102,19 @@ pub async fn set_fee(
     .await;
     Ok(id)
 }
+
+/// What importing the file under `batch` would credit and refuse, row by row, with nothing
+/// credited (the console shows it before the operator confirms the import). Not recorded:
+/// nothing changed.
+pub async fn preview_subsidies(
+    ops: &Ops,
+    text: String,
+    batch: String,
+) -> Result<subsidy::ImportReport, OpsError> {
+    ops.db(move |c| subsidy::preview(c, &text, &batch)).await
+}
+
+/// The fee rules, newest first, each marked whether it decides fees now.
+pub async fn fee_rules(ops: &Ops) -> Result<Vec<crate::db::listings::FeeRuleRow>, OpsError> {
+    Ok(crate::db::run(&ops.pool, crate::db::listings::fee_rules).await?)
+}

@@ -61,22 +61,69 @@ pub async fn cardholder_link(
     ttl_secs: Option<i64>,
 ) -> Result<SignInLink, OpsError> {
     let ttl = link_ttl(ttl_secs)?;
+    let u = user.clone();
+    let version = ops
+        .db(move |c| {
+            Ok(admin::cardholder_token_version(c, &u)?.ok_or_else(|| Refusal::NoCard(u.clone())))
+        })
+        .await?;
+    make_link(
+        ops,
+        who,
+        SessionRole::Cardholder,
+        user.as_str(),
+        version,
+        ttl,
+    )
+    .await
+}
+
+/// A sign-in link for the operator console (`/console`) as operator `name`, valid for
+/// `ttl_secs` (default 15 min, 60 s to a day) and once. The session it starts acts as
+/// `admin:NAME`, as an admin token for that name does, and lasts a working day at most.
+pub async fn operator_link(
+    ops: &Ops,
+    who: &Operator,
+    name: &str,
+    ttl_secs: Option<i64>,
+) -> Result<SignInLink, OpsError> {
+    let ttl = link_ttl(ttl_secs)?;
+    if !valid_operator_name(name) {
+        return Err(Refusal::InvalidName("an operator").into());
+    }
+    // Operators have no stored token version (`db::sessions::subject_version`).
+    make_link(ops, who, SessionRole::Admin, name, 0, ttl).await
+}
+
+/// An operator's name as a session subject: 1 to 100 characters, none of them a control
+/// character (it is shown on pages and written on the operators' trail).
+pub fn valid_operator_name(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=100).contains(&n) && !name.chars().any(char::is_control) && name.trim() == name
+}
+
+/// Stores a new link's keyed hash and returns its URL (the secret is in the URL only).
+async fn make_link(
+    ops: &Ops,
+    who: &Operator,
+    role: SessionRole,
+    subject: &str,
+    token_version: i32,
+    ttl: i64,
+) -> Result<SignInLink, OpsError> {
     let secret = SessionSecret::generate(&mut rand::rngs::OsRng);
     let hash = auth::session_hash(ops.config.keys.sessions.expose(), &secret);
     // Microseconds, as the database keeps it: the time printed is the time stored.
     let expires_at = Utc::now().trunc_subsecs(6) + chrono::Duration::seconds(ttl);
-    let (u, creator) = (user.clone(), who.as_str().to_owned());
+    let (s, creator) = (subject.to_owned(), who.as_str().to_owned());
     ops.db(move |c| {
-        let Some(version) = admin::cardholder_token_version(c, &u)? else {
-            return Ok(Err(Refusal::NoCard(u.clone())));
-        };
         sessions::create_link(
             c,
             sessions::NewLink {
                 secret_hash: &hash,
-                role: SessionRole::Cardholder,
-                subject: u.as_str(),
-                token_version: version,
+                role,
+                subject: &s,
+                token_version,
                 created_by: &creator,
                 expires_at,
             },
@@ -87,13 +134,13 @@ pub async fn cardholder_link(
     ops.record(
         who,
         "token.link",
-        user.to_string(),
-        serde_json::json!({ "role": SessionRole::Cardholder.as_str(), "expires_at": expires_at }),
+        subject.to_owned(),
+        serde_json::json!({ "role": role.as_str(), "expires_at": expires_at }),
     )
     .await;
     Ok(SignInLink {
-        user_id: user.to_string(),
-        role: SessionRole::Cardholder.as_str(),
+        user_id: subject.to_owned(),
+        role: role.as_str(),
         url: format!("{}/signin/{}", ops.config.public_url, secret.expose()),
         expires_at,
     })

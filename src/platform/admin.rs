@@ -1,6 +1,8 @@
-//! `/admin/v1`: the back-office routes matching `campuspay admin …` (admin JWT). Metrics are
+//! `/admin/v1`: the back-office routes matching `campuspay admin …` (admin JWT, or the
+//! console's session cookie); the console's views are in `admin_views`. Metrics are
 //! not here: they are on the operations listener (`platform::operations`).
 
+use super::admin_views as views;
 use super::auth::Admin;
 use super::error::ApiError;
 use super::AppState;
@@ -13,23 +15,39 @@ use serde::Deserialize;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin/v1")
+            .route("/dashboard", web::get().to(views::dashboard))
             .route("/queues", web::get().to(queues_overview))
             .route("/verify", web::get().to(verify))
+            .route("/cards", web::get().to(views::search_cards))
             .route("/cards/{user}", web::get().to(card))
             .route("/cards/{user}/freeze", web::post().to(freeze))
             .route("/cards/{user}/unfreeze", web::post().to(unfreeze))
             .route("/cards/{user}/topup", web::post().to(topup))
             .route("/cards/{user}/limits", web::put().to(limits))
             .route("/cards/{user}/sign-in-links", web::post().to(sign_in_link))
+            .route("/cards/{user}/pin", web::put().to(views::pin_reset))
+            .route(
+                "/cards/{user}/pin/unlock",
+                web::post().to(views::pin_unlock),
+            )
             .route("/refunds", web::post().to(refund))
             .route("/dead", web::get().to(dead_letters))
             .route("/dead/replay", web::post().to(dead_replay))
             .route("/dead/drop", web::post().to(dead_drop))
+            .route("/dead/letters/{id}", web::get().to(views::dead_letter))
             .route("/queues/{name}/purge", web::post().to(purge))
             .route("/topology/check", web::get().to(topology_check))
+            .route("/merchants", web::get().to(views::merchants))
             .route("/merchants", web::post().to(add_merchant))
+            .route("/merchants/{id}/qr.png", web::get().to(views::qr_png))
+            .route("/merchants/{id}/qr.svg", web::get().to(views::qr_svg))
             .route("/terminals", web::post().to(add_terminal))
+            .route(
+                "/terminals/{merchant}/{terminal}/rotate",
+                web::post().to(views::rotate_terminal),
+            )
             .route("/cards", web::post().to(add_card))
+            .route("/fee-rules", web::get().to(views::fee_rules))
             .route("/fee-rules", web::post().to(set_fee))
             .service(
                 web::resource("/subsidies")
@@ -39,7 +57,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     // A resource of its own would answer other methods 405 without a body.
                     .default_service(web::to(super::no_such_route)),
             )
-            .route("/reports/daily", web::get().to(daily)),
+            .route("/reports/daily", web::get().to(daily))
+            .route("/reports/daily.csv", web::get().to(views::daily_csv)),
     );
 }
 
@@ -251,10 +270,13 @@ async fn dead_letters(
 #[derive(Deserialize)]
 struct SubsidyQuery {
     batch: Option<String>,
+    /// Only say what the import would do, crediting nothing (the console's preview).
+    #[serde(default)]
+    dry_run: bool,
 }
 
 /// A subsidy file as the body (`text/csv`, `user_id,amount[,memo]` lines), like
-/// `campuspay admin subsidy import`.
+/// `campuspay admin subsidy import`; with `dry_run=true` what it would do, nothing credited.
 async fn subsidy_import(
     who: Admin,
     state: web::Data<AppState>,
@@ -263,20 +285,24 @@ async fn subsidy_import(
 ) -> Result<HttpResponse, ApiError> {
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("invalid_body", "the file must be UTF-8 text"))?;
-    let batch = q.into_inner().batch.ok_or_else(|| {
+    let SubsidyQuery { batch, dry_run } = q.into_inner();
+    let batch = batch.ok_or_else(|| {
         ApiError::bad_request(
             "invalid_body",
             "name the subsidy batch: ?batch=2026-11%20meal%20subsidy",
         )
     })?;
-    let report =
-        ops::money::import_subsidies(&ops_of(&state), &operator(&who), text, batch).await?;
+    let report = if dry_run {
+        ops::money::preview_subsidies(&ops_of(&state), text, batch).await?
+    } else {
+        ops::money::import_subsidies(&ops_of(&state), &operator(&who), text, batch).await?
+    };
     Ok(HttpResponse::Ok().json(report))
 }
 
 /// Broker-side failures of the queue commands: a refusal is the caller's (409/400/404), the rest
 /// is the broker being unavailable.
-fn queues_error(e: queues::QueuesError) -> ApiError {
+pub(super) fn queues_error(e: queues::QueuesError) -> ApiError {
     use queues::QueuesError as Q;
     match e {
         Q::NotConfirmed { .. } | Q::Protected { .. } => {

@@ -1,5 +1,6 @@
 //! Who is calling: every phone route needs a cardholder (a JWT, or the wallet page's session
-//! cookie) and acts only for that cardholder; every `/admin/v1` route needs an operator's JWT. A cardholder's token must also be of the
+//! cookie) and acts only for that cardholder; every `/admin/v1` route needs an operator's JWT
+//! or the console's session cookie. A cardholder's token must also be of the
 //! cardholder's current version (revocation, `ops::tokens::revoke_cardholder`), which costs one
 //! indexed read per request.
 
@@ -10,7 +11,6 @@ use crate::db::{self, admin};
 use crate::domain::{SessionRole, UserId};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
-use std::future::{ready, Ready};
 
 pub struct Cardholder(pub UserId);
 
@@ -54,27 +54,49 @@ async fn by_token(req: &HttpRequest, state: &web::Data<AppState>) -> Result<Card
     Ok(Cardholder(user))
 }
 
-/// An operator with an admin token (`campuspay admin token --admin NAME`); holds the token's
-/// subject (`admin:NAME`).
+/// An operator: an admin token (`campuspay admin token --admin NAME`) or the console's
+/// session cookie of the Admin role (`admin token --admin NAME --link`, with the CSRF rule of
+/// `platform::session` for changes). Holds who acts, `admin:NAME` either way, so the operators'
+/// trail names the same person whichever way they signed in.
 pub struct Admin(pub String);
 
 impl FromRequest for Admin {
     type Error = ApiError;
-    type Future = Ready<Result<Admin, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Admin, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(state(req).and_then(|s| {
-            let claims = bearer(req, &s)?;
-            match claims.role {
-                Role::Admin => Ok(Admin(claims.sub)),
-                Role::Cardholder | Role::Terminal => Err(ApiError::new(
+        let req = req.clone();
+        Box::pin(async move {
+            let state = state(&req)?;
+            if req.headers().contains_key("authorization") || !session::has_cookie(&req) {
+                let claims = bearer(&req, &state)?;
+                return match claims.role {
+                    Role::Admin => Ok(Admin(claims.sub)),
+                    Role::Cardholder | Role::Terminal => Err(ApiError::new(
+                        403,
+                        "forbidden",
+                        "this route needs an admin token",
+                    )),
+                };
+            }
+            let s = session::from_cookie(&req, &state)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("missing session cookie"))?;
+            match s.role {
+                SessionRole::Admin => Ok(Admin(operator_subject(&s.subject))),
+                SessionRole::Cardholder | SessionRole::Terminal => Err(ApiError::new(
                     403,
                     "forbidden",
-                    "this route needs an admin token",
+                    "this route needs an operator's session",
                 )),
             }
-        }))
+        })
     }
+}
+
+/// Who an operator's session acts as: the subject of an admin token for the same name.
+pub fn operator_subject(name: &str) -> String {
+    format!("admin:{name}")
 }
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {

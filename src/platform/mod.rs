@@ -11,8 +11,10 @@
 //! it follows the same stages as a reverse scan.
 
 pub mod admin;
+pub mod admin_views;
 pub mod auth;
 pub mod confirmations;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod operations;

@@ -55,6 +55,19 @@ static ASSETS: &[Asset] = &[
     asset!("/assets/money.js", "common/money.js", JS),
     asset!("/assets/pinpad.js", "common/pinpad.js", JS),
     asset!("/assets/style.css", "common/style.css", CSS),
+    // The console's scripts and styles (its page, `/console`, is served to operators only:
+    // `platform::console`).
+    asset!("/console/console.css", "console/console.css", CSS),
+    asset!("/console/console.js", "console/console.js", JS),
+    asset!("/console/ui.js", "console/ui.js", JS),
+    asset!("/console/words.js", "console/words.js", JS),
+    asset!("/console/dashboard.js", "console/dashboard.js", JS),
+    asset!("/console/queues.js", "console/queues.js", JS),
+    asset!("/console/merchants.js", "console/merchants.js", JS),
+    asset!("/console/cards.js", "console/cards.js", JS),
+    asset!("/console/money.js", "console/money.js", JS),
+    asset!("/console/reports.js", "console/reports.js", JS),
+    asset!("/console/sheet.js", "console/sheet.js", JS),
     asset!(
         "/assets/vendor/jsqr-1.4.0/jsQR.js",
         "vendor/jsqr-1.4.0/jsQR.js",
@@ -79,6 +92,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     for a in ASSETS {
         cfg.route(a.path, web::get().to(move |req: HttpRequest| serve(req, a)));
     }
+    super::console::pages(cfg);
     cfg.route(
         "/app/",
         web::get().to(|| async {
@@ -106,7 +120,7 @@ fn etag(a: &'static Asset) -> &'static str {
 }
 
 /// The headers every page and file gets.
-fn secured(mut b: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
+pub(super) fn secured(mut b: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
     b.insert_header((header::CONTENT_SECURITY_POLICY, CSP))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
@@ -153,7 +167,7 @@ pub fn escape_html(s: &str) -> String {
 }
 
 /// A page of its own (never cached, never indexed: it holds or answers a link's secret).
-fn page(status: u16, html: String) -> HttpResponse {
+pub(super) fn page(status: u16, html: String) -> HttpResponse {
     let code = actix_web::http::StatusCode::from_u16(status)
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut b = secured(HttpResponse::build(code));
@@ -204,7 +218,13 @@ pub fn sign_in_page(
     page(200, html)
 }
 
-fn message(status: u16, zh_title: &str, zh: &str, en_title: &str, en: &str) -> HttpResponse {
+pub(super) fn message(
+    status: u16,
+    zh_title: &str,
+    zh: &str,
+    en_title: &str,
+    en: &str,
+) -> HttpResponse {
     let html = MESSAGE
         .replace("{{zh_title}}", zh_title)
         .replace("{{zh}}", zh)

@@ -108,7 +108,12 @@ fn required() -> bool {
 pub struct Options {
     /// A .y4m file Chromium plays as the camera (and grants the camera without asking).
     pub fake_camera: Option<PathBuf>,
+    /// A desktop window (the console) instead of the phone the wallet is shown on.
+    pub desktop: bool,
 }
+
+/// The desktop window of `Options::desktop`.
+pub const DESKTOP: (u32, u32) = (1280, 900);
 
 struct Inner {
     base: String,
@@ -232,15 +237,20 @@ fn launch_blocking(opts: Options) -> Inner {
             y4m.display()
         ));
     }
+    let mut chrome = json!({
+        "binary": chromium,
+        "mobileEmulation": {"deviceMetrics": {
+            "width": WIDTH, "height": HEIGHT, "pixelRatio": 1, "touch": true, "mobile": true
+        }},
+    });
+    if opts.desktop {
+        args.push(format!("--window-size={},{}", DESKTOP.0, DESKTOP.1));
+        chrome = json!({ "binary": chromium });
+    }
+    chrome["args"] = json!(args);
     let caps = json!({"capabilities": {"alwaysMatch": {
         "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": chromium,
-            "args": args,
-            "mobileEmulation": {"deviceMetrics": {
-                "width": WIDTH, "height": HEIGHT, "pixelRatio": 1, "touch": true, "mobile": true
-            }},
-        },
+        "goog:chromeOptions": chrome,
     }}});
     let created = call(&agent, "POST", &format!("{base}/session"), Some(caps))
         .unwrap_or_else(|e| panic!("a browser session: {e}"));

@@ -7,6 +7,7 @@ mod browser;
 mod cluster;
 mod concurrency;
 mod confirm;
+mod console;
 mod declines;
 mod deploy;
 mod e2e;

@@ -225,6 +225,34 @@ impl Session {
         a
     }
 
+    /// A GET whose success is not JSON (an image, a CSV file): its status and content type.
+    fn raw(&mut self, template: &str, path: &str, content_type: &str) -> Vec<u8> {
+        let resp = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .get(&format!("{}{path}", self.base))
+            .set("authorization", &format!("Bearer {}", self.token))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(resp.status(), 200, "GET {path}");
+        assert!(
+            resp.header("content-type")
+                .unwrap_or("")
+                .starts_with(content_type),
+            "GET {path}: {:?}",
+            resp.header("content-type")
+        );
+        let op = &self.doc["paths"][template]["get"]["responses"]["200"]["content"];
+        assert!(
+            op[content_type].is_object(),
+            "GET {template} documents no {content_type}"
+        );
+        self.seen.insert(("GET".into(), template.to_owned(), 200));
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).unwrap();
+        body
+    }
+
     /// A subsidy upload: the body is a CSV file, not JSON.
     fn upload(&mut self, query: &str, body: &[u8], want: (u16, &str)) -> Answer {
         let resp = ureq::AgentBuilder::new()
@@ -282,7 +310,7 @@ async fn every_back_office_operation_refuses_other_roles_as_documented() {
                 n += 1;
             }
         }
-        assert_eq!(n, 20, "the twenty /admin/v1 operations");
+        assert_eq!(n, 31, "the thirty-one /admin/v1 operations");
     })
     .await;
 }
@@ -340,6 +368,43 @@ async fn an_operators_session_answers_as_documented() {
         s.call("GET", t, &format!("{t}?date=2026-11-26"), None, (200, ""));
         s.call("GET", t, &format!("{t}?date=yesterday"), None, (400, "invalid_query"));
 
+        // The console's views.
+        let t = "/admin/v1/dashboard";
+        let a = s.call("GET", t, t, None, (200, ""));
+        assert_eq!(a.body["payments"]["approved"], 1, "{a:?}");
+        s.call("GET", t, "/admin/v1/dashboard?minutes=0", None, (400, "invalid_query"));
+        let t = "/admin/v1/merchants";
+        let a = s.call("GET", t, t, None, (200, ""));
+        assert_eq!(a.body["merchants"][0]["terminals"][0]["terminal_id"], "t1", "{a:?}");
+        for (ext, ctype) in [("png", "image/png"), ("svg", "image/svg+xml")] {
+            let t = format!("/admin/v1/merchants/{{id}}/qr.{ext}");
+            let body = s.raw(&t, &format!("/admin/v1/merchants/m1/qr.{ext}?terminal=t1"), ctype);
+            assert!(body.len() > 100);
+            s.call("GET", &t, &format!("/admin/v1/merchants/m1/qr.{ext}?terminal=t%201"), None, (400, "invalid_query"));
+            s.call("GET", &t, &format!("/admin/v1/merchants/m404/qr.{ext}"), None, (404, "not_found"));
+        }
+        let t = "/admin/v1/terminals/{merchant}/{terminal}/rotate";
+        let a = s.call("POST", t, "/admin/v1/terminals/m1/t1/rotate", None, (200, ""));
+        assert_eq!(a.body["token_version"], 2, "{a:?}");
+        s.call("POST", t, "/admin/v1/terminals/m1/t9/rotate", None, (404, "not_found"));
+        let t = "/admin/v1/cards";
+        let a = s.call("GET", t, "/admin/v1/cards?q=s00", None, (200, ""));
+        assert_eq!(a.body["cards"][0]["user_id"], "s001", "{a:?}");
+        s.call("GET", t, "/admin/v1/cards?q=", None, (400, "invalid_query"));
+        let t = "/admin/v1/cards/{user}/pin";
+        s.call("PUT", t, "/admin/v1/cards/s001/pin", Some(json!({"pin": "135790"})), (200, ""));
+        s.call("PUT", t, "/admin/v1/cards/s001/pin", Some(json!({"pin": "12"})), (400, "invalid_body"));
+        s.call("PUT", t, "/admin/v1/cards/s404/pin", Some(json!({"pin": "135790"})), (404, "not_found"));
+        let t = "/admin/v1/cards/{user}/pin/unlock";
+        s.call("POST", t, "/admin/v1/cards/s001/pin/unlock", None, (200, ""));
+        s.call("POST", t, "/admin/v1/cards/s404/pin/unlock", None, (404, "not_found"));
+        let t = "/admin/v1/fee-rules";
+        s.call("GET", t, t, None, (200, ""));
+        let t = "/admin/v1/reports/daily.csv";
+        let csv = s.raw(t, t, "text/csv");
+        assert!(String::from_utf8(csv).unwrap().contains("m1"));
+        s.call("GET", t, "/admin/v1/reports/daily.csv?date=yesterday", None, (400, "invalid_query"));
+
         // Cards.
         let t = "/admin/v1/cards/{user}";
         s.call("GET", t, "/admin/v1/cards/s001", None, (200, ""));
@@ -382,6 +447,10 @@ async fn an_operators_session_answers_as_documented() {
         let dead = s.call("GET", t, "/admin/v1/dead?limit=10", None, (200, ""));
         s.call("GET", t, "/admin/v1/dead?limit=x", None, (400, "invalid_query"));
         let ids: Vec<Value> = dead.body["letters"].as_array().unwrap().iter().map(|l| l["id"].clone()).collect();
+        let t = "/admin/v1/dead/letters/{id}";
+        let a = s.call("GET", t, &format!("/admin/v1/dead/letters/{}", ids[1].as_str().unwrap()), None, (200, ""));
+        assert_eq!(a.body["copies"].as_array().map(Vec::len), Some(1), "{a:?}");
+        s.call("GET", t, "/admin/v1/dead/letters/nope", None, (404, "not_found"));
         let t = "/admin/v1/dead/replay";
         let a = s.call("POST", t, t, Some(json!({"ids": [ids[0]]})), (200, ""));
         assert_eq!(a.body["replayed"].as_array().map(Vec::len), Some(1), "{a:?}");

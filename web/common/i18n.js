@@ -273,6 +273,13 @@ export function t(key, vars) {
   return vars ? s.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m)) : s;
 }
 
+// More words for a page of its own (the console's, web/console/words.js).
+export function addWords(more) {
+  for (const l of Object.keys(more)) {
+    if (WORDS[l]) Object.assign(WORDS[l], more[l]);
+  }
+}
+
 // Whether a key has words (a reason or an error code the pages know).
 export function has(key) {
   return key in WORDS["zh-CN"];
