@@ -71,6 +71,8 @@ pub struct ConsumerSpec {
     /// Wait this long before registering (zero: at once). A settlement shard's consumers are
     /// single-active in registration order, so a process that registers late is its standby.
     pub standby: Duration,
+    /// Where this loop reports its state (`/readyz`).
+    pub health: crate::health::ConsumerProbe,
 }
 
 /// In-place retries of a failing batch before it is handed back to the broker (each hand-back
@@ -79,7 +81,9 @@ const IN_PLACE_RETRIES: u32 = 8;
 
 /// Runs until `shutdown` becomes true. Never returns an error: it reconnects instead.
 pub async fn run(spec: ConsumerSpec, handler: Handler, mut shutdown: watch::Receiver<bool>) {
+    use crate::health::ConsumerState;
     if !spec.standby.is_zero() {
+        spec.health.report(ConsumerState::StandingBy);
         log::info!(
             "{}: standing by on {} (registering in {:?})",
             spec.stage,
@@ -88,20 +92,27 @@ pub async fn run(spec: ConsumerSpec, handler: Handler, mut shutdown: watch::Rece
         );
         tokio::select! {
             _ = tokio::time::sleep(spec.standby) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                spec.health.report(ConsumerState::Stopped);
+                return;
+            }
         }
+        spec.health.report(ConsumerState::Connecting);
     }
     let mut backoff = Backoff::new();
     loop {
         if *shutdown.borrow() {
+            spec.health.report(ConsumerState::Stopped);
             return;
         }
         match session(&spec, &handler, &mut shutdown, &mut backoff).await {
             Ok(()) => {
+                spec.health.report(ConsumerState::Stopped);
                 log::info!("{} consumer on {} stopped", spec.stage, spec.queue);
                 return;
             }
             Err(e) => {
+                spec.health.report(ConsumerState::Connecting);
                 let delay = backoff.next_delay();
                 log::warn!(
                     "{} consumer on {}: {e}; reconnecting in {delay:?}",
@@ -176,6 +187,7 @@ async fn session(
         ),
     )
     .await?;
+    spec.health.report(crate::health::ConsumerState::Connected);
     let channel = conn.create_channel().await?;
     channel
         .basic_qos(spec.prefetch, BasicQosOptions::default())
@@ -190,6 +202,7 @@ async fn session(
             FieldTable::default(),
         )
         .await?;
+    spec.health.report(crate::health::ConsumerState::Consuming);
     log::info!(
         "{} consuming {} (prefetch {})",
         spec.stage,

@@ -83,12 +83,24 @@ pub(super) async fn run(
         refuse_stranded_shards(&config).await?;
     }
     let pool = pool(&config).await?;
-    let ops = campuspay::platform::operations::OpsListener::start(&config, &config.ops_addr)
-        .map_err(|source| CliError::Serve {
-            addr: config.ops_addr.clone(),
-            source,
-        })?;
-    let pipeline = Pipeline::start(&config, pool.clone(), &stages);
+    let consumers = campuspay::health::Consumers::default();
+    let ops = match config.ops_addr.resolve(!no_http) {
+        None => None,
+        Some(addr) => {
+            let readiness = campuspay::platform::operations::Readiness {
+                pool: Some(pool.clone()),
+                consumers: consumers.clone(),
+            };
+            Some(
+                campuspay::platform::operations::OpsListener::start(&config, addr, readiness)
+                    .map_err(|source| CliError::Serve {
+                        addr: addr.to_owned(),
+                        source,
+                    })?,
+            )
+        }
+    };
+    let pipeline = Pipeline::start_reporting(&config, pool.clone(), &stages, consumers);
     let platform = if no_http {
         None
     } else {
@@ -115,7 +127,9 @@ pub(super) async fn run(
         p.stop().await;
     }
     pipeline.shutdown().await;
-    ops.stop().await;
+    if let Some(ops) = ops {
+        ops.stop().await;
+    }
     log::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -154,6 +154,7 @@ pub fn start_stage<S: Stage>(
     stage: S,
     config: &Config,
     shutdown: &watch::Receiver<bool>,
+    consumers: &crate::health::Consumers,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let addr = StageActor {
         stage: Rc::new(stage),
@@ -176,11 +177,12 @@ pub fn start_stage<S: Stage>(
             };
             let spec = ConsumerSpec {
                 amqp_url: config.amqp_url.clone(),
-                queue,
+                queue: queue.clone(),
                 stage: S::NAME.as_str(),
                 prefetch: config.prefetch,
                 confirm_timeout: config.confirm_timeout,
                 standby,
+                health: consumers.probe(&queue),
             };
             let addr = addr.clone();
             let handler: consumer::Handler = Box::new(move |batch| {
@@ -205,14 +207,26 @@ pub fn start_stage<S: Stage>(
 pub struct Pipeline {
     shutdown: watch::Sender<bool>,
     handles: Vec<tokio::task::JoinHandle<()>>,
+    consumers: crate::health::Consumers,
 }
 
 impl Pipeline {
     /// Starts the chosen stages in the current actix system.
     pub fn start(config: &Config, pool: Pool, stages: &[StageName]) -> Pipeline {
+        Pipeline::start_reporting(config, pool, stages, crate::health::Consumers::default())
+    }
+
+    /// `start`, its consumers reporting their states to `consumers` (`/readyz`).
+    pub fn start_reporting(
+        config: &Config,
+        pool: Pool,
+        stages: &[StageName],
+        consumers: crate::health::Consumers,
+    ) -> Pipeline {
         let (tx, rx) = watch::channel(false);
         let deps = Deps::new(config, pool);
         let mut handles = Vec::new();
+        let c = &consumers;
         if stages.contains(&StageName::Settlement) {
             let publisher = PublisherSlot::new(
                 &config.amqp_url,
@@ -227,21 +241,30 @@ impl Pipeline {
         }
         for stage in stages {
             handles.extend(match stage {
-                StageName::QrValidation => {
-                    start_stage(qr_validation::QrValidation::new(deps.clone()), config, &rx)
-                }
-                StageName::Order => start_stage(order::Order::new(deps.clone()), config, &rx),
-                StageName::Fee => start_stage(fee::Fee::new(deps.clone()), config, &rx),
+                StageName::QrValidation => start_stage(
+                    qr_validation::QrValidation::new(deps.clone()),
+                    config,
+                    &rx,
+                    c,
+                ),
+                StageName::Order => start_stage(order::Order::new(deps.clone()), config, &rx, c),
+                StageName::Fee => start_stage(fee::Fee::new(deps.clone()), config, &rx, c),
                 StageName::Settlement => {
-                    start_stage(settlement::Settlement::new(deps.clone()), config, &rx)
+                    start_stage(settlement::Settlement::new(deps.clone()), config, &rx, c)
                 }
-                StageName::Fanout => start_stage(fanout::Fanout::new(deps.clone()), config, &rx),
+                StageName::Fanout => start_stage(fanout::Fanout::new(deps.clone()), config, &rx, c),
             });
         }
         Pipeline {
             shutdown: tx,
             handles,
+            consumers,
         }
+    }
+
+    /// The states of this pipeline's consumers (`/readyz`).
+    pub fn consumers(&self) -> crate::health::Consumers {
+        self.consumers.clone()
     }
 
     /// Graceful shutdown: stop consuming, finish and ack in-flight batches, close.

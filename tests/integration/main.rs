@@ -25,6 +25,7 @@ mod queues;
 mod restart;
 mod reversals;
 mod schemas;
+mod service;
 mod sessions;
 mod shards;
 mod tls;

@@ -698,8 +698,12 @@ async fn metrics_count_results_by_reason_and_stage_batches() {
     })
     .await;
     assert_eq!(public, 404, "/metrics is not on the public platform");
-    let ops = campuspay::platform::operations::OpsListener::start(&env.config, "127.0.0.1:0")
-        .expect("operations listener");
+    let ops = campuspay::platform::operations::OpsListener::start(
+        &env.config,
+        "127.0.0.1:0",
+        campuspay::platform::operations::Readiness::default(),
+    )
+    .expect("operations listener");
     let base = format!("http://{}", ops.addr);
     let text = blocking(move || {
         ureq::get(&format!("{base}/metrics"))
