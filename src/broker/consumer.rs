@@ -29,6 +29,8 @@ pub struct Incoming {
     pub user_id: Option<String>,
     pub body: Vec<u8>,
     pub redelivered: bool,
+    /// The string headers named `x-…` (tracing: `x-request-id`, `x-received-at`).
+    pub headers: Vec<(String, String)>,
 }
 
 /// What to do with one input delivery once the stage's output is confirmed.
@@ -160,7 +162,27 @@ fn incoming(d: &Delivery) -> Incoming {
             AMQPValue::ShortString(s) => Some(s.to_string()),
             _ => None,
         });
+    let headers = d
+        .properties
+        .headers()
+        .as_ref()
+        .map(|h| {
+            h.inner()
+                .iter()
+                .filter(|(k, _)| k.as_str().starts_with("x-"))
+                .filter_map(|(k, v)| match v {
+                    AMQPValue::LongString(s) => Some((
+                        k.to_string(),
+                        String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                    )),
+                    AMQPValue::ShortString(s) => Some((k.to_string(), s.to_string())),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Incoming {
+        headers,
         exchange: d.exchange.to_string(),
         routing_key: d.routing_key.to_string(),
         authorization,

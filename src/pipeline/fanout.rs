@@ -108,7 +108,8 @@ impl Stage for Fanout {
     fn handle(&self, batch: Vec<Incoming>) -> StageFuture {
         let key = self.deps.keys.stage_mac.clone();
         Box::pin(async move {
-            let (items, dispositions) = decode_batches(&key, &batch);
+            let (items, dispositions, _trace) = decode_batches(&key, &batch);
+            super::trace::log_items(Self::NAME, &items);
             let mut publish = Vec::with_capacity(items.len() * 2);
             for item in &items {
                 let Some(result) = result_of(item) else {

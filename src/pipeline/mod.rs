@@ -13,6 +13,7 @@ pub mod fee;
 pub mod order;
 pub mod qr_validation;
 pub mod settlement;
+pub mod trace;
 
 use crate::auth::JwtKeys;
 use crate::broker::consumer::{self, ConsumerSpec, Disposition, HandlerOutput, Incoming, Retry};
@@ -31,6 +32,7 @@ use futures_util::future::LocalBoxFuture;
 use std::rc::Rc;
 use std::sync::Arc;
 use tokio::sync::watch;
+pub use trace::Trace;
 
 /// The errors a stage can meet while handling a batch. Per-message problems (bad input) are not
 /// errors: they become declines or dead letters inside the output.
@@ -279,7 +281,10 @@ impl Pipeline {
 /// Decodes every delivery of an internal stage. One whose MAC does not verify (forged or
 /// altered) or that does not decode is dead-lettered with the reason, and nothing of it is
 /// acted on.
-pub fn decode_batches(key: &Secret, batch: &[Incoming]) -> (Vec<PaymentItem>, Vec<Disposition>) {
+pub fn decode_batches(
+    key: &Secret,
+    batch: &[Incoming],
+) -> (Vec<PaymentItem>, Vec<Disposition>, Trace) {
     let mut items = Vec::new();
     let mut dispositions = Vec::with_capacity(batch.len());
     for inc in batch {
@@ -308,7 +313,7 @@ pub fn decode_batches(key: &Secret, batch: &[Incoming]) -> (Vec<PaymentItem>, Ve
             }
         }
     }
-    (items, dispositions)
+    (items, dispositions, Trace::from_headers(batch))
 }
 
 /// Encodes items for the stage bound to `routing_key`, in chunks of at most MAX_BATCH_ITEMS,
@@ -317,6 +322,7 @@ pub fn to_stage(
     key: &Secret,
     routing_key: &str,
     items: Vec<PaymentItem>,
+    trace: &Trace,
 ) -> Result<Vec<Outgoing>, EncodeError> {
     items
         .chunks(MAX_BATCH_ITEMS)
@@ -325,7 +331,7 @@ pub fn to_stage(
                 items: chunk.to_vec(),
             }
             .encode(key.expose())?;
-            Ok(Outgoing::binary(STAGE, routing_key.to_owned(), body))
+            Ok(trace.stamp(Outgoing::binary(STAGE, routing_key.to_owned(), body), chunk))
         })
         .collect()
 }
@@ -336,6 +342,7 @@ pub fn to_settlement(
     key: &Secret,
     shard_count: Shards,
     items: Vec<PaymentItem>,
+    trace: &Trace,
 ) -> Result<Vec<Outgoing>, EncodeError> {
     let mut shards: Vec<Vec<PaymentItem>> = vec![Vec::new(); shard_count.count() as usize];
     let mut lost = Vec::new();
@@ -348,11 +355,11 @@ pub fn to_settlement(
     let mut out = Vec::new();
     for (shard, items) in shards.into_iter().enumerate() {
         if !items.is_empty() {
-            out.extend(to_stage(key, &settlement_key(shard as u32), items)?);
+            out.extend(to_stage(key, &settlement_key(shard as u32), items, trace)?);
         }
     }
     if !lost.is_empty() {
-        out.extend(to_stage(key, StageName::Fanout.as_str(), lost)?);
+        out.extend(to_stage(key, StageName::Fanout.as_str(), lost, trace)?);
     }
     Ok(out)
 }
@@ -362,14 +369,15 @@ pub fn route(
     key: &Secret,
     items: Vec<PaymentItem>,
     next: &str,
+    trace: &Trace,
 ) -> Result<Vec<Outgoing>, EncodeError> {
     let (pending, done): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| i.is_pending());
     let mut out = Vec::new();
     if !pending.is_empty() {
-        out.extend(to_stage(key, next, pending)?);
+        out.extend(to_stage(key, next, pending, trace)?);
     }
     if !done.is_empty() {
-        out.extend(to_stage(key, StageName::Fanout.as_str(), done)?);
+        out.extend(to_stage(key, StageName::Fanout.as_str(), done, trace)?);
     }
     Ok(out)
 }

@@ -256,7 +256,14 @@ impl Stage for QrValidation {
                 )
                 .collect();
             let (items, gate) = screen_payments(&deps, payments, merchants).await?;
-            let mut publish = route(&deps.keys.stage_mac, items, StageName::Order.as_str())?;
+            super::trace::log_items(Self::NAME, &items);
+            let trace = super::Trace::received_now(&items);
+            let mut publish = route(
+                &deps.keys.stage_mac,
+                items,
+                StageName::Order.as_str(),
+                &trace,
+            )?;
             if !qr_jobs.is_empty() {
                 let jobs = qr_jobs
                     .into_iter()
@@ -432,6 +439,7 @@ async fn answer_follow_ups(
             &deps.keys.stage_mac,
             StageName::Fanout.as_str(),
             finals,
+            &super::Trace::default(),
         )?);
     }
     for s in statuses {

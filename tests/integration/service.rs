@@ -116,3 +116,103 @@ async fn a_stage_worker_answers_health_and_readiness_truthfully() {
     );
     assert!(worker.terminate().success());
 }
+
+/// What a spawned `campuspay run` wrote to its standard error, as JSON lines.
+fn json_lines(path: &std::path::Path) -> (String, Vec<Value>) {
+    let text = std::fs::read_to_string(path).expect("log file");
+    let lines = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    (text, lines)
+}
+
+#[actix_rt::test]
+async fn json_logs_follow_one_payment_through_every_stage_and_never_show_its_code_or_pin() {
+    use campuspay::db::cards;
+    use campuspay::domain::{Identity, RequestId, TxState};
+    const PIN: &str = "246813";
+    let env = TestEnv::empty().await;
+    env.merchant("canteen", &["t1"]).await;
+    // External: 50.00 password-free, so 80.00 waits for the PIN on the phone.
+    let user = env.card("x001", Identity::External, "200.00").await;
+    let (u, key) = (user.clone(), env.config.keys.pin_hashes.expose().to_vec());
+    campuspay::db::run(&env.pool, move |c| {
+        cards::set_pin_hash(c, &u, &campuspay::tsm::pin_hash(&key, &u, PIN))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+
+    let (http, ops) = (free_addr(), free_addr());
+    let log_path = std::env::temp_dir().join(format!("campuspay-log-{}.jsonl", env.vhost));
+    let log_file = std::fs::File::create(&log_path).expect("log file");
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_campuspay"))
+        .arg("run")
+        .env("CAMPUSPAY_ENV", "development")
+        .env("CAMPUSPAY_LOG_FORMAT", "json")
+        // The default filter: what an operator gets.
+        .env_remove("RUST_LOG")
+        .env("CAMPUSPAY_HTTP_ADDR", &http)
+        .env("CAMPUSPAY_OPS_ADDR", &ops)
+        .env("DATABASE_URL", &env.config.database_url)
+        .env("AMQP_URL", &env.config.amqp_url)
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("campuspay run starts");
+    answers("ready", &format!("http://{ops}/readyz"), 200).await;
+
+    let code = env.codes(&user).await.remove(0);
+    assert_eq!(code.len(), 18);
+    let mut pos = env.pos("canteen", "t1").await;
+    let rid = RequestId::new_random();
+    let pending = pos.pay(rid, &code, "80.00", WAIT).await.unwrap();
+    assert_eq!(pending.status, TxState::AwaitingConfirmation, "{pending:?}");
+    let tx = pending.transaction_id.expect("a transaction").to_string();
+    let phone = env.phone(&format!("http://{http}"), &user);
+    let t = tx.clone();
+    let confirmed = blocking(move || phone.confirm(&t, PIN).unwrap()).await;
+    assert!(confirmed.status < 300, "{confirmed:?}");
+    let done = pos.wait_final(rid, WAIT, |_| {}).await.unwrap();
+    assert_eq!(done.status, TxState::Approved, "{done:?}");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status();
+    assert!(run.wait().expect("run exits").success());
+
+    let (text, lines) = json_lines(&log_path);
+    let _ = std::fs::remove_file(&log_path);
+    for line in &lines {
+        for member in ["ts", "level", "target", "msg"] {
+            assert!(line[member].is_string(), "{member} in {line}");
+        }
+    }
+    let ours: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["request_id"] == rid.to_string())
+        .collect();
+    let stages: std::collections::BTreeSet<&str> =
+        ours.iter().filter_map(|l| l["stage"].as_str()).collect();
+    assert_eq!(
+        stages.into_iter().collect::<Vec<_>>(),
+        ["fanout", "fee", "order", "qr_validation", "settlement"],
+        "{ours:#?}"
+    );
+    // Once the transaction exists its id is on the line too.
+    assert!(
+        ours.iter()
+            .any(|l| l["stage"] == "settlement" && l["transaction_id"] == tx.as_str()),
+        "{ours:#?}"
+    );
+    // The access log names the route, not the path.
+    assert!(
+        lines.iter().any(|l| l["target"] == "campuspay::access"
+            && l["route"] == "/v1/confirmations/{id}/confirm"
+            && l["status"] == "202"),
+        "{text}"
+    );
+    assert!(!text.contains(&code), "the payment code is in the log");
+    assert!(!text.contains(PIN), "the PIN is in the log");
+}
