@@ -48,7 +48,7 @@ pub(super) async fn topology(
 }
 
 pub(super) async fn run(
-    stages: Vec<String>,
+    stages: Vec<super::StageArg>,
     no_http: bool,
     prefer_shards: Vec<u32>,
     config: Config,
@@ -68,16 +68,7 @@ pub(super) async fn run(
     let stages: Vec<StageName> = if stages.is_empty() {
         StageName::ALL.to_vec()
     } else {
-        stages
-            .iter()
-            .map(|s| {
-                StageName::parse(s.trim()).ok_or_else(|| {
-                    CliError::Usage(format!(
-                        "unknown stage {s:?}: expected qr_validation, order, fee, settlement or fanout"
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?
+        stages.into_iter().map(StageName::from).collect()
     };
     if stages.contains(&StageName::Fee) || stages.contains(&StageName::Settlement) {
         refuse_stranded_shards(&config).await?;

@@ -216,3 +216,98 @@ async fn json_logs_follow_one_payment_through_every_stage_and_never_show_its_cod
     assert!(!text.contains(&code), "the payment code is in the log");
     assert!(!text.contains(PIN), "the PIN is in the log");
 }
+
+#[actix_rt::test]
+async fn pos_pay_exits_0_approved_3_declined_2_on_a_usage_error() {
+    use campuspay::domain::Identity;
+    let env = TestEnv::start().await;
+    env.merchant("canteen", &["t1"]).await;
+    let user = env.card("s001", Identity::Student, "20.00").await;
+    let codes = env.codes(&user).await;
+    let pay = |code: String, amount: &'static str| {
+        let (db, amqp) = (env.config.database_url.clone(), env.config.amqp_url.clone());
+        blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_campuspay"))
+                .args(["pos", "pay", "--merchant", "canteen", "--terminal", "t1"])
+                .args(["--code", &code, "--amount", amount, "--timeout-secs", "20"])
+                .env("CAMPUSPAY_ENV", "development")
+                .env("DATABASE_URL", db)
+                .env("AMQP_URL", amqp)
+                .env("RUST_LOG", "error")
+                .output()
+                .expect("campuspay pos pay runs")
+        })
+    };
+    let approved = pay(codes[0].clone(), "5.00").await;
+    assert_eq!(approved.status.code(), Some(0), "{approved:?}");
+    // More than the balance.
+    let declined = pay(codes[1].clone(), "50.00").await;
+    assert_eq!(declined.status.code(), Some(3), "{declined:?}");
+    assert!(String::from_utf8_lossy(&declined.stdout).contains("DECLINED"));
+    // Not a payment code: refused before anything is sent.
+    let usage = pay("12345".into(), "5.00").await;
+    assert_eq!(usage.status.code(), Some(2), "{usage:?}");
+    assert_eq!(env.balance(&user).await, money("15.00"));
+}
+
+/// Every `--help` page, walked from the top through the subcommands it lists, shows help text
+/// for each of its options and arguments.
+#[test]
+fn every_help_page_documents_every_argument() {
+    fn help(path: &[String]) -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_campuspay"))
+            .args(path)
+            .arg("--help")
+            .output()
+            .expect("campuspay --help");
+        assert!(out.status.success(), "{path:?} --help: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    let mut pending = vec![Vec::<String>::new()];
+    let mut pages = 0;
+    while let Some(path) = pending.pop() {
+        let text = help(&path);
+        pages += 1;
+        let mut section = "";
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            if !line.starts_with(' ') && line.ends_with(':') {
+                section = line;
+                continue;
+            }
+            let entry = line.trim_start();
+            let indent = line.len() - entry.len();
+            if indent != 2 || entry.is_empty() {
+                continue;
+            }
+            match section {
+                "Commands:" => {
+                    let name = entry.split_whitespace().next().unwrap_or("");
+                    if name != "help" {
+                        let mut sub = path.clone();
+                        sub.push(name.to_owned());
+                        pending.push(sub);
+                    }
+                }
+                "Options:" | "Arguments:" => {
+                    // The text follows the flag after two spaces or more, or, in long help,
+                    // on the following, more indented lines.
+                    let same_line = entry
+                        .split_once("  ")
+                        .is_some_and(|(_, text)| !text.trim().is_empty());
+                    let next_line = lines.peek().is_some_and(|next| {
+                        next.len() - next.trim_start().len() > 2 && !next.trim().is_empty()
+                    });
+                    let documented = same_line || next_line;
+                    assert!(
+                        documented,
+                        "campuspay {} --help: {entry} has no help text",
+                        path.join(" ")
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(pages > 40, "only {pages} help pages");
+}
