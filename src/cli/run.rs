@@ -83,11 +83,12 @@ pub(super) async fn run(
                 consumers: consumers.clone(),
             };
             Some(
-                campuspay::platform::operations::OpsListener::start(&config, addr, readiness)
-                    .map_err(|source| CliError::Serve {
+                campuspay::platform::operations::OpsListener::start(addr, readiness).map_err(
+                    |source| CliError::Serve {
                         addr: addr.to_owned(),
                         source,
-                    })?,
+                    },
+                )?,
             )
         }
     };

@@ -108,7 +108,7 @@ impl Stage for Fanout {
     fn handle(&self, batch: Vec<Incoming>) -> StageFuture {
         let key = self.deps.keys.stage_mac.clone();
         Box::pin(async move {
-            let (items, dispositions, _trace) = decode_batches(&key, &batch);
+            let (items, dispositions, trace) = decode_batches(&key, &batch);
             super::trace::log_items(Self::NAME, &items);
             let mut publish = Vec::with_capacity(items.len() * 2);
             for item in &items {
@@ -123,6 +123,13 @@ impl Stage for Fanout {
                     metric_status(result.status),
                     result.reason.map(|r| r.as_str()),
                 );
+                // Only where the receipt time travelled with the payment (not after a
+                // confirmation, which waits on a person).
+                if let Some(at) = trace.received_at(&item.request_id) {
+                    let secs =
+                        (chrono::Utc::now() - at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                    crate::metrics::result_latency(metric_status(result.status), secs);
+                }
                 // Serialising our own plain struct cannot fail (`result_of` gives only the
                 // statuses the wire has).
                 let body = serde_json::to_vec(&result).unwrap_or_default();

@@ -1,6 +1,7 @@
 //! The platform's access log: one line per HTTP request with its method, route pattern (never
 //! the path itself: `/signin/{secret}` must not log the secret, and no query string is
-//! logged), status and duration, at target `campuspay::access`. A streamed answer (`/v1/events`)
+//! logged), status and duration, at target `campuspay::access`; the same counted and timed in
+//! `campuspay_http_requests_total` and `campuspay_http_request_duration_seconds`. A streamed answer (`/v1/events`)
 //! is logged when its headers go out.
 
 use actix_web::body::MessageBody;
@@ -28,6 +29,7 @@ where
         let res = answer.await?;
         let status = res.status().as_u16();
         let secs = started.elapsed().as_secs_f64();
+        crate::metrics::http_request(&method, &route, status, secs);
         log::info!(
             target: "campuspay::access",
             method = method.as_str(), route = route.as_str(), status = status,

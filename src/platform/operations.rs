@@ -4,22 +4,15 @@
 //! - `GET /healthz`: 200 while the process runs (a liveness probe: restart it when this fails);
 //! - `GET /readyz`: 200 when PostgreSQL answers, the broker is connected and every consumer of
 //!   this process is registered on its queue; else 503 with a JSON body naming what is not;
-//! - `GET /metrics`: this process's Prometheus text; the pipeline queues' depths come from the
-//!   management API at most once per `BACKLOG_MAX_AGE`, however often Prometheus scrapes.
+//! - `GET /metrics`: this process's Prometheus text (queue depths come from RabbitMQ's own
+//!   exporter, not from here: a scrape costs the broker nothing).
 
-use crate::admin::management::Management;
-use crate::admin::queues;
-use crate::config::Config;
 use crate::db::{self, DbError, Pool};
 use crate::health::{broker_problems, consumer_problems, Consumers};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-/// How stale the queue depths in `/metrics` may be.
-const BACKLOG_MAX_AGE: Duration = Duration::from_secs(15);
+use std::time::Duration;
 
 /// How long `/readyz` waits for PostgreSQL before calling it unreachable (a probe must answer
 /// well within a load balancer's or systemd's timeout).
@@ -35,8 +28,6 @@ pub struct Readiness {
 }
 
 struct State {
-    config: Config,
-    backlog: Mutex<Option<(Instant, crate::metrics::Backlog)>>,
     readiness: Readiness,
     /// One database probe at a time: probes that arrive meanwhile wait for its answer instead
     /// of each holding a blocking thread on a database that does not answer.
@@ -52,14 +43,8 @@ pub struct OpsListener {
 impl OpsListener {
     /// Binds `addr` (port 0: a free one) and serves until `stop`. Runs in the current actix
     /// system.
-    pub fn start(
-        config: &Config,
-        addr: &str,
-        readiness: Readiness,
-    ) -> std::io::Result<OpsListener> {
+    pub fn start(addr: &str, readiness: Readiness) -> std::io::Result<OpsListener> {
         let state = web::Data::new(State {
-            config: config.clone(),
-            backlog: Mutex::new(None),
             readiness,
             db_probe: tokio::sync::Mutex::new(()),
         });
@@ -93,57 +78,10 @@ impl OpsListener {
     }
 }
 
-async fn backlog(state: &State) -> crate::metrics::Backlog {
-    if let Some((at, b)) = state
-        .backlog
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-    {
-        if at.elapsed() < BACKLOG_MAX_AGE {
-            return b.clone();
-        }
-    }
-    // Best effort: a scrape still answers when the management API does not.
-    let fresh = match (
-        Management::new(&state.config.management_url),
-        queues::vhost_of(&state.config.amqp_url),
-    ) {
-        (Ok(m), Ok(vhost)) => {
-            match queues::queue_overview(&m, &vhost, false, state.config.settlement_shards).await {
-                Ok(o) => o
-                    .pipeline
-                    .iter()
-                    .map(|q| {
-                        let n = |v: Option<u64>| v.map(|x| x as i64).unwrap_or(0);
-                        (q.name.clone(), n(q.ready), n(q.unacked), n(q.consumers))
-                    })
-                    .collect(),
-                Err(e) => {
-                    log::warn!("metrics: no queue backlog: {e}");
-                    Vec::new()
-                }
-            }
-        }
-        (Err(e), _) => {
-            log::warn!("metrics: no queue backlog: {e}");
-            Vec::new()
-        }
-        (_, Err(e)) => {
-            log::warn!("metrics: no queue backlog: {e}");
-            Vec::new()
-        }
-    };
-    *state.backlog.lock().unwrap_or_else(|p| p.into_inner()) =
-        Some((Instant::now(), fresh.clone()));
-    fresh
-}
-
-async fn metrics(state: web::Data<State>) -> HttpResponse {
-    let backlog = backlog(&state).await;
+async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::render(&backlog))
+        .body(crate::metrics::render())
 }
 
 async fn healthz() -> HttpResponse {
