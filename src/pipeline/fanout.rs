@@ -114,6 +114,7 @@ impl Stage for Fanout {
             for item in &items {
                 let Some(result) = result_of(item) else {
                     log::error!(
+                        request_id:% = item.request_id;
                         "request {} reached fan-out undecided; not answering it (admin verify reports it)",
                         item.request_id
                     );
@@ -159,6 +160,7 @@ impl Stage for Fanout {
                                 serde_json::to_vec(&request).unwrap_or_default(),
                             )),
                             None => log::error!(
+                                request_id:% = item.request_id;
                                 "request {} awaits confirmation without an amount or a \
                                  transaction; the cardholder cannot be asked",
                                 item.request_id

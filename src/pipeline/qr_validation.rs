@@ -104,6 +104,7 @@ pub fn classify(inc: &Incoming, deps: &Deps) -> Result<(Request, Caller), DeadRe
     );
     if let Err(e) = &auth {
         log::warn!(
+            request_id:% = envelope.request_id;
             "refusing {expected} {} on {}: unauthorized ({e})",
             envelope.request_id,
             inc.routing_key
@@ -345,6 +346,7 @@ async fn screen_payments(
                         item.decline(reason, now);
                     } else if *count >= validation::FAILURE_LIMIT {
                         log::warn!(
+                            request_id:% = item.request_id;
                             "terminal {m}/{t} throttled: too many failed code attempts \
                              (request {})",
                             item.request_id

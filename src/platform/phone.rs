@@ -222,7 +222,7 @@ pub async fn pay_order(
         let messages = to_stage(&state.config.keys.stage_mac, "order", vec![item], &trace)
             .map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?;
         state.publisher.publish(&messages).await.map_err(|e| {
-            log::warn!("cannot hand order {id} to the pipeline: {e}");
+            log::warn!(transaction_id:% = id; "cannot hand order {id} to the pipeline: {e}");
             ApiError::new(
                 503,
                 "unavailable",
