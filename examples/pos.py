@@ -26,12 +26,16 @@ When a retry does not help either, ask (--query) or cancel (--reverse) that requ
     python3 examples/pos.py --merchant cafe --terminal py1 --token "$TOKEN" --reverse --request-id ID
     python3 examples/pos.py --merchant cafe --terminal py1 --token "$TOKEN" --dynamic-qr --amount 8.50
 
-Exit status:
-  scan, --query   0 approved, 1 declined (or reversed), 3 no final result (query_status.v1:
-                  unknown / processing / rejected), 2 no answer in time or an error;
+Exit status (the same table as `campuspay pos`): 0 ok, 1 error, 2 usage error, 3 declined,
+4 pending or unknown outcome.
+  scan, --query   0 approved, 3 declined (or reversed), 4 no final result (query_status.v1:
+                  unknown / processing, or no answer in time: ask again with the same
+                  --request-id), 1 an error;
   --reverse       0 the customer is not charged (reversed, voided, or it was declined anyway),
-                  3 the reversal was refused (query_status.v1 rejected), 2 no answer / error;
-  --dynamic-qr    0 issued (the EMV payload is in the JSON), 1 declined, 2 no answer / error.
+                  3 the reversal was refused (query_status.v1 rejected), 4 no answer in time,
+                  1 an error;
+  --dynamic-qr    0 issued (the EMV payload is in the JSON), 3 declined, 4 no answer in time,
+                  1 an error.
 """
 
 import argparse
@@ -75,6 +79,10 @@ def code_ok(code: str) -> bool:
     )
 
 
+# EXIT_USAGE is argparse's own status for a bad command line.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DECLINED, EXIT_UNKNOWN = 0, 1, 2, 3, 4
+
+
 def rfc3339_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -83,12 +91,14 @@ def exit_status(verb: str, answer: dict) -> int:
     """See the module docstring."""
     kind, status = answer.get("type"), answer.get("status")
     if kind == "query_status.v1":
-        return 3
+        if verb == "reversal" or answer.get("state") == "rejected":
+            return EXIT_DECLINED
+        return EXIT_UNKNOWN
     if verb == "reversal":
-        return 0
+        return EXIT_OK
     if verb == "dynamic_qr":
-        return 0 if status == "issued" else 1
-    return 0 if status == "approved" else 1
+        return EXIT_OK if status == "issued" else EXIT_DECLINED
+    return EXIT_OK if status == "approved" else EXIT_DECLINED
 
 
 def main() -> int:
@@ -214,10 +224,10 @@ def main() -> int:
             )
         except pika.exceptions.UnroutableError:
             print("not routed: is the campuspay topology declared?", file=sys.stderr)
-            return 2
+            return EXIT_ERROR
         except pika.exceptions.NackError:
             print(f"broker refused the request; retry with --request-id {request_id}", file=sys.stderr)
-            return 2
+            return EXIT_ERROR
 
         # Wait for our answer. Anything else on the queue is a late answer to an earlier
         # request (e.g. one that timed out): a real till would reconcile it; here we log it.
@@ -227,7 +237,7 @@ def main() -> int:
                     f"no result within {args.timeout:.0f} s; retry with --request-id {request_id}",
                     file=sys.stderr,
                 )
-                return 2
+                return EXIT_UNKNOWN
             try:
                 result = json.loads(body)
             except ValueError:
@@ -266,7 +276,7 @@ def main() -> int:
                     file=sys.stderr,
                 )
             return exit_status(verb, result)
-        return 2
+        return EXIT_UNKNOWN
     finally:
         conn.close()
 

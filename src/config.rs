@@ -97,8 +97,9 @@ pub struct Config {
     /// `http://<http_addr>`): sign-in links point there, and an `https://` one makes the
     /// session cookie `Secure`. No trailing slash.
     pub public_url: String,
-    /// Where every `campuspay run` process serves its operations listener (`/metrics`).
-    pub ops_addr: String,
+    /// Where every `campuspay run` process serves its operations listener (`/healthz`,
+    /// `/readyz`, `/metrics`).
+    pub ops_addr: OpsAddr,
     /// Messages larger than this are dead-lettered unread (a POS message is < 1 KiB).
     pub max_message_bytes: usize,
     /// Unacked deliveries per stage consumer; also the largest natural batch.
@@ -188,6 +189,43 @@ fn parse_code_prefix(value: Option<String>) -> Result<CodePrefix, ConfigError> {
         None => Ok(CodePrefix::DEFAULT),
         Some(v) => CodePrefix::parse(v.trim())
             .map_err(|source| ConfigError::CodePrefix { value: v, source }),
+    }
+}
+
+/// `CAMPUSPAY_OPS_ADDR`: unset, `off`, or an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpsAddr {
+    /// Unset: `127.0.0.1:9188` for a process that serves the platform, `127.0.0.1:9189` for a
+    /// stage worker (`run --no-http`), so the two on one host do not collide.
+    Default,
+    /// `off`: no operations listener (nothing can probe or scrape the process).
+    Off,
+    /// `host:port` (port 0: any free one).
+    At(String),
+}
+
+impl OpsAddr {
+    pub const PLATFORM_DEFAULT: &'static str = "127.0.0.1:9188";
+    pub const WORKER_DEFAULT: &'static str = "127.0.0.1:9189";
+
+    fn parse(value: Option<String>) -> OpsAddr {
+        match value {
+            None => OpsAddr::Default,
+            Some(v) if v.trim().is_empty() => OpsAddr::Default,
+            Some(v) if v.trim().eq_ignore_ascii_case("off") => OpsAddr::Off,
+            Some(v) => OpsAddr::At(v.trim().to_owned()),
+        }
+    }
+
+    /// Where to listen (`None`: not at all), for a process with (`serves_http`) or without the
+    /// platform.
+    pub fn resolve(&self, serves_http: bool) -> Option<&str> {
+        match self {
+            OpsAddr::Off => None,
+            OpsAddr::At(a) => Some(a),
+            OpsAddr::Default if serves_http => Some(Self::PLATFORM_DEFAULT),
+            OpsAddr::Default => Some(Self::WORKER_DEFAULT),
+        }
     }
 }
 
@@ -295,7 +333,7 @@ impl Config {
             )?),
             http_addr,
             public_url,
-            ops_addr: env("CAMPUSPAY_OPS_ADDR").unwrap_or_else(|| "127.0.0.1:9188".into()),
+            ops_addr: OpsAddr::parse(env("CAMPUSPAY_OPS_ADDR")),
             campus_offset: parse_offset(
                 env("CAMPUSPAY_UTC_OFFSET").as_deref().unwrap_or("+08:00"),
             )?,
@@ -349,7 +387,7 @@ impl Config {
             http_addr: "127.0.0.1:0".into(),
             // Tests point it at the platform they start (its port is known only then).
             public_url: "http://127.0.0.1:0".into(),
-            ops_addr: "127.0.0.1:0".into(),
+            ops_addr: OpsAddr::At("127.0.0.1:0".into()),
             campus_offset: chrono::FixedOffset::east_opt(8 * 3600)
                 .unwrap_or_else(|| chrono::Offset::fix(&chrono::Utc)),
             max_message_bytes: 16 * 1024,

@@ -48,6 +48,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod emv;
+pub mod health;
 pub mod keys;
 pub mod messages;
 pub mod metrics;

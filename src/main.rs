@@ -12,6 +12,7 @@ macro_rules! outln {
 
 mod bench;
 mod cli;
+mod logging;
 
 fn write_stdout(args: std::fmt::Arguments) {
     use std::io::Write;
@@ -26,9 +27,6 @@ fn write_stdout(args: std::fmt::Arguments) {
 }
 
 fn main() -> std::process::ExitCode {
-    env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("info,tracing::span=warn,lapin=warn"),
-    )
-    .init();
+    logging::init();
     cli::main()
 }

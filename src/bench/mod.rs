@@ -88,10 +88,13 @@ pub struct BenchArgs {
     /// Seconds of load before measuring.
     #[arg(long, default_value_t = 10)]
     pub warmup: u64,
+    /// Cardholders in the benchmark campus.
     #[arg(long, default_value_t = 10_000)]
     pub cards: usize,
+    /// Terminals (tills) in the benchmark campus.
     #[arg(long, default_value_t = 200)]
     pub terminals: usize,
+    /// Merchants in the benchmark campus.
     #[arg(long, default_value_t = 20)]
     pub merchants: usize,
     /// AMQP connections the simulated terminals share (default: one per terminal).
@@ -113,8 +116,10 @@ pub struct BenchArgs {
     /// Name of the run in the report (default: derived from the mode).
     #[arg(long)]
     pub label: Option<String>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write the QR code (or chart) as an SVG image to this file.
     #[arg(long)]
     pub svg: Option<PathBuf>,
     /// Keep the bench database and vhost (to inspect them).

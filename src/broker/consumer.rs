@@ -29,6 +29,8 @@ pub struct Incoming {
     pub user_id: Option<String>,
     pub body: Vec<u8>,
     pub redelivered: bool,
+    /// The string headers named `x-…` (tracing: `x-request-id`, `x-received-at`).
+    pub headers: Vec<(String, String)>,
 }
 
 /// What to do with one input delivery once the stage's output is confirmed.
@@ -71,6 +73,8 @@ pub struct ConsumerSpec {
     /// Wait this long before registering (zero: at once). A settlement shard's consumers are
     /// single-active in registration order, so a process that registers late is its standby.
     pub standby: Duration,
+    /// Where this loop reports its state (`/readyz`).
+    pub health: crate::health::ConsumerProbe,
 }
 
 /// In-place retries of a failing batch before it is handed back to the broker (each hand-back
@@ -79,7 +83,9 @@ const IN_PLACE_RETRIES: u32 = 8;
 
 /// Runs until `shutdown` becomes true. Never returns an error: it reconnects instead.
 pub async fn run(spec: ConsumerSpec, handler: Handler, mut shutdown: watch::Receiver<bool>) {
+    use crate::health::ConsumerState;
     if !spec.standby.is_zero() {
+        spec.health.report(ConsumerState::StandingBy);
         log::info!(
             "{}: standing by on {} (registering in {:?})",
             spec.stage,
@@ -88,20 +94,27 @@ pub async fn run(spec: ConsumerSpec, handler: Handler, mut shutdown: watch::Rece
         );
         tokio::select! {
             _ = tokio::time::sleep(spec.standby) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                spec.health.report(ConsumerState::Stopped);
+                return;
+            }
         }
+        spec.health.report(ConsumerState::Connecting);
     }
     let mut backoff = Backoff::new();
     loop {
         if *shutdown.borrow() {
+            spec.health.report(ConsumerState::Stopped);
             return;
         }
         match session(&spec, &handler, &mut shutdown, &mut backoff).await {
             Ok(()) => {
+                spec.health.report(ConsumerState::Stopped);
                 log::info!("{} consumer on {} stopped", spec.stage, spec.queue);
                 return;
             }
             Err(e) => {
+                spec.health.report(ConsumerState::Connecting);
                 let delay = backoff.next_delay();
                 log::warn!(
                     "{} consumer on {}: {e}; reconnecting in {delay:?}",
@@ -149,7 +162,27 @@ fn incoming(d: &Delivery) -> Incoming {
             AMQPValue::ShortString(s) => Some(s.to_string()),
             _ => None,
         });
+    let headers = d
+        .properties
+        .headers()
+        .as_ref()
+        .map(|h| {
+            h.inner()
+                .iter()
+                .filter(|(k, _)| k.as_str().starts_with("x-"))
+                .filter_map(|(k, v)| match v {
+                    AMQPValue::LongString(s) => Some((
+                        k.to_string(),
+                        String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                    )),
+                    AMQPValue::ShortString(s) => Some((k.to_string(), s.to_string())),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Incoming {
+        headers,
         exchange: d.exchange.to_string(),
         routing_key: d.routing_key.to_string(),
         authorization,
@@ -176,6 +209,7 @@ async fn session(
         ),
     )
     .await?;
+    spec.health.report(crate::health::ConsumerState::Connected);
     let channel = conn.create_channel().await?;
     channel
         .basic_qos(spec.prefetch, BasicQosOptions::default())
@@ -190,6 +224,7 @@ async fn session(
             FieldTable::default(),
         )
         .await?;
+    spec.health.report(crate::health::ConsumerState::Consuming);
     log::info!(
         "{} consuming {} (prefetch {})",
         spec.stage,

@@ -34,18 +34,22 @@ pub enum AdminCommand {
     /// sign-in link to the wallet page instead), or an operator's for `/admin/v1`
     /// (`--admin NAME`).
     Token(token::TokenArgs),
+    /// Merchants (canteens, shops).
     Merchant {
         #[command(subcommand)]
         command: merchant::MerchantCommand,
     },
+    /// Terminals (tills): registration, token rotation, removal.
     Terminal {
         #[command(subcommand)]
         command: merchant::TerminalCommand,
     },
+    /// Campus cards: issue, top up, freeze, limits, PIN.
     Card {
         #[command(subcommand)]
         command: card::CardCommand,
     },
+    /// Fee (搭伙费) rules.
     Fee {
         #[command(subcommand)]
         command: fee::FeeCommand,

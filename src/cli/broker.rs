@@ -33,6 +33,7 @@ pub enum BrokerAdminCommand {
         /// List every result queue (pos.*, user.*) instead of a summary.
         #[arg(long)]
         results: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -61,6 +62,7 @@ pub enum QueueCommand {
     /// settlement.N) and pay.dead without --force as well: their messages are accepted
     /// payments (or dead letters kept for replay).
     Purge {
+        /// The queue's name (e.g. `campuspay.fee`, `pos.m1.t1`).
         name: String,
         /// Confirm the purge.
         #[arg(long)]
@@ -68,6 +70,7 @@ pub enum QueueCommand {
         /// Purge even a money-moving stage queue or pay.dead.
         #[arg(long)]
         force: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -80,14 +83,18 @@ pub enum DeadCommand {
         /// Read at most this many dead letters (1..=10000).
         #[arg(long, default_value_t = DEFAULT_DEAD_LIMIT, value_parser = parse_limit)]
         limit: usize,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// One dead letter decoded: headers, and the body as JSON, a stage batch, or hex.
     Show {
+        /// The dead letter's id (as `admin dead list` prints it).
         id: String,
+        /// Read at most this many dead letters from the head of pay.dead.
         #[arg(long, default_value_t = DEFAULT_DEAD_LIMIT, value_parser = parse_limit)]
         limit: usize,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -95,6 +102,7 @@ pub enum DeadCommand {
     ///
     /// Each gets `x-campuspay-replayed: <count>`, so one that fails again shows it.
     Replay {
+        /// The dead letters to act on, by id (as `admin dead list` prints them).
         #[arg(required_unless_present = "all")]
         ids: Vec<String>,
         /// Every dead letter read (up to --limit).
@@ -103,8 +111,10 @@ pub enum DeadCommand {
         /// With --all: only those of this stage.
         #[arg(long, requires = "all")]
         stage: Option<String>,
+        /// Read at most this many dead letters from the head of pay.dead.
         #[arg(long, default_value_t = DEFAULT_DEAD_LIMIT, value_parser = parse_limit)]
         limit: usize,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -114,6 +124,7 @@ pub enum DeadCommand {
     /// JSON line to --record (default: dead-letters-dropped.jsonl in the current directory)
     /// and fsync'd before the dead letter is removed. The body itself is not kept.
     Drop {
+        /// The dead letters to act on, by id (as `admin dead list` prints them).
         #[arg(required = true)]
         ids: Vec<String>,
         /// Why they are dropped (recorded).
@@ -122,8 +133,10 @@ pub enum DeadCommand {
         /// The JSON Lines file the drops are appended to.
         #[arg(long, default_value = DEFAULT_DROP_RECORD)]
         record: PathBuf,
+        /// Read at most this many dead letters from the head of pay.dead.
         #[arg(long, default_value_t = DEFAULT_DEAD_LIMIT, value_parser = parse_limit)]
         limit: usize,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -138,6 +151,7 @@ pub enum TopologyCommand {
         /// into this binary).
         #[arg(long)]
         definitions: Option<PathBuf>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },

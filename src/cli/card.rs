@@ -10,68 +10,91 @@ use std::process::ExitCode;
 pub enum CardCommand {
     /// Report a card lost (挂失): payments are declined `card_frozen`; unused codes are revoked.
     Freeze {
+        /// The cardholder's user id (e.g. a student number).
         #[arg(long)]
         user: UserId,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Lift a freeze (解挂). The phone needs a new batch of payment codes.
     Unfreeze {
+        /// The cardholder's user id (e.g. a student number).
         #[arg(long)]
         user: UserId,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Show or override a card's limits (defaults come from its identity).
     Limits {
+        /// The cardholder's user id (e.g. a student number).
         #[arg(long)]
         user: UserId,
+        /// Most one payment may be, in yuan.
         #[arg(long, value_parser = parse_amount)]
         per_txn: Option<Amount>,
+        /// Most the card may pay in one campus day, in yuan.
         #[arg(long, value_parser = parse_amount)]
         daily: Option<Amount>,
         /// Above this a forward-scan payment needs the PIN and a reverse scan is declined.
         #[arg(long, value_parser = parse_amount)]
         password_free: Option<Amount>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Lift a PIN lock (after five wrong PINs in a row) and clear the count of wrong PINs.
     PinUnlock {
+        /// The cardholder's user id (e.g. a student number).
         #[arg(long)]
         user: UserId,
     },
     /// Set the card's 6-digit payment PIN (stored only as a keyed hash); lifts a PIN lock.
     Pin {
+        /// The cardholder's user id (e.g. a student number).
         #[arg(long)]
         user: UserId,
+        /// The PIN (six digits).
         #[arg(long, env = "CAMPUSPAY_PIN", hide_env_values = true)]
         pin: String,
     },
+    /// Issue a card to a cardholder (limits from the identity's defaults).
     Add {
+        /// The cardholder's user id (e.g. a student number).
         #[arg(long)]
         user: UserId,
+        /// The cardholder's name as printed on the card.
         #[arg(long)]
         name: String,
-        #[arg(long)]
-        identity: Identity,
+        /// The cardholder's identity, which fee rules and default limits go by.
+        #[arg(long, value_enum)]
+        identity: super::IdentityArg,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+    /// Credit a card (recorded in the ledger as a top-up).
     Topup {
+        /// The cardholder's user id (e.g. a student number).
         #[arg(long)]
         user: UserId,
+        /// The amount in yuan (e.g. `12.50`).
         #[arg(long, value_parser = parse_amount)]
         amount: Amount,
         /// Idempotency key: the same id never credits twice (default: a fresh one).
         #[arg(long)]
         request_id: Option<uuid::Uuid>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+    /// A card: balance, state, limits, PIN status.
     Show {
+        /// The cardholder's user id (e.g. a student number).
         #[arg(long)]
         user: UserId,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -89,6 +112,7 @@ pub(super) async fn run(
             identity,
             json,
         } => {
+            let identity: Identity = identity.into();
             let card_id = ops::cards::add_card(ops, me, &user, &name, identity)
                 .await?
                 .0;

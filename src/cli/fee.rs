@@ -10,12 +10,16 @@ use std::process::ExitCode;
 pub enum FeeCommand {
     /// Add a 搭伙费 rule, effective now.
     Set {
-        #[arg(long)]
-        identity: Identity,
+        /// The cardholder's identity, which fee rules and default limits go by.
+        #[arg(long, value_enum)]
+        identity: super::IdentityArg,
+        /// The fee rate as a fraction of the amount (e.g. `0.10` for 10 %).
         #[arg(long, value_parser = parse_rate)]
         rate: FeeRate,
+        /// The merchant id (letters, digits, `-`, `_`).
         #[arg(long)]
         merchant: Option<MerchantId>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -33,6 +37,7 @@ pub(super) async fn run(
             merchant,
             json,
         } => {
+            let identity: Identity = identity.into();
             let id = ops::money::set_fee(ops, me, identity, rate, merchant.as_ref())
                 .await?
                 .0;

@@ -8,11 +8,15 @@ use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub enum MerchantCommand {
+    /// Register a merchant (and its settlement account).
     Add {
+        /// The new merchant's id (letters, digits, `-`, `_`).
         #[arg(long)]
         id: MerchantId,
+        /// The merchant's name as cardholders see it.
         #[arg(long)]
         name: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -23,30 +27,39 @@ pub enum TerminalCommand {
     /// Register a terminal: its result queue, its own broker user (it may publish only its own
     /// requests and read only its own results) and its token. Prints the credentials once.
     Add {
+        /// The merchant id (letters, digits, `-`, `_`).
         #[arg(long)]
         merchant: MerchantId,
+        /// The terminal's id within the merchant.
         #[arg(long)]
         id: TerminalId,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// New credentials for a terminal (a new broker password and token); the old ones stop
     /// working at once. Prints them once.
     Rotate {
+        /// The merchant id (letters, digits, `-`, `_`).
         #[arg(long)]
         merchant: MerchantId,
+        /// The terminal's id within the merchant.
         #[arg(long)]
         id: TerminalId,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Remove a terminal: its broker user is deleted and its tokens revoked, at once. Its
     /// payments stay in the books.
     Remove {
+        /// The merchant id (letters, digits, `-`, `_`).
         #[arg(long)]
         merchant: MerchantId,
+        /// The terminal's id within the merchant.
         #[arg(long)]
         id: TerminalId,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -27,11 +27,32 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 use std::process::ExitCode;
 
+/// The exit statuses of every `campuspay` command (README, "Exit status"); `examples/pos.py`
+/// uses the same.
+pub mod exit {
+    /// Done; for a payment: approved.
+    pub const OK: u8 = 0;
+    /// An error (a message on standard error).
+    pub const ERROR: u8 = 1;
+    /// The command line is wrong (clap's own status).
+    pub const USAGE: u8 = 2;
+    /// The payment (or the request) was declined.
+    pub const DECLINED: u8 = 3;
+    /// No final outcome yet, or none known: still pending, or no answer in time. Ask again
+    /// with the same request id (`pos query`).
+    pub const UNKNOWN: u8 = 4;
+}
+
+const EXIT_STATUS_HELP: &str = "\
+Exit status: 0 ok (a payment approved), 1 error, 2 usage error, 3 declined, 4 pending or
+unknown outcome (ask again with the same --request-id).";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "campuspay",
     version,
-    about = "Campus-card QR payments: pipeline, admin and simulators"
+    about = "Campus-card QR payments: pipeline, admin and simulators",
+    after_long_help = EXIT_STATUS_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -49,10 +70,17 @@ pub enum Command {
         print_definitions: bool,
     },
     /// Run pipeline stages (all by default) until SIGTERM or Ctrl-C.
+    #[command(after_long_help = "\
+Examples:
+  campuspay run                                   # every stage and the HTTP platform
+  campuspay run --no-http --stages settlement,fanout --prefer-shards 0,1
+  CAMPUSPAY_OPS_ADDR=127.0.0.1:9190 campuspay run --no-http --stages qr_validation,order,fee
+
+Every process serves /healthz, /readyz and /metrics on CAMPUSPAY_OPS_ADDR.")]
     Run {
-        /// Comma-separated subset: qr_validation,order,fee,settlement,fanout
-        #[arg(long, value_delimiter = ',')]
-        stages: Vec<String>,
+        /// Comma-separated subset of the stages (default: all).
+        #[arg(long, value_delimiter = ',', value_enum)]
+        stages: Vec<StageArg>,
         /// Do not serve the payment platform's HTTP API (CAMPUSPAY_HTTP_ADDR).
         #[arg(long)]
         no_http: bool,
@@ -63,21 +91,45 @@ pub enum Command {
         prefer_shards: Vec<u32>,
     },
     /// Merchant QR payloads (EMV merchant-presented mode).
+    #[command(after_long_help = "\
+Example:
+  campuspay qr decode '00020101021126…6304ABCD'")]
     Qr {
         #[command(subcommand)]
         command: qr::QrCommand,
     },
     /// Back-office commands.
+    #[command(after_long_help = "\
+Examples:
+  campuspay admin merchant add --id canteen1 --name 'North Canteen'
+  campuspay admin terminal add --merchant canteen1 --id t1
+  campuspay admin card add --user s001 --name 'Li Hua' --identity student
+  campuspay admin card topup --user s001 --amount 100.00
+  campuspay admin fee set --identity external --rate 0.10
+  campuspay admin queues
+  campuspay admin verify")]
     Admin {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
     /// Simulated phone.
+    #[command(after_long_help = "\
+Examples:
+  campuspay phone codes --user s001
+  campuspay phone scan --user s001 --qr \"$(cat till.txt)\" --amount 12.50
+  campuspay phone confirm --user s001 --pin 135790")]
     Phone {
         #[command(subcommand)]
         command: phone::PhoneCommand,
     },
     /// Simulated POS terminal.
+    #[command(after_long_help = "\
+Examples:
+  campuspay pos pay --merchant canteen1 --terminal t1 --code 880123456789012345 --amount 12.50
+  campuspay pos query --merchant canteen1 --terminal t1 --request-id 6f1c7a52-1d1e-4c36-9d2b-6d3c8a4c2f10
+
+Exit status: 0 approved, 1 error, 2 usage error, 3 declined, 4 pending or unknown outcome
+(no final result in time: ask with `pos query` and the same --request-id).")]
     Pos {
         #[command(subcommand)]
         command: pos::PosCommand,
@@ -88,6 +140,7 @@ pub enum Command {
         /// Ordinary payments (scripted failures come on top).
         #[arg(long, default_value_t = 240)]
         payments: usize,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
         /// Then keep the pipeline and the platform (CAMPUSPAY_HTTP_ADDR) running, as `run`
@@ -97,6 +150,64 @@ pub enum Command {
     },
     /// Measure throughput and latency on a fresh database and vhost (docs/PERFORMANCE.md).
     Bench(Box<crate::bench::BenchArgs>),
+    /// Print a shell completion script.
+    #[command(after_long_help = "\
+Examples:
+  campuspay completions bash > /etc/bash_completion.d/campuspay
+  campuspay completions zsh > \"${fpath[1]}/_campuspay\"
+  campuspay completions fish > ~/.config/fish/completions/campuspay.fish")]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// A cardholder's identity on the command line (clap lists the values in the help).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum IdentityArg {
+    Student,
+    Staff,
+    /// Short-term visitors, contractors.
+    Temporary,
+    /// Off-campus people.
+    External,
+}
+
+impl From<IdentityArg> for campuspay::domain::Identity {
+    fn from(a: IdentityArg) -> Self {
+        use campuspay::domain::Identity;
+        match a {
+            IdentityArg::Student => Identity::Student,
+            IdentityArg::Staff => Identity::Staff,
+            IdentityArg::Temporary => Identity::Temporary,
+            IdentityArg::External => Identity::External,
+        }
+    }
+}
+
+/// A pipeline stage on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum StageArg {
+    QrValidation,
+    Order,
+    Fee,
+    Settlement,
+    Fanout,
+}
+
+impl From<StageArg> for campuspay::broker::topology::StageName {
+    fn from(a: StageArg) -> Self {
+        use campuspay::broker::topology::StageName;
+        match a {
+            StageArg::QrValidation => StageName::QrValidation,
+            StageArg::Order => StageName::Order,
+            StageArg::Fee => StageName::Fee,
+            StageArg::Settlement => StageName::Settlement,
+            StageArg::Fanout => StageName::Fanout,
+        }
+    }
 }
 
 fn parse_amount(s: &str) -> Result<Amount, String> {
@@ -157,7 +268,7 @@ impl CliError {
     /// The exit status: 2 for a usage error, as clap's own, 1 for everything else.
     fn exit_code(&self) -> ExitCode {
         match self {
-            CliError::Usage(_) => ExitCode::from(2),
+            CliError::Usage(_) => ExitCode::from(exit::USAGE),
             CliError::Config(_)
             | CliError::Refused(_)
             | CliError::Db(_)
@@ -171,7 +282,7 @@ impl CliError {
             | CliError::File { .. }
             | CliError::QrImage(_)
             | CliError::Serve { .. }
-            | CliError::Task(_) => ExitCode::FAILURE,
+            | CliError::Task(_) => ExitCode::from(exit::ERROR),
         }
     }
 }
@@ -190,6 +301,16 @@ fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T) -> String) 
 /// Entry point used by `main`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "campuspay",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     // Decoding a QR payload needs no settings (and no secrets).
     if let Command::Qr { command } = cli.command {
         return qr::run(command);
@@ -228,6 +349,7 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
         Command::Migrate => run::migrate(config).await,
         Command::Topology { print_definitions } => run::topology(print_definitions, config).await,
         Command::Qr { command } => Ok(qr::run(command)),
+        Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         Command::Run {
             stages,
             no_http,
@@ -246,5 +368,35 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError
             json,
             serve,
         } => demo::run(payments, json, serve, config).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every argument of every command, with its command path, that has no help text.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        let path = format!("{path} {}", cmd.get_name());
+        if cmd.get_about().is_none() && cmd.get_long_about().is_none() {
+            out.push(format!("{path} (the command itself)"));
+        }
+        for arg in cmd.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            undocumented(sub, &path, out);
+        }
+    }
+
+    #[test]
+    fn every_command_and_argument_has_help() {
+        let mut missing = Vec::new();
+        undocumented(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no help text:\n{}", missing.join("\n"));
     }
 }

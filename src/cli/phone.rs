@@ -13,15 +13,19 @@ use std::time::Duration;
 pub enum PhoneCommand {
     /// Ask the TSM for 10 one-time payment codes.
     Codes {
+        /// The cardholder's user id (e.g. a student number).
         #[arg(long)]
         user: UserId,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Scan a merchant QR code and pay through the platform's HTTP API, step by step.
     Scan {
+        /// The cardholder's user id (e.g. a student number).
         #[arg(long)]
         user: UserId,
+        /// The merchant's QR payload, as scanned.
         #[arg(long)]
         qr: String,
         /// The amount to pay (static codes only).
@@ -34,6 +38,7 @@ pub enum PhoneCommand {
             default_value = "http://127.0.0.1:8080"
         )]
         platform: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -41,36 +46,43 @@ pub enum PhoneCommand {
     /// (above the card's password-free amount), then wait for its result.
     /// Exit status: 0 approved, 2 declined, 1 refused or error.
     Confirm {
+        /// The cardholder's user id (e.g. a student number).
         #[arg(long)]
         user: UserId,
+        /// The PIN (six digits).
         #[arg(long, env = "CAMPUSPAY_PIN", hide_env_values = true)]
         pin: String,
         /// The payment to confirm; default: the newest one waiting.
         #[arg(long)]
         transaction: Option<TransactionId>,
+        /// The payment platform's base URL (default: http://CAMPUSPAY_HTTP_ADDR).
         #[arg(
             long,
             env = "CAMPUSPAY_PLATFORM_URL",
             default_value = "http://127.0.0.1:8080"
         )]
         platform: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Decline a reverse-scan payment that waits for the cardholder's confirmation.
     /// Exit status: 0 declined, 1 refused or error.
     Decline {
+        /// The cardholder's user id (e.g. a student number).
         #[arg(long)]
         user: UserId,
         /// The payment to decline; default: the newest one waiting.
         #[arg(long)]
         transaction: Option<TransactionId>,
+        /// The payment platform's base URL (default: http://CAMPUSPAY_HTTP_ADDR).
         #[arg(
             long,
             env = "CAMPUSPAY_PLATFORM_URL",
             default_value = "http://127.0.0.1:8080"
         )]
         platform: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -205,7 +217,7 @@ async fn answer_confirmation(
                 Ok(if result.body["state"] == "approved" {
                     ExitCode::SUCCESS
                 } else {
-                    ExitCode::from(2)
+                    ExitCode::from(super::exit::DECLINED)
                 })
             }
         }

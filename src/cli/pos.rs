@@ -2,7 +2,7 @@
 //! codes) over AMQP.
 
 use super::qr::write_images;
-use super::{parse_amount, parse_code, print, CliError};
+use super::{exit, parse_amount, parse_code, print, CliError};
 use campuspay::broker::connection::connect_retrying;
 use campuspay::config::Config;
 use campuspay::domain::{Amount, MerchantId, PaymentCode, RequestId, TerminalId};
@@ -16,7 +16,8 @@ pub enum PosCommand {
     /// Scan a payment code: publish scan.v1, wait for the result on the terminal's queue. Above
     /// the card's password-free amount it prints PENDING first and waits on while the
     /// cardholder confirms on the phone.
-    /// Exit status: 0 approved, 2 declined, 1 error (e.g. no result in time).
+    /// Exit status: 0 approved, 3 declined, 4 no final result in time (outcome unknown: ask with
+    /// `pos query`), 1 error, 2 usage error.
     Pay(PayArgs),
     /// Ask what became of an earlier request (query.v1): prints its result or its status.
     Query(FollowUpArgs),
@@ -24,26 +25,35 @@ pub enum PosCommand {
     Reverse(FollowUpArgs),
     /// Ask the gateway for a dynamic QR code with an amount in it (dynamic_qr.v1).
     Qr {
+        /// The merchant id (letters, digits, `-`, `_`).
         #[arg(long)]
         merchant: MerchantId,
+        /// The terminal (till) id within the merchant.
         #[arg(long)]
         terminal: TerminalId,
+        /// The amount in yuan (e.g. `12.50`).
         #[arg(long, value_parser = parse_amount)]
         amount: Amount,
+        /// The request id (a UUID); reuse it on retries: the same request never moves money twice. Default: a new one.
         #[arg(long)]
         request_id: Option<RequestId>,
+        /// The terminal's token (from `admin terminal add`); default: one minted with CAMPUSPAY_JWT_SECRET for the terminal's current token version.
         #[arg(long, env = "CAMPUSPAY_TERMINAL_TOKEN", hide_env_values = true)]
         token: Option<String>,
         /// The terminal's own broker login (`amqp_url` printed by `admin terminal add`); default:
         /// AMQP_URL, the pipeline's own user, which may act for any till (development).
         #[arg(long, env = "CAMPUSPAY_TERMINAL_AMQP_URL", hide_env_values = true)]
         amqp_url: Option<String>,
+        /// Also write the QR code as a PNG image to this file.
         #[arg(long)]
         png: Option<std::path::PathBuf>,
+        /// Also write the QR code (or chart) as an SVG image to this file.
         #[arg(long)]
         svg: Option<std::path::PathBuf>,
+        /// How long to wait for the answer, in seconds.
         #[arg(long, default_value_t = 30)]
         timeout_secs: u64,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -51,31 +61,39 @@ pub enum PosCommand {
 
 #[derive(Debug, Args)]
 pub struct FollowUpArgs {
+    /// The merchant id (letters, digits, `-`, `_`).
     #[arg(long)]
     merchant: MerchantId,
+    /// The terminal (till) id within the merchant.
     #[arg(long)]
     terminal: TerminalId,
     /// The request_id of the earlier scan.
     #[arg(long)]
     request_id: RequestId,
+    /// The terminal's token (from `admin terminal add`); default: one minted with CAMPUSPAY_JWT_SECRET for the terminal's current token version.
     #[arg(long, env = "CAMPUSPAY_TERMINAL_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// The terminal's own broker login (`amqp_url` printed by `admin terminal add`); default:
     /// AMQP_URL, the pipeline's own user, which may act for any till (development).
     #[arg(long, env = "CAMPUSPAY_TERMINAL_AMQP_URL", hide_env_values = true)]
     amqp_url: Option<String>,
+    /// How long to wait for the answer, in seconds.
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]
 pub struct PayArgs {
+    /// The merchant id (letters, digits, `-`, `_`).
     #[arg(long)]
     merchant: MerchantId,
+    /// The terminal (till) id within the merchant.
     #[arg(long)]
     terminal: TerminalId,
+    /// The 18-digit payment code shown by the phone.
     #[arg(long, value_parser = parse_code)]
     code: PaymentCode,
+    /// The amount in yuan (e.g. `12.50`).
     #[arg(long, value_parser = parse_amount)]
     amount: Amount,
     /// Reuse on retries: the same request never moves money twice.
@@ -89,8 +107,10 @@ pub struct PayArgs {
     /// AMQP_URL, the pipeline's own user, which may act for any till (development).
     #[arg(long, env = "CAMPUSPAY_TERMINAL_AMQP_URL", hide_env_values = true)]
     amqp_url: Option<String>,
+    /// How long to wait for the answer, in seconds.
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -162,7 +182,7 @@ pub(super) async fn run(command: PosCommand, config: Config) -> Result<ExitCode,
                 ),
             });
             if issued.payload.is_none() {
-                return Ok(ExitCode::FAILURE);
+                return Ok(ExitCode::from(exit::DECLINED));
             }
         }
         PosCommand::Query(args) => return follow_up(&config, "query", args).await,
@@ -187,7 +207,7 @@ pub(super) async fn run(command: PosCommand, config: Config) -> Result<ExitCode,
             pos.send_scan(request_id, args.code.expose(), &args.amount.to_string())
                 .await?;
             let json = args.json;
-            let result = pos
+            let waited = pos
                 .wait_final(request_id, Duration::from_secs(args.timeout_secs), |p| {
                     // Above the card's password-free amount: the cardholder confirms on the
                     // phone (`campuspay phone confirm`) and the final result follows. With
@@ -210,8 +230,19 @@ pub(super) async fn run(command: PosCommand, config: Config) -> Result<ExitCode,
                         outln!("{line}");
                     }
                 })
-                .await?;
+                .await;
             let _ = conn.close(200, "done".into()).await;
+            let result = match waited {
+                Ok(r) => r,
+                Err(e @ campuspay::sim::SimError::Timeout { .. }) => {
+                    eprintln!(
+                        "error: {e}; the outcome is unknown: ask with `campuspay pos query \
+                         --request-id {request_id}` (the same request never pays twice)"
+                    );
+                    return Ok(ExitCode::from(exit::UNKNOWN));
+                }
+                Err(e) => return Err(e.into()),
+            };
             print(args.json, &result, |r| {
                 format!(
                     "{}{} — amount {} fee {} total {} (transaction {})",
@@ -227,10 +258,9 @@ pub(super) async fn run(command: PosCommand, config: Config) -> Result<ExitCode,
                         .unwrap_or_else(|| "none".into()),
                 )
             });
-            // Scripts can tell a decline from an approval (and from an error, exit 1 too but
-            // with a message on stderr).
+            // Scripts tell an approval from a decline, an error and a usage error.
             if result.status != campuspay::domain::TxState::Approved {
-                return Ok(ExitCode::from(2));
+                return Ok(ExitCode::from(exit::DECLINED));
             }
         }
     }
@@ -265,9 +295,11 @@ async fn follow_up(config: &Config, verb: &str, args: FollowUpArgs) -> Result<Ex
         "{}",
         serde_json::to_string_pretty(&value).unwrap_or_default()
     );
+    // A result.v1 is the request's final answer (printed); a query_status.v1 says it has none
+    // yet, or none is known.
     Ok(if kind == campuspay::messages::external::RESULT_V1 {
-        ExitCode::SUCCESS
+        ExitCode::from(exit::OK)
     } else {
-        ExitCode::from(3)
+        ExitCode::from(exit::UNKNOWN)
     })
 }

@@ -11,7 +11,9 @@ use std::process::ExitCode;
 pub enum QrCommand {
     /// Print every field of any EMV merchant-presented payload and whether its CRC is valid.
     Decode {
+        /// The EMV merchant-presented QR payload (the text inside the QR code).
         payload: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -21,14 +23,19 @@ pub enum QrCommand {
 pub enum AdminQrCommand {
     /// A printable static merchant QR code (merchant only, or merchant + terminal).
     Static {
+        /// The merchant id (letters, digits, `-`, `_`).
         #[arg(long)]
         merchant: MerchantId,
+        /// The terminal (till) id within the merchant.
         #[arg(long)]
         terminal: Option<TerminalId>,
+        /// Also write the QR code as a PNG image to this file.
         #[arg(long)]
         png: Option<std::path::PathBuf>,
+        /// Also write the QR code (or chart) as an SVG image to this file.
         #[arg(long)]
         svg: Option<std::path::PathBuf>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 #[derive(Debug, Args)]
 pub struct RefundArgs {
+    /// The transaction id (a UUID).
     #[arg(long)]
     transaction: uuid::Uuid,
     /// Default: everything that remains.
@@ -17,8 +18,10 @@ pub struct RefundArgs {
     /// Idempotency key: the same id never refunds twice (default: a fresh one).
     #[arg(long)]
     request_id: Option<uuid::Uuid>,
+    /// Why (recorded with the operator's name).
     #[arg(long, default_value = "")]
     reason: String,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -29,11 +32,14 @@ pub enum SubsidyCommand {
     /// `row_id,user_id,amount[,memo]` with that header): each row once per batch, however often
     /// the file is imported, edited or reordered.
     Import {
+        /// The CSV file: `user_id,amount[,memo]`, or `row_id,user_id,amount[,memo]` with that
+        /// header.
         file: std::path::PathBuf,
         /// The name of this subsidy run (e.g. "2026-11 meal subsidy"). Rows are keyed by batch
         /// and row_id, or batch and cardholder without row ids.
         #[arg(long)]
         batch: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -46,8 +52,10 @@ pub enum ReportCommand {
         /// YYYY-MM-DD in campus time (CAMPUSPAY_UTC_OFFSET); default today.
         #[arg(long)]
         date: Option<chrono::NaiveDate>,
+        /// Also write the report as CSV to this file.
         #[arg(long)]
         csv: Option<std::path::PathBuf>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -58,6 +66,7 @@ pub struct VerifyArgs {
     /// A request still `created` after this many seconds counts as stuck.
     #[arg(long, default_value_t = 300)]
     stuck_after: i64,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }

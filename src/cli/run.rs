@@ -48,7 +48,7 @@ pub(super) async fn topology(
 }
 
 pub(super) async fn run(
-    stages: Vec<String>,
+    stages: Vec<super::StageArg>,
     no_http: bool,
     prefer_shards: Vec<u32>,
     config: Config,
@@ -68,27 +68,31 @@ pub(super) async fn run(
     let stages: Vec<StageName> = if stages.is_empty() {
         StageName::ALL.to_vec()
     } else {
-        stages
-            .iter()
-            .map(|s| {
-                StageName::parse(s.trim()).ok_or_else(|| {
-                    CliError::Usage(format!(
-                        "unknown stage {s:?}: expected qr_validation, order, fee, settlement or fanout"
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?
+        stages.into_iter().map(StageName::from).collect()
     };
     if stages.contains(&StageName::Fee) || stages.contains(&StageName::Settlement) {
         refuse_stranded_shards(&config).await?;
     }
     let pool = pool(&config).await?;
-    let ops = campuspay::platform::operations::OpsListener::start(&config, &config.ops_addr)
-        .map_err(|source| CliError::Serve {
-            addr: config.ops_addr.clone(),
-            source,
-        })?;
-    let pipeline = Pipeline::start(&config, pool.clone(), &stages);
+    let consumers = campuspay::health::Consumers::default();
+    let ops = match config.ops_addr.resolve(!no_http) {
+        None => None,
+        Some(addr) => {
+            let readiness = campuspay::platform::operations::Readiness {
+                pool: Some(pool.clone()),
+                consumers: consumers.clone(),
+            };
+            Some(
+                campuspay::platform::operations::OpsListener::start(addr, readiness).map_err(
+                    |source| CliError::Serve {
+                        addr: addr.to_owned(),
+                        source,
+                    },
+                )?,
+            )
+        }
+    };
+    let pipeline = Pipeline::start_reporting(&config, pool.clone(), &stages, consumers);
     let platform = if no_http {
         None
     } else {
@@ -115,7 +119,9 @@ pub(super) async fn run(
         p.stop().await;
     }
     pipeline.shutdown().await;
-    ops.stop().await;
+    if let Some(ops) = ops {
+        ops.stop().await;
+    }
     log::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -13,8 +13,10 @@ const TOKEN_TTL_SECS: i64 = 86_400;
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
+    /// The cardholder's user id (e.g. a student number).
     #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
     user: Option<UserId>,
+    /// The operator name an admin token is issued to (its changes are recorded under it).
     #[arg(long)]
     admin: Option<String>,
     /// With --user: revoke every token the cardholder holds (a lost phone), their browser
@@ -29,6 +31,7 @@ pub struct TokenArgs {
     /// Validity in seconds (a token: 1 day by default; a link: 15 minutes).
     #[arg(long)]
     ttl: Option<i64>,
+    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
 }

@@ -295,7 +295,11 @@ pub fn due(
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
             let Some(card_id) = row.card_id else {
-                log::error!("parked transaction {} has no card; cannot settle it", row.id);
+                log::error!(
+                    transaction_id:% = row.id;
+                    "parked transaction {} has no card; cannot settle it",
+                    row.id
+                );
                 continue;
             };
             let card = load_card_ref(conn, card_id)?;

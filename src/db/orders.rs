@@ -102,6 +102,7 @@ pub fn create_orders(
                 item.decline(DeclineReason::InternalError, at);
             } else if item.mode == PaymentMode::ForwardScan && !confirmed.contains(&i) {
                 log::warn!(
+                    request_id:% = item.request_id;
                     "forward-scan payment {} has no confirmed order behind it: declined",
                     item.request_id
                 );

@@ -41,7 +41,12 @@ pub async fn sweep_once(deps: &Deps, publisher: &PublisherSlot) -> Result<usize,
         return Ok(0);
     }
     let n = items.len();
-    let messages = to_settlement(&deps.keys.stage_mac, deps.settlement_shards, items)?;
+    let messages = to_settlement(
+        &deps.keys.stage_mac,
+        deps.settlement_shards,
+        items,
+        &super::Trace::default(),
+    )?;
     publisher.publish(&messages).await?;
     Ok(n)
 }

@@ -108,11 +108,13 @@ impl Stage for Fanout {
     fn handle(&self, batch: Vec<Incoming>) -> StageFuture {
         let key = self.deps.keys.stage_mac.clone();
         Box::pin(async move {
-            let (items, dispositions) = decode_batches(&key, &batch);
+            let (items, dispositions, trace) = decode_batches(&key, &batch);
+            super::trace::log_items(Self::NAME, &items);
             let mut publish = Vec::with_capacity(items.len() * 2);
             for item in &items {
                 let Some(result) = result_of(item) else {
                     log::error!(
+                        request_id:% = item.request_id;
                         "request {} reached fan-out undecided; not answering it (admin verify reports it)",
                         item.request_id
                     );
@@ -122,6 +124,13 @@ impl Stage for Fanout {
                     metric_status(result.status),
                     result.reason.map(|r| r.as_str()),
                 );
+                // Only where the receipt time travelled with the payment (not after a
+                // confirmation, which waits on a person).
+                if let Some(at) = trace.received_at(&item.request_id) {
+                    let secs =
+                        (chrono::Utc::now() - at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                    crate::metrics::result_latency(metric_status(result.status), secs);
+                }
                 // Serialising our own plain struct cannot fail (`result_of` gives only the
                 // statuses the wire has).
                 let body = serde_json::to_vec(&result).unwrap_or_default();
@@ -151,6 +160,7 @@ impl Stage for Fanout {
                                 serde_json::to_vec(&request).unwrap_or_default(),
                             )),
                             None => log::error!(
+                                request_id:% = item.request_id;
                                 "request {} awaits confirmation without an amount or a \
                                  transaction; the cardholder cannot be asked",
                                 item.request_id

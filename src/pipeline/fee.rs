@@ -2,6 +2,7 @@
 //! to the fen, stored on the transaction with the rule used. Then each payment goes to the
 //! settlement shard of its card.
 
+use super::trace::log_items;
 use super::{decode_batches, to_settlement, to_stage, with_db, Deps, Stage, StageFuture};
 use crate::broker::consumer::{HandlerOutput, Incoming};
 use crate::broker::topology::StageName;
@@ -26,14 +27,15 @@ impl Stage for Fee {
         let key = self.deps.keys.stage_mac.clone();
         let shard_count = self.deps.settlement_shards;
         Box::pin(async move {
-            let (items, dispositions) = decode_batches(&key, &batch);
+            let (items, dispositions, trace) = decode_batches(&key, &batch);
             let items = with_db(&pool, items, fees::apply_fees).await?;
+            log_items(Self::NAME, &items);
             let (pending, done): (Vec<PaymentItem>, Vec<PaymentItem>) = items
                 .into_iter()
                 .partition(|i| i.card.is_some() && i.is_pending());
-            let mut publish = to_settlement(&key, shard_count, pending)?;
+            let mut publish = to_settlement(&key, shard_count, pending, &trace)?;
             if !done.is_empty() {
-                publish.extend(to_stage(&key, StageName::Fanout.as_str(), done)?);
+                publish.extend(to_stage(&key, StageName::Fanout.as_str(), done, &trace)?);
             }
             Ok(HandlerOutput {
                 publish,

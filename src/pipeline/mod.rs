@@ -13,6 +13,7 @@ pub mod fee;
 pub mod order;
 pub mod qr_validation;
 pub mod settlement;
+pub mod trace;
 
 use crate::auth::JwtKeys;
 use crate::broker::consumer::{self, ConsumerSpec, Disposition, HandlerOutput, Incoming, Retry};
@@ -31,6 +32,7 @@ use futures_util::future::LocalBoxFuture;
 use std::rc::Rc;
 use std::sync::Arc;
 use tokio::sync::watch;
+pub use trace::Trace;
 
 /// The errors a stage can meet while handling a batch. Per-message problems (bad input) are not
 /// errors: they become declines or dead letters inside the output.
@@ -154,6 +156,7 @@ pub fn start_stage<S: Stage>(
     stage: S,
     config: &Config,
     shutdown: &watch::Receiver<bool>,
+    consumers: &crate::health::Consumers,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let addr = StageActor {
         stage: Rc::new(stage),
@@ -176,11 +179,12 @@ pub fn start_stage<S: Stage>(
             };
             let spec = ConsumerSpec {
                 amqp_url: config.amqp_url.clone(),
-                queue,
+                queue: queue.clone(),
                 stage: S::NAME.as_str(),
                 prefetch: config.prefetch,
                 confirm_timeout: config.confirm_timeout,
                 standby,
+                health: consumers.probe(&queue),
             };
             let addr = addr.clone();
             let handler: consumer::Handler = Box::new(move |batch| {
@@ -205,14 +209,26 @@ pub fn start_stage<S: Stage>(
 pub struct Pipeline {
     shutdown: watch::Sender<bool>,
     handles: Vec<tokio::task::JoinHandle<()>>,
+    consumers: crate::health::Consumers,
 }
 
 impl Pipeline {
     /// Starts the chosen stages in the current actix system.
     pub fn start(config: &Config, pool: Pool, stages: &[StageName]) -> Pipeline {
+        Pipeline::start_reporting(config, pool, stages, crate::health::Consumers::default())
+    }
+
+    /// `start`, its consumers reporting their states to `consumers` (`/readyz`).
+    pub fn start_reporting(
+        config: &Config,
+        pool: Pool,
+        stages: &[StageName],
+        consumers: crate::health::Consumers,
+    ) -> Pipeline {
         let (tx, rx) = watch::channel(false);
         let deps = Deps::new(config, pool);
         let mut handles = Vec::new();
+        let c = &consumers;
         if stages.contains(&StageName::Settlement) {
             let publisher = PublisherSlot::new(
                 &config.amqp_url,
@@ -227,21 +243,30 @@ impl Pipeline {
         }
         for stage in stages {
             handles.extend(match stage {
-                StageName::QrValidation => {
-                    start_stage(qr_validation::QrValidation::new(deps.clone()), config, &rx)
-                }
-                StageName::Order => start_stage(order::Order::new(deps.clone()), config, &rx),
-                StageName::Fee => start_stage(fee::Fee::new(deps.clone()), config, &rx),
+                StageName::QrValidation => start_stage(
+                    qr_validation::QrValidation::new(deps.clone()),
+                    config,
+                    &rx,
+                    c,
+                ),
+                StageName::Order => start_stage(order::Order::new(deps.clone()), config, &rx, c),
+                StageName::Fee => start_stage(fee::Fee::new(deps.clone()), config, &rx, c),
                 StageName::Settlement => {
-                    start_stage(settlement::Settlement::new(deps.clone()), config, &rx)
+                    start_stage(settlement::Settlement::new(deps.clone()), config, &rx, c)
                 }
-                StageName::Fanout => start_stage(fanout::Fanout::new(deps.clone()), config, &rx),
+                StageName::Fanout => start_stage(fanout::Fanout::new(deps.clone()), config, &rx, c),
             });
         }
         Pipeline {
             shutdown: tx,
             handles,
+            consumers,
         }
+    }
+
+    /// The states of this pipeline's consumers (`/readyz`).
+    pub fn consumers(&self) -> crate::health::Consumers {
+        self.consumers.clone()
     }
 
     /// Graceful shutdown: stop consuming, finish and ack in-flight batches, close.
@@ -256,7 +281,10 @@ impl Pipeline {
 /// Decodes every delivery of an internal stage. One whose MAC does not verify (forged or
 /// altered) or that does not decode is dead-lettered with the reason, and nothing of it is
 /// acted on.
-pub fn decode_batches(key: &Secret, batch: &[Incoming]) -> (Vec<PaymentItem>, Vec<Disposition>) {
+pub fn decode_batches(
+    key: &Secret,
+    batch: &[Incoming],
+) -> (Vec<PaymentItem>, Vec<Disposition>, Trace) {
     let mut items = Vec::new();
     let mut dispositions = Vec::with_capacity(batch.len());
     for inc in batch {
@@ -285,7 +313,7 @@ pub fn decode_batches(key: &Secret, batch: &[Incoming]) -> (Vec<PaymentItem>, Ve
             }
         }
     }
-    (items, dispositions)
+    (items, dispositions, Trace::from_headers(batch))
 }
 
 /// Encodes items for the stage bound to `routing_key`, in chunks of at most MAX_BATCH_ITEMS,
@@ -294,6 +322,7 @@ pub fn to_stage(
     key: &Secret,
     routing_key: &str,
     items: Vec<PaymentItem>,
+    trace: &Trace,
 ) -> Result<Vec<Outgoing>, EncodeError> {
     items
         .chunks(MAX_BATCH_ITEMS)
@@ -302,7 +331,7 @@ pub fn to_stage(
                 items: chunk.to_vec(),
             }
             .encode(key.expose())?;
-            Ok(Outgoing::binary(STAGE, routing_key.to_owned(), body))
+            Ok(trace.stamp(Outgoing::binary(STAGE, routing_key.to_owned(), body), chunk))
         })
         .collect()
 }
@@ -313,6 +342,7 @@ pub fn to_settlement(
     key: &Secret,
     shard_count: Shards,
     items: Vec<PaymentItem>,
+    trace: &Trace,
 ) -> Result<Vec<Outgoing>, EncodeError> {
     let mut shards: Vec<Vec<PaymentItem>> = vec![Vec::new(); shard_count.count() as usize];
     let mut lost = Vec::new();
@@ -325,11 +355,11 @@ pub fn to_settlement(
     let mut out = Vec::new();
     for (shard, items) in shards.into_iter().enumerate() {
         if !items.is_empty() {
-            out.extend(to_stage(key, &settlement_key(shard as u32), items)?);
+            out.extend(to_stage(key, &settlement_key(shard as u32), items, trace)?);
         }
     }
     if !lost.is_empty() {
-        out.extend(to_stage(key, StageName::Fanout.as_str(), lost)?);
+        out.extend(to_stage(key, StageName::Fanout.as_str(), lost, trace)?);
     }
     Ok(out)
 }
@@ -339,14 +369,15 @@ pub fn route(
     key: &Secret,
     items: Vec<PaymentItem>,
     next: &str,
+    trace: &Trace,
 ) -> Result<Vec<Outgoing>, EncodeError> {
     let (pending, done): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| i.is_pending());
     let mut out = Vec::new();
     if !pending.is_empty() {
-        out.extend(to_stage(key, next, pending)?);
+        out.extend(to_stage(key, next, pending, trace)?);
     }
     if !done.is_empty() {
-        out.extend(to_stage(key, StageName::Fanout.as_str(), done)?);
+        out.extend(to_stage(key, StageName::Fanout.as_str(), done, trace)?);
     }
     Ok(out)
 }

@@ -1,6 +1,7 @@
 //! Order creation: writes the transaction record (交易流水) once per request and consumes the
 //! payment code; a retried request gets its stored transaction back.
 
+use super::trace::log_items;
 use super::{decode_batches, route, with_db, Deps, Stage, StageFuture};
 use crate::broker::consumer::{HandlerOutput, Incoming};
 use crate::broker::topology::StageName;
@@ -23,10 +24,11 @@ impl Stage for Order {
         let pool = self.deps.pool.clone();
         let key = self.deps.keys.stage_mac.clone();
         Box::pin(async move {
-            let (items, dispositions) = decode_batches(&key, &batch);
+            let (items, dispositions, trace) = decode_batches(&key, &batch);
             let items = with_db(&pool, items, orders::create_orders).await?;
+            log_items(Self::NAME, &items);
             Ok(HandlerOutput {
-                publish: route(&key, items, StageName::Fee.as_str())?,
+                publish: route(&key, items, StageName::Fee.as_str(), &trace)?,
                 dispositions,
             })
         })

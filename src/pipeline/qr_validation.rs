@@ -104,6 +104,7 @@ pub fn classify(inc: &Incoming, deps: &Deps) -> Result<(Request, Caller), DeadRe
     );
     if let Err(e) = &auth {
         log::warn!(
+            request_id:% = envelope.request_id;
             "refusing {expected} {} on {}: unauthorized ({e})",
             envelope.request_id,
             inc.routing_key
@@ -256,7 +257,14 @@ impl Stage for QrValidation {
                 )
                 .collect();
             let (items, gate) = screen_payments(&deps, payments, merchants).await?;
-            let mut publish = route(&deps.keys.stage_mac, items, StageName::Order.as_str())?;
+            super::trace::log_items(Self::NAME, &items);
+            let trace = super::Trace::received_now(&items);
+            let mut publish = route(
+                &deps.keys.stage_mac,
+                items,
+                StageName::Order.as_str(),
+                &trace,
+            )?;
             if !qr_jobs.is_empty() {
                 let jobs = qr_jobs
                     .into_iter()
@@ -338,6 +346,7 @@ async fn screen_payments(
                         item.decline(reason, now);
                     } else if *count >= validation::FAILURE_LIMIT {
                         log::warn!(
+                            request_id:% = item.request_id;
                             "terminal {m}/{t} throttled: too many failed code attempts \
                              (request {})",
                             item.request_id
@@ -432,6 +441,7 @@ async fn answer_follow_ups(
             &deps.keys.stage_mac,
             StageName::Fanout.as_str(),
             finals,
+            &super::Trace::default(),
         )?);
     }
     for s in statuses {

@@ -2,6 +2,7 @@
 //! database transaction. Each shard queue has a single active consumer, so one card's debits
 //! never race each other; the balance guard and the CHECK constraint keep it at or above zero.
 
+use super::trace::log_items;
 use super::{decode_batches, to_stage, with_db, Deps, Stage, StageFuture};
 use crate::broker::consumer::{HandlerOutput, Incoming};
 use crate::broker::topology::StageName;
@@ -26,16 +27,17 @@ impl Stage for Settlement {
         let confirm_for = self.deps.confirmation_timeout;
         let key = self.deps.keys.stage_mac.clone();
         Box::pin(async move {
-            let (items, dispositions) = decode_batches(&key, &batch);
+            let (items, dispositions, trace) = decode_batches(&key, &batch);
             let day_start = crate::config::campus_day_start(offset, crate::messages::now_micros());
             let items = with_db(&pool, items, move |c, items| {
                 settle::settle(c, items, day_start, confirm_for)
             })
             .await?;
+            log_items(Self::NAME, &items);
             let publish = if items.is_empty() {
                 Vec::new()
             } else {
-                to_stage(&key, StageName::Fanout.as_str(), items)?
+                to_stage(&key, StageName::Fanout.as_str(), items, &trace)?
             };
             Ok(HandlerOutput {
                 publish,

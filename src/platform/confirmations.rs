@@ -62,10 +62,23 @@ fn transaction_id(path: &str) -> Result<Uuid, ApiError> {
 
 /// Hands items to their settlement shards.
 async fn hand_to_settlement(state: &AppState, items: Vec<PaymentItem>) -> Result<(), ApiError> {
+    for item in &items {
+        match item.transaction_id {
+            Some(tx) => log::info!(
+                request_id:% = item.request_id, transaction_id:% = tx;
+                "platform: the cardholder's answer handed to settlement"
+            ),
+            None => log::info!(
+                request_id:% = item.request_id;
+                "platform: the cardholder's answer handed to settlement"
+            ),
+        }
+    }
     let messages = to_settlement(
         &state.config.keys.stage_mac,
         state.config.settlement_shards,
         items,
+        &crate::pipeline::Trace::default(),
     )
     .map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?;
     state.publisher.publish(&messages).await.map_err(|e| {

@@ -10,6 +10,7 @@
 //! A confirmed order is handed to the pipeline's order stage as a one-item batch; from there
 //! it follows the same stages as a reverse scan.
 
+pub mod access;
 pub mod admin;
 pub mod admin_views;
 pub mod auth;
@@ -148,6 +149,7 @@ impl Platform {
                 ApiError::bad_request("invalid_query", err.to_string()).into()
             });
             App::new()
+                .wrap_fn(access::log_request)
                 .app_data(state.clone())
                 .app_data(json)
                 .app_data(query)

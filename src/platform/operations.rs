@@ -1,23 +1,37 @@
 //! The operations listener: what a monitoring system asks a process, on an address of its own
 //! (`CAMPUSPAY_OPS_ADDR`), apart from the public payment platform. Every `campuspay run`
-//! process serves it, stage workers without the platform included. `GET /metrics` is this
-//! process's Prometheus text; the pipeline queues' depths come from the management API at most
-//! once per `BACKLOG_MAX_AGE`, however often Prometheus scrapes.
+//! process serves it, stage workers without the platform included:
+//! - `GET /healthz`: 200 while the process runs (a liveness probe: restart it when this fails);
+//! - `GET /readyz`: 200 when PostgreSQL answers, the broker is connected and every consumer of
+//!   this process is registered on its queue; else 503 with a JSON body naming what is not;
+//! - `GET /metrics`: this process's Prometheus text (queue depths come from RabbitMQ's own
+//!   exporter, not from here: a scrape costs the broker nothing).
 
-use crate::admin::management::Management;
-use crate::admin::queues;
-use crate::config::Config;
+use crate::db::{self, DbError, Pool};
+use crate::health::{broker_problems, consumer_problems, Consumers};
 use actix_web::{web, App, HttpResponse, HttpServer};
+use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// How stale the queue depths in `/metrics` may be.
-const BACKLOG_MAX_AGE: Duration = Duration::from_secs(15);
+/// How long `/readyz` waits for PostgreSQL before calling it unreachable (a probe must answer
+/// well within a load balancer's or systemd's timeout).
+const DB_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What `/readyz` checks.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    /// The process's database pool (`None`: no database to check).
+    pub pool: Option<Pool>,
+    /// The process's stage consumers.
+    pub consumers: Consumers,
+}
 
 struct State {
-    config: Config,
-    backlog: Mutex<Option<(Instant, crate::metrics::Backlog)>>,
+    readiness: Readiness,
+    /// One database probe at a time: probes that arrive meanwhile wait for its answer instead
+    /// of each holding a blocking thread on a database that does not answer.
+    db_probe: tokio::sync::Mutex<()>,
 }
 
 /// A running operations listener.
@@ -29,15 +43,17 @@ pub struct OpsListener {
 impl OpsListener {
     /// Binds `addr` (port 0: a free one) and serves until `stop`. Runs in the current actix
     /// system.
-    pub fn start(config: &Config, addr: &str) -> std::io::Result<OpsListener> {
+    pub fn start(addr: &str, readiness: Readiness) -> std::io::Result<OpsListener> {
         let state = web::Data::new(State {
-            config: config.clone(),
-            backlog: Mutex::new(None),
+            readiness,
+            db_probe: tokio::sync::Mutex::new(()),
         });
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .route("/metrics", web::get().to(metrics))
+                .route("/healthz", web::get().to(healthz))
+                .route("/readyz", web::get().to(readyz))
         })
         .workers(1)
         .disable_signals()
@@ -50,7 +66,7 @@ impl OpsListener {
         let server = server.run();
         let handle = server.handle();
         actix_rt::spawn(server);
-        log::info!("operations listener (metrics) on http://{bound}");
+        log::info!("operations listener (/healthz, /readyz, /metrics) on http://{bound}");
         Ok(OpsListener {
             addr: bound,
             server: handle,
@@ -62,55 +78,74 @@ impl OpsListener {
     }
 }
 
-async fn backlog(state: &State) -> crate::metrics::Backlog {
-    if let Some((at, b)) = state
-        .backlog
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .as_ref()
-    {
-        if at.elapsed() < BACKLOG_MAX_AGE {
-            return b.clone();
-        }
-    }
-    // Best effort: a scrape still answers when the management API does not.
-    let fresh = match (
-        Management::new(&state.config.management_url),
-        queues::vhost_of(&state.config.amqp_url),
-    ) {
-        (Ok(m), Ok(vhost)) => {
-            match queues::queue_overview(&m, &vhost, false, state.config.settlement_shards).await {
-                Ok(o) => o
-                    .pipeline
-                    .iter()
-                    .map(|q| {
-                        let n = |v: Option<u64>| v.map(|x| x as i64).unwrap_or(0);
-                        (q.name.clone(), n(q.ready), n(q.unacked), n(q.consumers))
-                    })
-                    .collect(),
-                Err(e) => {
-                    log::warn!("metrics: no queue backlog: {e}");
-                    Vec::new()
-                }
-            }
-        }
-        (Err(e), _) => {
-            log::warn!("metrics: no queue backlog: {e}");
-            Vec::new()
-        }
-        (_, Err(e)) => {
-            log::warn!("metrics: no queue backlog: {e}");
-            Vec::new()
-        }
-    };
-    *state.backlog.lock().unwrap_or_else(|p| p.into_inner()) =
-        Some((Instant::now(), fresh.clone()));
-    fresh
-}
-
-async fn metrics(state: web::Data<State>) -> HttpResponse {
-    let backlog = backlog(&state).await;
+async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::render(&backlog))
+        .body(crate::metrics::render())
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "alive" }))
+}
+
+/// `SELECT 1` within DB_PROBE_TIMEOUT.
+async fn probe_database(state: &State, pool: &Pool) -> Result<(), String> {
+    let _one = state.db_probe.lock().await;
+    let probe = db::run(pool, |conn| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT 1")
+            .execute(conn)
+            .map(|_| ())
+            .map_err(DbError::from)
+    });
+    match tokio::time::timeout(DB_PROBE_TIMEOUT, probe).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {DB_PROBE_TIMEOUT:?}")),
+    }
+}
+
+async fn readyz(state: web::Data<State>) -> HttpResponse {
+    let mut checks = serde_json::Map::new();
+    let mut not_ready = Vec::new();
+    if let Some(pool) = &state.readiness.pool {
+        match probe_database(&state, pool).await {
+            Ok(()) => {
+                checks.insert("database".into(), json!("ok"));
+            }
+            Err(e) => {
+                checks.insert("database".into(), json!(format!("unreachable: {e}")));
+                not_ready.push("database");
+            }
+        }
+    }
+    let consumers = state.readiness.consumers.snapshot();
+    let verdict = |problems: Option<_>, name: &'static str, not_ready: &mut Vec<&str>| -> Value {
+        match problems {
+            None => json!("ok"),
+            Some(bad) => {
+                not_ready.push(name);
+                json!(bad)
+            }
+        }
+    };
+    let broker = verdict(broker_problems(&consumers), "broker", &mut not_ready);
+    checks.insert("broker".into(), broker);
+    let attached = if consumers.is_empty() {
+        not_ready.push("consumers");
+        json!("none started yet")
+    } else {
+        verdict(consumer_problems(&consumers), "consumers", &mut not_ready)
+    };
+    checks.insert("consumers".into(), attached);
+    let body = json!({
+        "status": if not_ready.is_empty() { "ready" } else { "not_ready" },
+        "not_ready": not_ready,
+        "checks": checks,
+    });
+    if not_ready.is_empty() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }

@@ -214,10 +214,15 @@ pub async fn pay_order(
             pin_verified: submitted.pin_verified,
             outcome: Outcome::Pending,
         };
-        let messages = to_stage(&state.config.keys.stage_mac, "order", vec![item])
+        log::info!(
+            request_id:% = item.request_id, transaction_id:% = id;
+            "platform: confirmed order handed to the order stage"
+        );
+        let trace = crate::pipeline::Trace::received_now(std::slice::from_ref(&item));
+        let messages = to_stage(&state.config.keys.stage_mac, "order", vec![item], &trace)
             .map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?;
         state.publisher.publish(&messages).await.map_err(|e| {
-            log::warn!("cannot hand order {id} to the pipeline: {e}");
+            log::warn!(transaction_id:% = id; "cannot hand order {id} to the pipeline: {e}");
             ApiError::new(
                 503,
                 "unavailable",

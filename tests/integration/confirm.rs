@@ -489,6 +489,7 @@ async fn settlement_item(env: &TestEnv, rid: RequestId, tx: TransactionId) -> Ve
         &env.config.keys.stage_mac,
         env.config.settlement_shards,
         vec![item],
+        &campuspay::pipeline::Trace::default(),
     )
     .unwrap();
     assert!(out

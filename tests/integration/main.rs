@@ -26,6 +26,7 @@ mod queues;
 mod restart;
 mod reversals;
 mod schemas;
+mod service;
 mod sessions;
 mod shards;
 mod tls;

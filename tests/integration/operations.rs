@@ -698,8 +698,11 @@ async fn metrics_count_results_by_reason_and_stage_batches() {
     })
     .await;
     assert_eq!(public, 404, "/metrics is not on the public platform");
-    let ops = campuspay::platform::operations::OpsListener::start(&env.config, "127.0.0.1:0")
-        .expect("operations listener");
+    let ops = campuspay::platform::operations::OpsListener::start(
+        "127.0.0.1:0",
+        campuspay::platform::operations::Readiness::default(),
+    )
+    .expect("operations listener");
     let base = format!("http://{}", ops.addr);
     let text = blocking(move || {
         ureq::get(&format!("{base}/metrics"))
@@ -713,7 +716,10 @@ async fn metrics_count_results_by_reason_and_stage_batches() {
         "campuspay_results_total{status=\"approved\",reason=\"\"}",
         "campuspay_results_total{status=\"declined\",reason=\"code_used\"}",
         "campuspay_stage_batch_seconds_count{stage=\"settlement\"}",
-        "campuspay_queue_ready{queue=\"campuspay.order\"}",
+        "campuspay_result_latency_seconds_count{status=\"approved\"}",
+        "campuspay_http_requests_total{method=\"GET\",route=\"(no route)\",status=\"404\"}",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
     ] {
         assert!(text.contains(line), "{line} in {text}");
     }

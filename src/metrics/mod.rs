@@ -1,7 +1,13 @@
 //! Process-wide metrics in Prometheus text format (`GET /metrics`): per stage, batches and
 //! messages processed, dead-lettered and retried, handling latency; per result, final outcomes
-//! by status and reason. Hand-rolled (a few atomics behind one mutex-free map per series) rather
+//! by status and reason and the time from the pipeline's receipt of the request to the
+//! result's publication; the platform's HTTP requests by route pattern and status, and their
+//! duration; the process's own memory, CPU time, open files and start time (`process`).
+//! Queue depths are not here: RabbitMQ's own exporter (rabbitmq_prometheus) serves them, so a
+//! scrape costs the broker nothing. Hand-rolled (a few atomics behind a map per series) rather
 //! than a metrics framework: the set of series is small and fixed.
+
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -38,8 +44,35 @@ impl Histogram {
 struct Registry {
     /// (metric, labels) → counter
     counters: Mutex<BTreeMap<(&'static str, String), u64>>,
-    /// stage → batch latency
-    latency: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
+    /// (metric, labels) → histogram
+    histograms: Mutex<BTreeMap<(&'static str, String), std::sync::Arc<Histogram>>>,
+}
+
+/// Histograms and their help text.
+const HISTOGRAMS: [(&str, &str); 3] = [
+    (
+        "campuspay_stage_batch_seconds",
+        "Time to handle a batch, publish its output and ack it.",
+    ),
+    (
+        "campuspay_result_latency_seconds",
+        "Time from the pipeline's receipt of a payment request to the publication of its answer (pending or final), by status.",
+    ),
+    (
+        "campuspay_http_request_duration_seconds",
+        "Time to answer an HTTP request of the platform, by route pattern (a stream: until its headers).",
+    ),
+];
+
+fn observe(metric: &'static str, labels: String, secs: f64) {
+    let h = {
+        let mut l = registry()
+            .histograms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        l.entry((metric, labels)).or_default().clone()
+    };
+    h.observe(secs);
 }
 
 fn registry() -> &'static Registry {
@@ -74,11 +107,11 @@ pub fn batch_done(stage: &str, messages: usize, dead: usize, secs: f64) {
             dead as u64,
         );
     }
-    let h = {
-        let mut l = registry().latency.lock().unwrap_or_else(|p| p.into_inner());
-        l.entry(stage.to_owned()).or_default().clone()
-    };
-    h.observe(secs);
+    observe(
+        "campuspay_stage_batch_seconds",
+        format!("stage=\"{stage}\""),
+        secs,
+    );
 }
 
 /// A stage had to retry a batch (database down, publish failed, …).
@@ -99,11 +132,32 @@ pub fn result(status: &str, reason: Option<&str>) {
     );
 }
 
-/// Queue backlog as read from the broker at scrape time: (queue, ready, unacked, consumers).
-pub type Backlog = Vec<(String, i64, i64, i64)>;
+/// Fan-out published an answer `secs` after the pipeline received the request.
+pub fn result_latency(status: &str, secs: f64) {
+    observe(
+        "campuspay_result_latency_seconds",
+        format!("status=\"{status}\""),
+        secs.max(0.0),
+    );
+}
+
+/// The platform answered an HTTP request. `route` is the pattern (`/v1/orders/{id}`), never
+/// the path, so the number of series stays bounded.
+pub fn http_request(method: &str, route: &str, status: u16, secs: f64) {
+    add(
+        "campuspay_http_requests_total",
+        format!("method=\"{method}\",route=\"{route}\",status=\"{status}\""),
+        1,
+    );
+    observe(
+        "campuspay_http_request_duration_seconds",
+        format!("route=\"{route}\""),
+        secs,
+    );
+}
 
 /// The exposition text.
-pub fn render(backlog: &Backlog) -> String {
+pub fn render() -> String {
     let mut out = String::new();
     let helps = [
         (
@@ -126,6 +180,10 @@ pub fn render(backlog: &Backlog) -> String {
             "campuspay_results_total",
             "Final results fanned out, by status and reason.",
         ),
+        (
+            "campuspay_http_requests_total",
+            "HTTP requests the platform answered, by method, route pattern and status.",
+        ),
     ];
     let counters = registry()
         .counters
@@ -140,52 +198,35 @@ pub fn render(backlog: &Backlog) -> String {
             }
         }
     }
-    let name = "campuspay_stage_batch_seconds";
-    let _ = writeln!(out, "# HELP {name} Time to handle a batch, publish its output and ack it.\n# TYPE {name} histogram");
-    let latency = registry()
-        .latency
+    let histograms = registry()
+        .histograms
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    for (stage, h) in &latency {
-        for (i, b) in BUCKETS.iter().enumerate() {
+    for (name, help) in HISTOGRAMS {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for ((metric, labels), h) in &histograms {
+            if *metric != name {
+                continue;
+            }
+            for (i, b) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{{labels},le=\"{b}\"}} {}",
+                    h.counts[i].load(Ordering::Relaxed)
+                );
+            }
+            let count = h.count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
             let _ = writeln!(
                 out,
-                "{name}_bucket{{stage=\"{stage}\",le=\"{b}\"}} {}",
-                h.counts[i].load(Ordering::Relaxed)
+                "{name}_sum{{{labels}}} {}",
+                h.sum_us.load(Ordering::Relaxed) as f64 / 1e6
             );
-        }
-        let count = h.count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{stage=\"{stage}\",le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "{name}_sum{{stage=\"{stage}\"}} {}",
-            h.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count{{stage=\"{stage}\"}} {count}");
-    }
-    for (metric, help, idx) in [
-        ("campuspay_queue_ready", "Messages ready in the queue.", 1),
-        (
-            "campuspay_queue_unacked",
-            "Messages delivered but not acked.",
-            2,
-        ),
-        ("campuspay_queue_consumers", "Consumers of the queue.", 3),
-    ] {
-        let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} gauge");
-        for q in backlog {
-            let v = match idx {
-                1 => q.1,
-                2 => q.2,
-                _ => q.3,
-            };
-            let _ = writeln!(out, "{metric}{{queue=\"{}\"}} {v}", q.0);
+            let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
         }
     }
+    process::render(&mut out);
     out
 }
 
@@ -197,7 +238,9 @@ mod tests {
     fn renders_counters_histograms_and_gauges() {
         batch_done("unit_test_stage", 3, 1, 0.004);
         result("declined", Some("code_used"));
-        let text = render(&vec![("campuspay.fee".into(), 5, 1, 2)]);
+        result_latency("approved", 0.3);
+        http_request("GET", "/v1/orders/{id}", 200, 0.002);
+        let text = render();
         assert!(text.contains("campuspay_stage_messages_total{stage=\"unit_test_stage\"} 3"));
         assert!(text.contains("campuspay_stage_dead_lettered_total{stage=\"unit_test_stage\"} 1"));
         assert!(text.contains(
@@ -207,6 +250,11 @@ mod tests {
             "campuspay_stage_batch_seconds_bucket{stage=\"unit_test_stage\",le=\"0.0025\"} 0"
         ));
         assert!(text.contains("campuspay_results_total{status=\"declined\",reason=\"code_used\"}"));
-        assert!(text.contains("campuspay_queue_ready{queue=\"campuspay.fee\"} 5"));
+        assert!(text
+            .contains("campuspay_result_latency_seconds_bucket{status=\"approved\",le=\"0.5\"} 1"));
+        assert!(text.contains(
+            "campuspay_http_requests_total{method=\"GET\",route=\"/v1/orders/{id}\",status=\"200\"} 1"
+        ));
+        assert!(text.contains("process_resident_memory_bytes "));
     }
 }
