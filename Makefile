@@ -100,6 +100,9 @@ test:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(MAKE) --no-print-directory deny
+	@# Every locked package, other platforms' too: the rust-version test reads their manifests
+	@# with `cargo metadata --offline`, and a build downloads only the host's.
+	$(CARGO) fetch --locked
 	CAMPUSPAY_REQUIRE_BROWSER=1 $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
 	$(MAKE) --no-print-directory test-broker-restart
 	$(MAKE) --no-print-directory test-cluster
