@@ -99,10 +99,10 @@ test:
 	./scripts/clean-test-leftovers.sh
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	$(MAKE) --no-print-directory deny
-	@# Every locked package, other platforms' too: the rust-version test reads their manifests
-	@# with `cargo metadata --offline`, and a build downloads only the host's.
+	@# Every locked package, other platforms' too: cargo-deny and the rust-version test read
+	@# their manifests offline (`cargo metadata`), and a build downloads only the host's.
 	$(CARGO) fetch --locked
+	$(MAKE) --no-print-directory deny
 	CAMPUSPAY_REQUIRE_BROWSER=1 $(CARGO) test --all-targets -- --test-threads=$(TEST_THREADS)
 	$(MAKE) --no-print-directory test-broker-restart
 	$(MAKE) --no-print-directory test-cluster
