@@ -6,7 +6,7 @@ use super::{Operator, Ops, OpsError};
 use crate::auth::{self, JwtKeys, Role};
 use crate::db::{admin, sessions};
 use crate::domain::session::link_ttl;
-use crate::domain::{Refusal, SessionRole, SessionSecret, UserId};
+use crate::domain::{MerchantId, Refusal, SessionRole, SessionSecret, TerminalId, UserId};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 
@@ -44,9 +44,15 @@ pub async fn cardholder(
 
 /// A one-time sign-in link: opening it in a browser and pressing the button starts a session.
 /// Its secret is in the URL only; the database keeps a keyed hash.
+/// A cardholder's link names `user_id`; a till's `merchant_id` and `terminal_id`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SignInLink {
-    pub user_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terminal_id: Option<String>,
     pub role: &'static str,
     pub url: String,
     pub expires_at: DateTime<Utc>,
@@ -92,11 +98,74 @@ pub async fn cardholder_link(
     )
     .await;
     Ok(SignInLink {
-        user_id: user.to_string(),
+        user_id: Some(user.to_string()),
+        merchant_id: None,
+        terminal_id: None,
         role: SessionRole::Cardholder.as_str(),
         url: format!("{}/signin/{}", ops.config.public_url, secret.expose()),
         expires_at,
     })
+}
+
+/// A sign-in link for a till's browser page (`/pos`): the session it starts is that terminal
+/// and nothing else, for a shift (12 h). Valid once, for `ttl_secs` (default 15 min, 60 s to a
+/// day). Rotating or removing the terminal withdraws it, and ends the sessions it started.
+pub async fn terminal_link(
+    ops: &Ops,
+    who: &Operator,
+    m: &MerchantId,
+    t: &TerminalId,
+    ttl_secs: Option<i64>,
+) -> Result<SignInLink, OpsError> {
+    let ttl = link_ttl(ttl_secs)?;
+    let secret = SessionSecret::generate(&mut rand::rngs::OsRng);
+    let hash = auth::session_hash(ops.config.keys.sessions.expose(), &secret);
+    let expires_at = Utc::now().trunc_subsecs(6) + chrono::Duration::seconds(ttl);
+    let subject = terminal_subject(m, t);
+    let (mm, tt, s, creator) = (
+        m.clone(),
+        t.clone(),
+        subject.clone(),
+        who.as_str().to_owned(),
+    );
+    ops.db(move |c| {
+        let Some(version) = admin::terminal_token_version(c, &mm, &tt)? else {
+            return Ok(Err(Refusal::UnknownTerminal(mm.clone(), tt.clone())));
+        };
+        sessions::create_link(
+            c,
+            sessions::NewLink {
+                secret_hash: &hash,
+                role: SessionRole::Terminal,
+                subject: &s,
+                token_version: version,
+                created_by: &creator,
+                expires_at,
+            },
+        )?;
+        Ok(Ok(()))
+    })
+    .await?;
+    ops.record(
+        who,
+        "token.link",
+        subject,
+        serde_json::json!({ "role": SessionRole::Terminal.as_str(), "expires_at": expires_at }),
+    )
+    .await;
+    Ok(SignInLink {
+        user_id: None,
+        merchant_id: Some(m.to_string()),
+        terminal_id: Some(t.to_string()),
+        role: SessionRole::Terminal.as_str(),
+        url: format!("{}/signin/{}", ops.config.public_url, secret.expose()),
+        expires_at,
+    })
+}
+
+/// A till's session subject: `<merchant>/<terminal>` (ids never hold a `/`; `db::sessions`).
+pub fn terminal_subject(m: &MerchantId, t: &TerminalId) -> String {
+    format!("{m}/{t}")
 }
 
 /// An operator's token for `/admin/v1`.

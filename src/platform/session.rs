@@ -37,6 +37,8 @@ pub const CSRF_HEADER: &str = "x-campuspay-csrf";
 pub struct Session {
     pub role: SessionRole,
     pub subject: String,
+    /// The subject's current token version.
+    pub token_version: i32,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -123,6 +125,7 @@ pub async fn from_cookie(
     Ok(Some(Session {
         role: live.role,
         subject: live.subject,
+        token_version: live.token_version,
     }))
 }
 

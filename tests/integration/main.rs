@@ -27,6 +27,7 @@ mod reversals;
 mod schemas;
 mod sessions;
 mod shards;
+mod till;
 mod tls;
 mod topology;
 mod trust;

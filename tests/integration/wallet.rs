@@ -232,6 +232,7 @@ async fn wallet_scans_a_printed_code_with_the_camera_shows_the_fee_and_pays_with
     let link = env.sign_in_link(&user).await;
     let opts = Options {
         fake_camera: Some(y4m.clone()),
+        ..Options::default()
     };
     let Some(browser) = Browser::launch("wallet c", opts).await else {
         return;
