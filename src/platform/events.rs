@@ -6,9 +6,9 @@
 //! own exclusive, auto-deleted queue and hands it to the connected browsers of that routing key
 //! (`user.<id>` for a cardholder's wallet, `pos.<merchant>.<terminal>` for a till's page)
 //! through bounded broadcast channels, named by the message's `type`. This path is best effort
-//! by design: the durable copies are the `user.<id>` and `pos.<m>.<t>` queues (bounded, kept a
-//! day) and the transaction in PostgreSQL (`GET /v1/orders/{id}`, `GET /pos/v1/sales`, and a
-//! till's `query.v1`).
+//! by design: the durable copies are the transactions in PostgreSQL (`GET /v1/orders/{id}`,
+//! `GET /v1/me`; for a till `GET /pos/v1/sales` and `query.v1`) and the till's own
+//! `pos.<m>.<t>` queue (bounded, kept a day).
 
 use super::auth::Cardholder;
 use super::AppState;
