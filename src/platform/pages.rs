@@ -290,6 +290,28 @@ pub fn link_problem(p: LinkProblem) -> HttpResponse {
     message(status, "无法登录", zh, "Cannot sign in", en)
 }
 
+/// A till's token that signs nobody in: not a valid terminal token, or (`replaced`) one of a
+/// terminal that was rotated or removed since.
+pub fn token_refused(replaced: bool) -> HttpResponse {
+    if replaced {
+        message(
+            403,
+            "无法登录",
+            "这个收银台令牌已失效（收银台已更换令牌或已停用）。请使用新的令牌或登录链接。",
+            "Cannot sign in",
+            "This till token is no longer valid (the till was given a new one, or removed). Use the new token or a sign-in link.",
+        )
+    } else {
+        message(
+            403,
+            "无法登录",
+            "这不是有效的收银台令牌。请检查是否完整复制，或向一卡通服务中心索取登录链接。",
+            "Cannot sign in",
+            "This is not a valid till token. Check that it was copied whole, or ask the card office for a sign-in link.",
+        )
+    }
+}
+
 /// A sign-in form posted from another site.
 pub fn forbidden_form() -> HttpResponse {
     message(

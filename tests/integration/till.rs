@@ -283,6 +283,150 @@ async fn session(env: &TestEnv, role: &str, subject: &str, version: i32) -> Stri
     secret.expose().to_owned()
 }
 
+/// A form POST as the browser sends it from our own page; the answer's status and session
+/// cookie.
+fn form(base: &str, path: &str, body: &str, site: &str) -> (u16, Option<String>, String) {
+    let agent = ureq::AgentBuilder::new()
+        .redirects(0)
+        .timeout(Duration::from_secs(15))
+        .build();
+    let resp = agent
+        .post(&format!("{base}{path}"))
+        .set("content-type", "application/x-www-form-urlencoded")
+        .set("sec-fetch-site", site)
+        .send_string(body);
+    let resp = match resp {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{path}: {e}"),
+    };
+    let status = resp.status();
+    let cookie = resp
+        .all("set-cookie")
+        .iter()
+        .find_map(|c| c.strip_prefix(&format!("{COOKIE}=")))
+        .and_then(|rest| rest.split(';').next())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned);
+    let location = resp.header("location").unwrap_or_default().to_owned();
+    (status, cookie, location)
+}
+
+#[actix_rt::test]
+async fn a_till_signs_in_with_the_cli_link_or_its_own_token_and_rotation_ends_it() {
+    let mut env = TestEnv::start().await;
+    let base = env.start_platform().await;
+    env.merchant("m1", &["t1"]).await;
+    let user = env.card("s001", Identity::Student, "20.00").await;
+    // The CLI prints a till's link on CAMPUSPAY_PUBLIC_URL.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_campuspay"))
+        .args(["admin", "token", "--terminal", "m1/t1", "--link", "--json"])
+        .env("CAMPUSPAY_ENV", "development")
+        .env("DATABASE_URL", &env.config.database_url)
+        .env("AMQP_URL", &env.config.amqp_url)
+        .env("CAMPUSPAY_PUBLIC_URL", &base)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&made["role"], &made["merchant_id"], &made["terminal_id"]),
+        (&json!("terminal"), &json!("m1"), &json!("t1")),
+        "{made}"
+    );
+    let link = made["url"].as_str().unwrap().to_owned();
+    assert!(link.starts_with(&format!("{base}/signin/")), "{link}");
+    // A terminal that does not exist gets no link; a malformed one is a usage error.
+    for (arg, code) in [("m1/t9", 1), ("m1", 2)] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_campuspay"))
+            .args(["admin", "token", "--terminal", arg, "--link"])
+            .env("CAMPUSPAY_ENV", "development")
+            .env("DATABASE_URL", &env.config.database_url)
+            .env("AMQP_URL", &env.config.amqp_url)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{arg}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (m, t) = (
+        MerchantId::parse("m1").unwrap(),
+        TerminalId::parse("t1").unwrap(),
+    );
+    let token = env.tokens().terminal(&m, &t).await.unwrap();
+    let old_token = token.clone();
+    let cardholder_token = env.jwt.issue_cardholder(&user, 600, 1).unwrap();
+    let b = base.clone();
+    let (by_link, by_token) = blocking(move || {
+        let secret = link.rsplit('/').next().unwrap().to_owned();
+        let (status, by_link, location) =
+            form(&b, "/signin", &format!("secret={secret}"), "same-origin");
+        assert_eq!((status, location.as_str()), (303, "/pos"));
+        let by_link = by_link.expect("a session from the link");
+        let me = call(&b, Some(&by_link), "GET", "/pos/v1/me", None);
+        assert_eq!(
+            (me.status, me.body["terminal_id"].as_str()),
+            (200, Some("t1"))
+        );
+        // The till's own token on the page's form: the same kind of session.
+        let (status, by_token, location) = form(
+            &b,
+            "/signin/token",
+            &format!("token={token}"),
+            "same-origin",
+        );
+        assert_eq!((status, location.as_str()), (303, "/pos"));
+        let by_token = by_token.expect("a session from the token");
+        let me = call(&b, Some(&by_token), "GET", "/pos/v1/me", None);
+        assert_eq!(
+            (me.status, me.body["merchant_id"].as_str()),
+            (200, Some("m1"))
+        );
+        // Not from another site, not a cardholder's token, not garbage.
+        let (status, cookie, _) =
+            form(&b, "/signin/token", &format!("token={token}"), "cross-site");
+        assert_eq!((status, cookie), (403, None));
+        for bad in [cardholder_token.as_str(), "nope", ""] {
+            let (status, cookie, _) =
+                form(&b, "/signin/token", &format!("token={bad}"), "same-origin");
+            assert_eq!((status, cookie), (403, None), "{bad}");
+        }
+        (by_link, by_token)
+    })
+    .await;
+    // Rotating the terminal ends both sessions and its old token signs nobody in.
+    ops::merchants::rotate_terminal(&env.ops(), &Operator::admin("admin:test"), &m, &t)
+        .await
+        .map(|_| ())
+        .expect("the terminal is rotated");
+    let b = base.clone();
+    blocking(move || {
+        for s in [&by_link, &by_token] {
+            let me = call(&b, Some(s), "GET", "/pos/v1/me", None);
+            assert_eq!((me.status, me.code()), (401, "unauthorized"));
+        }
+        let (status, cookie, _) = form(
+            &b,
+            "/signin/token",
+            &format!("token={old_token}"),
+            "same-origin",
+        );
+        assert_eq!(
+            (status, cookie),
+            (403, None),
+            "the token from before the rotation"
+        );
+    })
+    .await;
+}
+
 #[actix_rt::test]
 async fn each_role_opens_only_its_own_pages_and_the_bridge_takes_no_identity_from_a_body() {
     let mut env = TestEnv::start().await;
