@@ -1,17 +1,20 @@
 //! The till's page at /pos in a real (headless) Chromium, and its bridge `/pos/v1` over plain
 //! HTTP, against the real pipeline, broker and database: a payment code typed as a scanner
 //! types it (key events, no click on an input) is charged and approved, and the card, the
-//! merchant's account and the ledger agree; an unknown code shows its decline reason; a
-//! dynamic QR code read back from a screenshot and paid by a phone turns the page to APPROVED;
-//! each role's session opens its own page and routes only; the bridge takes no identity from
-//! a body and publishes nothing for a bad amount.
+//! merchant's account and the ledger agree; an unknown code shows its decline reason; a large
+//! payment waits for the cardholder; the last sale is reversed; a dynamic QR code read back
+//! from a screenshot and paid by a phone turns the page to APPROVED; with no answer the page
+//! follows the timeout rules; the CLI's link and the till's token sign in; each role's session
+//! opens its own page and routes only; the bridge takes no identity from a body and publishes
+//! nothing for a bad amount.
 //!
-//! `CAMPUSPAY_SCREENSHOTS=docs/img cargo test --test integration till` also saves the
+//! `CAMPUSPAY_SCREENSHOTS=docs/img cargo test --test integration till::` also saves the
 //! README's pictures of the till.
 
 use crate::browser::{read_qr, Browser, Options, WIDTH};
 use crate::helpers::*;
 use campuspay::auth::session_hash;
+use campuspay::db::{self, cards};
 use campuspay::domain::payment_code::luhn_check_digit;
 use campuspay::domain::{Identity, MerchantId, SessionSecret, TerminalId};
 use campuspay::ops::{self, Operator};
@@ -164,8 +167,64 @@ async fn a_scanned_code_typed_as_keys_is_approved_and_an_unknown_one_declined() 
         .await;
     assert!(browser.text("#sales-count").await.contains('1'));
     assert!(browser.text("#sales").await.contains("13.75"));
+
+    // Above the password-free amount (50.00 for an external card): the till waits while the
+    // cardholder confirms on the phone, then turns to APPROVED.
+    let (u, key) = (user.clone(), env.config.keys.pin_hashes.expose().to_vec());
+    db::run(&env.pool, move |c| {
+        cards::set_pin_hash(c, &u, &campuspay::tsm::pin_hash(&key, &u, PIN))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    browser.click("#tabs button[data-tab=charge]").await;
+    // The declined sale's amount is still there (to try again): cleared first.
+    assert_eq!(browser.text("#amount").await, "3");
+    browser.click("#clear").await;
+    browser.keys(&format!("60\n{}\n", codes[1])).await;
+    verdict(&browser, "pending").await;
+    assert_eq!(browser.text("#result-title").await, "等待顾客在手机上确认");
+    assert_eq!(browser.text("#result-total").await, "66.00");
+    assert!(!browser.visible("#result-next").await);
+    browser.document("till-pending").await;
+    let phone = env.phone(&env.config.public_url, &user);
+    let confirmed = blocking(move || {
+        let listed = phone.confirmations().unwrap();
+        let tx = listed.body["confirmations"][0]["transaction_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        phone.confirm(&tx, PIN).unwrap()
+    })
+    .await;
+    assert_eq!(confirmed.status, 202, "{confirmed:?}");
+    verdict(&browser, "approved").await;
+    assert_eq!(browser.text("#result-total").await, "66.00");
+    assert_eq!(env.balance(&user).await, money("20.25"));
+    browser.keys("\n").await;
+
+    // Reversing the last sale from today's list: amount and surcharge go back.
+    browser.click("#tabs button[data-tab=sales]").await;
+    browser
+        .wait_for(
+            "two sales, the last one reversible",
+            "return document.querySelectorAll('#sales li').length === 2 \
+             && !document.getElementById('reverse-last').disabled;",
+        )
+        .await;
     browser.document("till-sales").await;
+    browser.click("#reverse-last").await;
+    assert!(browser.text("#reverse-text").await.contains("60.00"));
+    browser.click("#reverse-yes").await;
+    verdict(&browser, "reversed").await;
+    assert_eq!(browser.text("#result-title").await, "已撤销");
+    assert_eq!(env.balance(&user).await, money("86.25"));
+    assert_eq!(env.account_balance("merchant", "m1").await, money("12.50"));
+    let report = env.verify().await;
+    assert!(report.ok, "{report:?}");
 }
+
+const PIN: &str = "246810";
 
 #[actix_rt::test]
 async fn a_dynamic_qr_on_the_page_paid_by_a_phone_turns_the_page_to_approved() {
@@ -220,6 +279,36 @@ async fn a_dynamic_qr_on_the_page_paid_by_a_phone_turns_the_page_to_approved() {
     verdict(&browser, "approved").await;
     assert_eq!(browser.text("#result-total").await, "8.00");
     assert_eq!(env.balance(&user).await, money("42.00"));
+    browser.keys("\n").await;
+
+    // No answer (the pipeline is down): the page sends the same request again, then asks
+    // (query.v1), as the contract's timeout rules say; once the pipeline is back the sale is
+    // approved, and charged once.
+    let codes = env.codes(&user).await;
+    env.stop_pipeline().await;
+    browser.keys(&format!("5\n{}\n", codes[0])).await;
+    verdict(&browser, "sending").await;
+    browser
+        .wait_for(
+            "the same request sent again",
+            "return document.getElementById('result-reason').innerText.includes('重发');",
+        )
+        .await;
+    browser
+        .wait_for(
+            "a query",
+            "return document.getElementById('result-reason').innerText.includes('查询');",
+        )
+        .await;
+    env.start_pipeline();
+    verdict(&browser, "approved").await;
+    assert_eq!(browser.text("#result-total").await, "5.00");
+    assert_eq!(env.balance(&user).await, money("37.00"));
+    assert_eq!(
+        env.count("SELECT count(*) AS n FROM transactions WHERE mode = 'reverse_scan'")
+            .await,
+        1
+    );
     let report = env.verify().await;
     assert!(report.ok, "{report:?}");
 }

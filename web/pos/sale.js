@@ -4,8 +4,8 @@
 // The POS timeout rules of the contract (README, "Writing a POS", 6), as `campuspay pos`
 // follows them: no answer → send the same request again (same request_id: never charged
 // twice); still none → ask (query.v1), which answers with the result or with
-// query_status.v1 (`processing`: wait on; `unknown`: it never arrived, so cancel it with
-// reversal.v1 — nothing was charged); still none → cancel it (reversal.v1).
+// query_status.v1 (`processing`: wait on; `unknown`: not seen, so send it once more); still
+// none → cancel it (reversal.v1: nothing is charged, and a late copy cannot charge).
 
 import { api, uuid4 } from "/assets/api.js";
 import { t, has, errorText } from "/assets/i18n.js";
@@ -198,10 +198,11 @@ export class Sale {
       this.finish(msg);
     } else if (kind === "query_status") {
       if (msg.state === "unknown") {
-        // It never arrived: cancel it so that a late copy cannot charge.
-        this.clearTimers();
+        // Not seen (yet: a query can overtake its request in a backlog). The contract's
+        // answer: send it again, the same request_id; if still nothing, the reversal timer
+        // cancels it, and a late copy then cannot charge.
         c.unknown = true;
-        this.reverse(c.requestId);
+        if (c.kind === "scan") this.post("/pos/v1/scans", { request_id: c.requestId, payment_code: c.code, amount: c.amount });
       } else if (msg.state === "rejected") {
         this.clearTimers();
         this.current = null;

@@ -13,7 +13,17 @@ export class Sales {
   constructor(page) {
     this.page = page;
     this.data = null;
+    this.asked = null; // the sale the cashier is asked to confirm reversing
     $("reverse-last").addEventListener("click", () => this.reverseLast());
+    $("reverse-no").addEventListener("click", () => {
+      $("reverse-ask").hidden = true;
+    });
+    $("reverse-yes").addEventListener("click", () => {
+      const s = this.asked;
+      $("reverse-ask").hidden = true;
+      this.asked = null;
+      if (s) this.page.sale.reverseSale(s.request_id, s.amount);
+    });
   }
 
   stale() {
@@ -78,7 +88,8 @@ export class Sales {
       $("sales-error").textContent = t("till.reverse_none");
       return;
     }
-    if (!window.confirm(t("till.reverse_confirm", { a: s.amount }))) return;
-    this.page.sale.reverseSale(s.request_id, s.amount);
+    this.asked = s;
+    $("reverse-text").textContent = t("till.reverse_confirm", { a: s.amount });
+    $("reverse-ask").hidden = false;
   }
 }
