@@ -108,3 +108,22 @@ pub fn sales_since(
         approved_fee: fee.map(money).unwrap_or(Money::ZERO),
     })
 }
+
+/// The order that paid the dynamic QR code `reference` of till `m`/`t` (`Some(None)`: not paid
+/// yet; `None`: no such code at this till). The page matches a forward-scan result to the code
+/// it shows by this order's id, which is the result's `transaction_id`.
+pub fn dynamic_qr_order(
+    conn: &mut PgConnection,
+    m: &MerchantId,
+    t: &TerminalId,
+    reference: &str,
+) -> Result<Option<Option<Uuid>>, DbError> {
+    use super::schema::dynamic_qr_codes as d;
+    Ok(d::table
+        .find(reference)
+        .filter(d::merchant_id.eq(m.as_str()))
+        .filter(d::terminal_id.eq(t.as_str()))
+        .select(d::order_id)
+        .first(conn)
+        .optional()?)
+}

@@ -35,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/queries", web::post().to(query))
             .route("/reversals", web::post().to(reversal))
             .route("/dynamic-qr", web::post().to(dynamic_qr))
+            .route("/dynamic-qr/{reference}", web::get().to(dynamic_qr_paid))
             .route("/events", web::get().to(till_events))
             .route("/sales", web::get().to(sales)),
     );
@@ -243,6 +244,48 @@ async fn dynamic_qr(
     )
     .await?;
     Ok(accepted(&till, rid, "dynamic_qr"))
+}
+
+#[derive(Serialize)]
+struct DynamicQrPaid {
+    reference: String,
+    /// The order that paid it (the forward-scan result's `transaction_id`), or null.
+    order_id: Option<uuid::Uuid>,
+}
+
+/// `GET /pos/v1/dynamic-qr/{reference}`: whether a dynamic QR code of this till was paid, and by
+/// which order. Another till's code, or none, is `404`.
+async fn dynamic_qr_paid(
+    till: Till,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let reference = path.into_inner();
+    // References are short tokens the gateway made; anything long is no reference of ours.
+    if reference.len() > 64 {
+        return Err(ApiError::new(
+            404,
+            "not_found",
+            "no such dynamic QR code at this till",
+        ));
+    }
+    let (m, t, r) = (
+        till.merchant.clone(),
+        till.terminal.clone(),
+        reference.clone(),
+    );
+    let found = db::run(&state.pool, move |c| till::dynamic_qr_order(c, &m, &t, &r)).await?;
+    match found {
+        Some(order_id) => Ok(HttpResponse::Ok().json(DynamicQrPaid {
+            reference,
+            order_id,
+        })),
+        None => Err(ApiError::new(
+            404,
+            "not_found",
+            "no such dynamic QR code at this till",
+        )),
+    }
 }
 
 /// `GET /pos/v1/events`: everything routed to the till's `pos.<merchant>.<terminal>`.

@@ -124,12 +124,14 @@ async fn a_scanned_code_typed_as_keys_is_approved_and_an_unknown_one_declined() 
             "return document.getElementById('result').hidden;",
         )
         .await;
-    browser.keys("3\n").await;
-    assert!(browser.visible("#scan-card").await);
-    // A mistyped code is caught on the page and sent nowhere.
+    // The amount and a code in one burst of keys (a scan right after typing): the code is
+    // the burst's last 18 digits, the amount what was typed before it. This one is mistyped:
+    // caught on the page and sent nowhere.
     let mut bad = unissued_code();
     bad.replace_range(17.., if bad.ends_with('0') { "1" } else { "0" });
-    browser.keys(&format!("{bad}\n")).await;
+    browser.keys(&format!("3{bad}\n")).await;
+    assert!(browser.visible("#scan-card").await);
+    assert_eq!(browser.text("#scan-amount").await, "3.00");
     assert!(browser.text("#scan-error").await.contains("校验位"));
     browser.keys(&format!("{}\n", unissued_code())).await;
     verdict(&browser, "declined").await;
@@ -551,7 +553,7 @@ async fn each_role_opens_only_its_own_pages_and_the_bridge_takes_no_identity_fro
             let page = call(&b, Some(who), "GET", "/pos", None);
             assert_eq!(page.status, 403, "{}", page.text);
             assert!(page.text.contains("收银台"));
-            for (method, path) in [("GET", "/pos/v1/me"), ("GET", "/pos/v1/sales"), ("GET", "/pos/v1/events")] {
+            for (method, path) in [("GET", "/pos/v1/me"), ("GET", "/pos/v1/sales"), ("GET", "/pos/v1/events"), ("GET", "/pos/v1/dynamic-qr/Q7K2M9X4B1T8R5N3C6VZ")] {
                 let a = call(&b, Some(who), method, path, None);
                 assert_eq!((a.status, a.code()), (403, "forbidden"), "{path}");
             }
@@ -561,6 +563,8 @@ async fn each_role_opens_only_its_own_pages_and_the_bridge_takes_no_identity_fro
             assert_eq!((a.status, a.code()), (403, "forbidden"));
         }
         assert_eq!(call(&b, Some(&card), "GET", "/app", None).status, 200);
+        let nope = call(&b, Some(&til), "GET", "/pos/v1/dynamic-qr/Q7K2M9X4B1T8R5N3C6VZ", None);
+        assert_eq!((nope.status, nope.code()), (404, "not_found"));
         let none = call(&b, None, "GET", "/pos/v1/me", None);
         assert_eq!((none.status, none.code()), (401, "unauthorized"));
         assert_eq!(call(&b, None, "GET", "/pos", None).status, 200);

@@ -229,12 +229,24 @@ export class Sale {
       this.countDown(msg.expires_at);
       return;
     }
-    // The customer paid the code: a forward-scan result of this amount on this till.
+    // A forward-scan result of this amount at this till: if the order behind it is the one
+    // that paid the code shown (a printed code of the till may be paid meanwhile), it is ours.
     if (kind === "result" && c.issued && msg.mode === "forward_scan" && msg.amount === c.amount && msg.status !== "pending") {
-      clearInterval(this.qrTimer);
-      this.page.show("charge");
-      this.finish(msg);
+      this.paidBy(c, msg);
     }
+  }
+
+  async paidBy(c, msg) {
+    let paid;
+    try {
+      paid = await api("GET", "/pos/v1/dynamic-qr/" + encodeURIComponent(c.reference));
+    } catch (_) {
+      return; // the durable copy: today's sales
+    }
+    if (this.current !== c || paid.order_id !== msg.transaction_id) return;
+    clearInterval(this.qrTimer);
+    this.page.show("charge");
+    this.finish(msg);
   }
 
   finish(msg) {

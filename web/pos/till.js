@@ -16,6 +16,8 @@ const $ = (id) => document.getElementById(id);
 const SCREENS = ["signedout", "charge", "qr", "sales"];
 // Digits of an amount the keypad takes (100000.00 is the largest payment).
 const MAX_AMOUNT_CHARS = 9;
+// Keys of one burst remembered (the wedge keeps no longer bursts either).
+const MAX_BURST_KEYS = 32;
 
 const state = {
   me: null,
@@ -23,7 +25,9 @@ const state = {
   amount: "", // as typed: "12.5"
   scanning: false, // the amount is set, waiting for the code
   code: "", // digits typed by hand in the scanning step
-  beforeBurst: "", // the amount before the latest burst of keys began
+  // The amount before each digit of the latest burst of keys (a scanner's code may follow a
+  // quickly typed amount within one burst): what to go back to when the burst was a code.
+  beforeKeys: [],
   events: null,
 };
 
@@ -117,7 +121,8 @@ function codeIn(digits) {
 
 // Every key the page gets. While a sale's answer is shown, Enter starts the next one.
 function onKey(key, startsBurst) {
-  if (startsBurst) state.beforeBurst = state.amount;
+  if (startsBurst) state.beforeKeys = [];
+  if (/^[0-9]$/.test(key) && state.beforeKeys.length < MAX_BURST_KEYS) state.beforeKeys.push(state.amount);
   if (sale.busy) {
     if (key === "Enter" && sale.done) sale.close();
     return;
@@ -137,15 +142,18 @@ function onKey(key, startsBurst) {
   else if (key === "Enter") startScanning();
 }
 
-// A scanner's burst (digits + Enter, fast). Its digits went to the amount or the code one by
-// one before it could be told from typing: take them back off, then charge.
-function onBurst(digits) {
+// A scanner's burst (digits + Enter, fast): its last 18 digits are the code (any before them
+// were typed into the amount just before). The code's digits went to the amount or the code
+// one by one before they could be told from typing: take them back off, then charge.
+function onBurst(burst) {
   if (sale.busy || state.screen !== "charge") return;
+  const digits = burst.slice(-CODE_LENGTH);
   if (state.scanning) {
     codeIn(digits);
     return;
   }
-  state.amount = state.beforeBurst;
+  const before = state.beforeKeys[burst.length - CODE_LENGTH];
+  if (before !== undefined) state.amount = before;
   renderAmount();
   startScanning();
   if (state.scanning) codeIn(digits);
