@@ -2,13 +2,12 @@
 //! payment (`event: confirmation`), and each till's answers (`result`, `query_status`,
 //! `dynamic_qr`), pushed as they are fanned out.
 //!
-//! One AMQP consumer per platform process reads every `user.*` and `pos.*.*` message from its
-//! own exclusive, auto-deleted queue and hands it to the connected browsers of that routing key
-//! (`user.<id>` for a cardholder's wallet, `pos.<merchant>.<terminal>` for a till's page)
-//! through bounded broadcast channels, named by the message's `type`. This path is best effort
-//! by design: the durable copies are the transactions in PostgreSQL (`GET /v1/orders/{id}`,
-//! `GET /v1/me`; for a till `GET /pos/v1/sales` and `query.v1`) and the till's own
-//! `pos.<m>.<t>` queue (bounded, kept a day).
+//! One AMQP consumer per platform process reads every `user.*` message from its own exclusive,
+//! auto-deleted queue and hands it to the connected phones of that user through bounded
+//! broadcast channels (keyed by routing key, `user.<id>`), named by the message's `type`. This
+//! path is best effort by design: the durable copies are the transactions in PostgreSQL
+//! (`GET /v1/orders/{id}`, `GET /v1/me`). A till's page is fed from the till's own durable
+//! queue instead, while it listens (`till_feed`), through the same channels.
 
 use super::auth::Cardholder;
 use super::AppState;
@@ -68,7 +67,10 @@ impl Pushed {
 #[derive(Clone)]
 pub struct ResultHub {
     /// By routing key: `user.<id>`, `pos.<merchant>.<terminal>`.
-    users: Arc<Mutex<HashMap<String, broadcast::Sender<Pushed>>>>,
+    pub(super) users: Arc<Mutex<HashMap<String, broadcast::Sender<Pushed>>>>,
+    /// The tills whose queue a feed is reading now (`till_feed`); changed only with `users`
+    /// locked, so a new listener and a feed that ends cannot miss each other.
+    pub(super) feeds: Arc<Mutex<std::collections::HashSet<String>>>,
     /// True while the hub's queue is bound and consumed: from then on every fanned-out result
     /// reaches it (a readiness signal for `/readyz` and for tests, instead of a sleep).
     ready: Arc<watch::Sender<bool>>,
@@ -78,6 +80,7 @@ impl Default for ResultHub {
     fn default() -> ResultHub {
         ResultHub {
             users: Arc::default(),
+            feeds: Arc::default(),
             ready: Arc::new(watch::channel(false).0),
         }
     }
@@ -105,17 +108,20 @@ impl ResultHub {
             .subscribe()
     }
 
-    fn dispatch(&self, key: &str, body: Pushed) {
+    /// Hands `body` to the listeners of `key`; whether anyone took it.
+    pub(super) fn dispatch(&self, key: &str, body: Pushed) -> bool {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = users.get(key) {
-            if tx.send(body).is_err() {
-                // Nobody listens any more.
-                users.remove(key);
+            if tx.send(body).is_ok() {
+                return true;
             }
+            // Nobody listens any more.
+            users.remove(key);
         }
+        false
     }
 
-    /// Consumes `user.*` and `pos.*.*` results until `shutdown`, reconnecting with back-off.
+    /// Consumes `user.*` results until `shutdown`, reconnecting with back-off.
     pub async fn run(self, amqp_url: String, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Backoff::new();
         while !*shutdown.borrow() {
@@ -159,17 +165,15 @@ impl ResultHub {
                 args,
             )
             .await?;
-        for key in ["user.*", "pos.*.*"] {
-            channel
-                .queue_bind(
-                    queue.name().clone(),
-                    RESULTS.into(),
-                    key.into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-        }
+        channel
+            .queue_bind(
+                queue.name().clone(),
+                RESULTS.into(),
+                "user.*".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         let mut consumer = channel
             .basic_consume(
                 queue.name().clone(),
@@ -186,7 +190,9 @@ impl ResultHub {
         loop {
             tokio::select! {
                 d = consumer.next() => match d {
-                    Some(Ok(d)) => self.dispatch(d.routing_key.as_str(), Pushed::of(&d.data)),
+                    Some(Ok(d)) => {
+                        self.dispatch(d.routing_key.as_str(), Pushed::of(&d.data));
+                    }
                     Some(Err(e)) => return Err(e.into()),
                     None => return Err(crate::broker::BrokerError::ConsumerClosed),
                 },

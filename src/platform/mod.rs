@@ -20,6 +20,7 @@ pub mod pages;
 pub mod phone;
 pub mod session;
 pub mod till;
+pub mod till_feed;
 
 use crate::auth::JwtKeys;
 use crate::broker::PublisherSlot;

@@ -288,11 +288,14 @@ async fn dynamic_qr_paid(
     }
 }
 
-/// `GET /pos/v1/events`: everything routed to the till's `pos.<merchant>.<terminal>`.
+/// `GET /pos/v1/events`: what arrives on the till's own queue `pos.<merchant>.<terminal>`
+/// (`till_feed`).
 async fn till_events(till: Till, state: web::Data<AppState>) -> HttpResponse {
-    let rx = state
-        .hub
-        .subscribe(&pos_result_key(&till.merchant, &till.terminal));
+    let rx = state.hub.subscribe_till(
+        &pos_result_key(&till.merchant, &till.terminal),
+        &state.config.amqp_url,
+        state.stopping.clone(),
+    );
     events::stream(rx, state.stopping.clone(), "GET /pos/v1/sales or query.v1")
 }
 

@@ -224,6 +224,27 @@ async fn a_scanned_code_typed_as_keys_is_approved_and_an_unknown_one_declined() 
     assert_eq!(env.account_balance("merchant", "m1").await, money("12.50"));
     let report = env.verify().await;
     assert!(report.ok, "{report:?}");
+    // The page read its answers from the till's own queue, as a hardware till does: it is
+    // consumed and left empty (the broker's statistics lag a few seconds).
+    eventually(
+        "the till's queue read and empty",
+        WAIT,
+        Duration::from_millis(500),
+        || {
+            let q = env.mgmt().queue(&env.vhost, "pos.m1.t1");
+            async move {
+                let q = q.map_err(|e| e.to_string())?;
+                match (q["consumers"].as_u64(), q["messages"].as_u64()) {
+                    (Some(c), Some(0)) if c >= 1 => Ok(()),
+                    _ => Err(format!(
+                        "consumers {} messages {}",
+                        q["consumers"], q["messages"]
+                    )),
+                }
+            }
+        },
+    )
+    .await;
 }
 
 const PIN: &str = "246810";
