@@ -30,8 +30,9 @@
 //!   settlement the confirmation sweeper.
 //! - `ops`: the back office's use cases, shared by the CLI, `/admin/v1` and the console.
 //! - `platform`: actix-web — the phone's API, `/admin/v1`, the event streams, the till page's
-//!   bridge `/pos/v1` (`till`); the browser pages (the wallet at `/app`, the till at `/pos`,
-//!   compiled in from `web/`) and their sessions.
+//!   bridge `/pos/v1` (`till`, fed from the till's own queue by `till_feed`); the browser
+//!   pages (the wallet at `/app`, the till at `/pos`, compiled in from `web/`) and their
+//!   sessions.
 //! - `tsm`: issues one-time payment codes, stored as keyed hashes; PIN hashes.
 //! - `admin`: the RabbitMQ management API, queue and dead-letter operations. `sim`: POS and
 //!   phone simulators, demo campus and lunch hour.

@@ -1,5 +1,5 @@
 //! Browser sessions (docs/SECURITY.md, *Browser sessions*): the cookie, the CSRF rule, and the
-//! sign-in and sign-out routes. The pages (`/app` now; `/pos` and `/console` later) cannot send
+//! sign-in and sign-out routes. The pages (`/app`, `/pos`; `/console` later) cannot send
 //! a bearer token with `EventSource`, so a browser holds a session cookie instead: made from a
 //! one-time sign-in link, stored server-side (`db::sessions`) under a keyed hash, one role
 //! each, ended by sign-out, by its deadline or by revoking the subject's tokens.
@@ -7,7 +7,8 @@
 //! **Sign-in.** `GET /signin/{secret}` only shows what the link would do and a button; link
 //! previewers and scanners that fetch the URL use nothing. The button POSTs the secret to
 //! `/signin`, which uses the link (once), sets the cookie and sends the browser to its role's
-//! page.
+//! page. A till may instead post its own terminal token from the POS page to `/signin/token`,
+//! which starts the same kind of session.
 //!
 //! **CSRF.** The cookie is `SameSite=Strict`, so other sites' pages do not send it; on top of
 //! that, a request authenticated by the cookie that changes state must carry the header
