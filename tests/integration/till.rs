@@ -11,8 +11,9 @@
 //! `CAMPUSPAY_SCREENSHOTS=docs/img cargo test --test integration till::` also saves the
 //! README's pictures of the till.
 
-use crate::browser::{read_qr, Browser, Options, WIDTH};
+use crate::browser::{read_qr, y4m_of, Browser, Options, WIDTH};
 use crate::helpers::*;
+use crate::wallet::ffmpeg_or_skip;
 use campuspay::auth::session_hash;
 use campuspay::db::{self, cards};
 use campuspay::domain::payment_code::luhn_check_digit;
@@ -251,17 +252,37 @@ const PIN: &str = "246810";
 
 #[actix_rt::test]
 async fn a_dynamic_qr_on_the_page_paid_by_a_phone_turns_the_page_to_approved() {
+    let Some(tmp) = ffmpeg_or_skip("till b") else {
+        return;
+    };
     let mut env = TestEnv::start().await;
     let base = env.start_platform().await;
     env.merchant("m1", &["t1"]).await;
     let user = env.card("s001", Identity::Student, "50.00").await;
     let link = till_link(&env, "m1", "t1").await;
+    // The phone's payment code, as its QR code, filmed by the till's (fake) camera.
+    let codes = env.codes(&user).await;
+    let png = tmp.join("code.png");
+    std::fs::write(&png, campuspay::qr::render_png(&codes[0]).unwrap()).unwrap();
+    let y4m = tmp.join("camera.y4m");
+    y4m_of(&png, &y4m);
     // The narrowest screen the page is laid out for.
-    let Some(browser) = Browser::launch("till b", Options::default()).await else {
+    let opts = Options {
+        fake_camera: Some(y4m),
+        ..Options::default()
+    };
+    let Some(browser) = Browser::launch("till b", opts).await else {
         return;
     };
     sign_in(&browser, &link).await;
     no_sideways_scroll(&browser, WIDTH, "the till").await;
+    // The camera as the fallback scanner.
+    browser.keys("6\n").await;
+    browser.click("#camera").await;
+    verdict(&browser, "approved").await;
+    assert_eq!(browser.text("#result-total").await, "6.00");
+    assert_eq!(env.balance(&user).await, money("44.00"));
+    browser.keys("\n").await;
     browser.keys("8").await;
     browser.click("#show-qr").await;
     let payload = browser
@@ -301,7 +322,7 @@ async fn a_dynamic_qr_on_the_page_paid_by_a_phone_turns_the_page_to_approved() {
     assert_eq!(done.body["status"], "approved", "{done:?}");
     verdict(&browser, "approved").await;
     assert_eq!(browser.text("#result-total").await, "8.00");
-    assert_eq!(env.balance(&user).await, money("42.00"));
+    assert_eq!(env.balance(&user).await, money("36.00"));
     browser.keys("\n").await;
 
     // No answer (the pipeline is down): the page sends the same request again, then asks
@@ -326,11 +347,12 @@ async fn a_dynamic_qr_on_the_page_paid_by_a_phone_turns_the_page_to_approved() {
     env.start_pipeline();
     verdict(&browser, "approved").await;
     assert_eq!(browser.text("#result-total").await, "5.00");
-    assert_eq!(env.balance(&user).await, money("37.00"));
+    assert_eq!(env.balance(&user).await, money("31.00"));
     assert_eq!(
         env.count("SELECT count(*) AS n FROM transactions WHERE mode = 'reverse_scan'")
             .await,
-        1
+        2,
+        "the camera's sale and this one, charged once"
     );
     let report = env.verify().await;
     assert!(report.ok, "{report:?}");

@@ -89,6 +89,9 @@ function startScanning() {
   state.code = "";
   $("scan-card").hidden = false;
   $("ready-card").hidden = true;
+  $("screen-charge").classList.add("scanning");
+  // On a narrow screen the scan card is below the amount: bring it (and its camera button) up.
+  $("scan-card").scrollIntoView({ block: "center" });
   $("scan-amount").textContent = amount;
   $("scan-digits").textContent = "";
   $("scan-error").textContent = "";
@@ -101,6 +104,7 @@ function stopScanning() {
   camera.stop();
   $("scan-card").hidden = true;
   $("ready-card").hidden = false;
+  $("screen-charge").classList.remove("scanning");
   $("charge").disabled = false;
   $("camera").textContent = t("till.camera");
 }
