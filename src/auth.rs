@@ -165,10 +165,27 @@ impl JwtKeys {
         terminal: &TerminalId,
         version: i32,
     ) -> Result<String, AuthError> {
+        self.issue_terminal_for(
+            merchant,
+            terminal,
+            version,
+            Role::Terminal.max_lifetime_secs(),
+        )
+    }
+
+    /// A terminal's token valid for `ttl_secs` (the POS page's bridge mints one per request,
+    /// short-lived, for the terminal its session is).
+    pub fn issue_terminal_for(
+        &self,
+        merchant: &MerchantId,
+        terminal: &TerminalId,
+        version: i32,
+        ttl_secs: i64,
+    ) -> Result<String, AuthError> {
         self.issue(
             Role::Terminal,
             format!("terminal:{merchant}:{terminal}"),
-            Role::Terminal.max_lifetime_secs(),
+            ttl_secs,
             |c| {
                 c.merchant_id = Some(merchant.to_string());
                 c.terminal_id = Some(terminal.to_string());

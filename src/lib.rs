@@ -8,6 +8,7 @@
 //!  POS ──AMQP──▶ pay.requests ─▶ [qr_validation] ─▶ [order] ─▶ [fee] ─▶ [settlement ×4] ─▶ [fanout] ─▶ pay.results
 //!  phone ─HTTP─▶ platform ──────────────────────────▶ [order]
 //!                  └── a confirmed / declined reverse scan ─────────▶ [settlement]
+//!  POS page ─HTTP─▶ platform (`/pos/v1`) ──AMQP──▶ pay.requests, as the session's terminal
 //! ```
 //!
 //! Who owns what:
@@ -24,12 +25,14 @@
 //!   the stages; `confirmations` (the cardholder's confirmations, the sweeper's pass); `journal`, the one writer of the ledger (settlement, reversals, refunds,
 //!   top-ups, subsidies), which also owns the lock order; `admin`, `cards`, `codes`,
 //!   `forward`, `refunds`, `subsidy`, `report`, `ledger` (the invariants), `audit`;
-//!   `sessions` (sign-in links and browser sessions).
+//!   `sessions` (sign-in links and browser sessions); `till` (a till's sales of the day).
 //! - `pipeline`: one actor per stage; `Pipeline::start` runs any subset of them, and with
 //!   settlement the confirmation sweeper.
 //! - `ops`: the back office's use cases, shared by the CLI, `/admin/v1` and the console.
-//! - `platform`: actix-web — the phone's API, `/admin/v1`, the event stream; the browser
-//!   pages (the wallet at `/app`, compiled in from `web/`) and their sessions.
+//! - `platform`: actix-web — the phone's API, `/admin/v1`, the event streams, the till page's
+//!   bridge `/pos/v1` (`till`, fed from the till's own queue by `till_feed`); the browser
+//!   pages (the wallet at `/app`, the till at `/pos`, compiled in from `web/`) and their
+//!   sessions.
 //! - `tsm`: issues one-time payment codes, stored as keyed hashes; PIN hashes.
 //! - `admin`: the RabbitMQ management API, queue and dead-letter operations. `sim`: POS and
 //!   phone simulators, demo campus and lunch hour.

@@ -181,6 +181,8 @@ pub struct PublisherSlot {
     /// The connection's name in the broker's management UI.
     name: &'static str,
     timeout: Duration,
+    /// The AMQP `user-id` every message carries (`Publisher::as_user`), if any.
+    user: Option<String>,
     inner: tokio::sync::Mutex<Option<(Connection, Publisher)>>,
 }
 
@@ -190,15 +192,27 @@ impl PublisherSlot {
             url: url.to_owned(),
             name,
             timeout,
+            user: None,
             inner: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Every message published through this slot carries `user` as its AMQP `user-id`, which
+    /// the broker checks against the connection's login (the POS bridge: QR validation admits a
+    /// terminal's request only from the terminal's own broker user or the pipeline's).
+    pub fn as_user(mut self, user: &str) -> PublisherSlot {
+        self.user = Some(user.to_owned());
+        self
     }
 
     pub async fn publish(&self, messages: &[Outgoing]) -> Result<(), BrokerError> {
         let mut slot = self.inner.lock().await;
         if slot.is_none() {
             let conn = connect(&self.url, self.name).await?;
-            let publisher = Publisher::new(&conn, self.timeout).await?;
+            let mut publisher = Publisher::new(&conn, self.timeout).await?;
+            if let Some(u) = &self.user {
+                publisher = publisher.as_user(u);
+            }
             *slot = Some((conn, publisher));
         }
         let result = match slot.as_ref() {

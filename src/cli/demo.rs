@@ -1,10 +1,10 @@
 //! `campuspay demo`: seeds a demo campus, runs a scripted lunch hour and prints its summary and
-//! the wallet's and the console's sign-in links; with `--serve` it then keeps the pipeline and the platform
-//! running for a person with a phone.
+//! the wallet's, a till's and the console's sign-in links; with `--serve` it then keeps the
+//! pipeline and the platform running for a person with a phone (and a browser as the till).
 
 use super::{pool, print, CliError};
 use campuspay::config::Config;
-use campuspay::domain::UserId;
+use campuspay::domain::{MerchantId, TerminalId, UserId};
 use campuspay::ops::{self, Operator, Ops};
 use campuspay::sim;
 use std::process::ExitCode;
@@ -43,8 +43,11 @@ pub(super) async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The wallet's address and a one-time sign-in link for each of `WALLET_USERS` (recorded on
-/// the operators' trail like any link).
+/// The till whose sign-in link is printed (a canteen's counter).
+const TILL: (&str, &str) = ("canteen-1", "t2");
+
+/// The wallet's address and a one-time sign-in link for each of `WALLET_USERS`, and one for
+/// the till `TILL` (recorded on the operators' trail like any link).
 async fn wallet_section(config: &Config, serve: bool) -> Result<String, CliError> {
     let ops = Ops::new(pool(config).await?, config.clone());
     let me = Operator::from_shell();
@@ -59,6 +62,22 @@ async fn wallet_section(config: &Config, serve: bool) -> Result<String, CliError
         let link = ops::tokens::cardholder_link(&ops, &me, &u, None).await?;
         s.push_str(&format!("  {user}  {what}\n        {}\n", link.url));
     }
+    let (m, t) = TILL;
+    let till = ops::tokens::terminal_link(
+        &ops,
+        &me,
+        &MerchantId::parse(m).map_err(|e| CliError::Usage(e.to_string()))?,
+        &TerminalId::parse(t).map_err(|e| CliError::Usage(e.to_string()))?,
+        None,
+    )
+    .await?;
+    s.push_str("\n== till (the cashier's browser: a tablet or a PC) ==\n");
+    s.push_str(&format!("till            {}/pos\n", config.public_url));
+    s.push_str(&format!(
+        "sign-in link    {m}/{t} (works once, for 15 minutes; more: \
+         campuspay admin token --terminal MERCHANT/TERMINAL --link)\n        {}\n",
+        till.url
+    ));
     let console = ops::tokens::operator_link(&ops, &me, "demo", None).await?;
     s.push_str(&format!(
         "\n== console (the operators' back office) ==\n\
@@ -69,8 +88,8 @@ async fn wallet_section(config: &Config, serve: bool) -> Result<String, CliError
     ));
     if serve {
         s.push_str(&format!(
-            "serving the pipeline and the platform on {} until Ctrl-C; pay at a till from \
-             another shell with the code the phone shows:\n  \
+            "serving the pipeline and the platform on {} until Ctrl-C; charge the code the \
+             phone shows on the till's page, or from another shell:\n  \
              CAMPUSPAY_ENV=development campuspay pos pay --merchant canteen-1 --terminal t1 \
              --amount 12.50 --code <the 18 digits>",
             config.public_url

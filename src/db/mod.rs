@@ -23,6 +23,7 @@ pub mod schema;
 pub mod sessions;
 pub mod settle;
 pub mod subsidy;
+pub mod till;
 pub mod validation;
 
 use diesel::pg::PgConnection;

@@ -142,6 +142,9 @@ pub fn peek_link(
 pub struct LiveSession {
     pub role: SessionRole,
     pub subject: String,
+    /// The subject's token version, current when the session was found (a till's page acts
+    /// with a token of this version).
+    pub token_version: i32,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -205,6 +208,7 @@ pub fn redeem_link(
         Ok(Ok(LiveSession {
             role,
             subject,
+            token_version: version,
             expires_at,
         }))
     })
@@ -237,6 +241,7 @@ pub fn find_session(
     Ok(Some(LiveSession {
         role,
         subject,
+        token_version: version,
         expires_at,
     }))
 }

@@ -1,7 +1,7 @@
 //! Browser sessions and the one-time sign-in links that start them: the rules, no I/O.
 //!
-//! A browser cannot send a bearer token with `EventSource`, so the pages (`/app` now; the POS
-//! page and the console later) use a session cookie instead. A session has exactly one role
+//! A browser cannot send a bearer token with `EventSource`, so the pages (`/app`, the till's
+//! `/pos` and the console's `/console`) use a session cookie instead. A session has exactly one role
 //! and one subject (a cardholder, a till, an operator); it starts from a one-time sign-in link
 //! that the back office hands out (`campuspay admin token --user U --link`). Both the link and
 //! the session are 32 random bytes shown once; the database keeps only keyed hashes of them.

@@ -6,7 +6,7 @@ use super::{Operator, Ops, OpsError};
 use crate::auth::{self, JwtKeys, Role};
 use crate::db::{admin, sessions};
 use crate::domain::session::link_ttl;
-use crate::domain::{Refusal, SessionRole, SessionSecret, UserId};
+use crate::domain::{MerchantId, Refusal, SessionRole, SessionSecret, TerminalId, UserId};
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 
@@ -44,9 +44,18 @@ pub async fn cardholder(
 
 /// A one-time sign-in link: opening it in a browser and pressing the button starts a session.
 /// Its secret is in the URL only; the database keeps a keyed hash.
-#[derive(Debug, Clone, Serialize)]
+/// It names whom it signs in: a cardholder's `user_id`, a till's `merchant_id` and
+/// `terminal_id`, or an `operator`.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct SignInLink {
-    pub user_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terminal_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
     pub role: &'static str,
     pub url: String,
     pub expires_at: DateTime<Utc>,
@@ -67,7 +76,7 @@ pub async fn cardholder_link(
             Ok(admin::cardholder_token_version(c, &u)?.ok_or_else(|| Refusal::NoCard(u.clone())))
         })
         .await?;
-    make_link(
+    let link = make_link(
         ops,
         who,
         SessionRole::Cardholder,
@@ -75,7 +84,43 @@ pub async fn cardholder_link(
         version,
         ttl,
     )
-    .await
+    .await?;
+    Ok(SignInLink {
+        user_id: Some(user.to_string()),
+        ..link
+    })
+}
+
+/// A sign-in link for a till's browser page (`/pos`): the session it starts is that terminal
+/// and nothing else, for a shift (12 h). Valid once, for `ttl_secs` (default 15 min, 60 s to a
+/// day). Rotating or removing the terminal withdraws it, and ends the sessions it started.
+pub async fn terminal_link(
+    ops: &Ops,
+    who: &Operator,
+    m: &MerchantId,
+    t: &TerminalId,
+    ttl_secs: Option<i64>,
+) -> Result<SignInLink, OpsError> {
+    let ttl = link_ttl(ttl_secs)?;
+    let (mm, tt) = (m.clone(), t.clone());
+    let version = ops
+        .db(move |c| {
+            Ok(admin::terminal_token_version(c, &mm, &tt)?
+                .ok_or_else(|| Refusal::UnknownTerminal(mm.clone(), tt.clone())))
+        })
+        .await?;
+    let subject = terminal_subject(m, t);
+    let link = make_link(ops, who, SessionRole::Terminal, &subject, version, ttl).await?;
+    Ok(SignInLink {
+        merchant_id: Some(m.to_string()),
+        terminal_id: Some(t.to_string()),
+        ..link
+    })
+}
+
+/// A till's session subject: `<merchant>/<terminal>` (ids never hold a `/`; `db::sessions`).
+pub fn terminal_subject(m: &MerchantId, t: &TerminalId) -> String {
+    format!("{m}/{t}")
 }
 
 /// A sign-in link for the operator console (`/console`) as operator `name`, valid for
@@ -92,7 +137,11 @@ pub async fn operator_link(
         return Err(Refusal::InvalidName("an operator").into());
     }
     // Operators have no stored token version (`db::sessions::subject_version`).
-    make_link(ops, who, SessionRole::Admin, name, 0, ttl).await
+    let link = make_link(ops, who, SessionRole::Admin, name, 0, ttl).await?;
+    Ok(SignInLink {
+        operator: Some(name.to_owned()),
+        ..link
+    })
 }
 
 /// An operator's name as a session subject: 1 to 100 characters, none of them a control
@@ -102,7 +151,8 @@ pub fn valid_operator_name(name: &str) -> bool {
     (1..=100).contains(&n) && !name.chars().any(char::is_control) && name.trim() == name
 }
 
-/// Stores a new link's keyed hash and returns its URL (the secret is in the URL only).
+/// Stores a new link's keyed hash and returns its URL (the secret is in the URL only); the
+/// caller fills in whom it names.
 async fn make_link(
     ops: &Ops,
     who: &Operator,
@@ -138,11 +188,12 @@ async fn make_link(
         serde_json::json!({ "role": role.as_str(), "expires_at": expires_at }),
     )
     .await;
+    // The caller names whom it signs in.
     Ok(SignInLink {
-        user_id: subject.to_owned(),
         role: role.as_str(),
         url: format!("{}/signin/{}", ops.config.public_url, secret.expose()),
         expires_at,
+        ..SignInLink::default()
     })
 }
 

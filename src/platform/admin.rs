@@ -7,7 +7,7 @@ use super::auth::Admin;
 use super::error::ApiError;
 use super::AppState;
 use crate::admin::queues;
-use crate::domain::{Amount, TransactionId, UserId};
+use crate::domain::{Amount, MerchantId, TerminalId, TransactionId, UserId};
 use crate::ops::{self, Operator, Ops};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -45,6 +45,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/terminals/{merchant}/{terminal}/rotate",
                 web::post().to(views::rotate_terminal),
+            )
+            .route(
+                "/terminals/{merchant}/{terminal}/sign-in-links",
+                web::post().to(terminal_sign_in_link),
             )
             .route("/cards", web::post().to(add_card))
             .route("/fee-rules", web::get().to(views::fee_rules))
@@ -204,6 +208,26 @@ async fn sign_in_link(
         super::json_object::<SignInLinkBody>(&body)?.ttl_secs
     };
     let link = ops::tokens::cardholder_link(&ops_of(&state), &operator(&who), &u, ttl).await?;
+    Ok(HttpResponse::Created().json(link))
+}
+
+/// A one-time sign-in link for a till's page (`admin token --terminal M/T --link`); the same
+/// optional body and answer shape as the cardholder's, naming the merchant and the terminal.
+async fn terminal_sign_in_link(
+    who: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let no_such = || ApiError::new(404, "not_found", "no such terminal");
+    let m = MerchantId::parse(&path.0).map_err(|_| no_such())?;
+    let t = TerminalId::parse(&path.1).map_err(|_| no_such())?;
+    let ttl = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        super::json_object::<SignInLinkBody>(&body)?.ttl_secs
+    };
+    let link = ops::tokens::terminal_link(&ops_of(&state), &operator(&who), &m, &t, ttl).await?;
     Ok(HttpResponse::Created().json(link))
 }
 

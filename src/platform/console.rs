@@ -36,6 +36,7 @@ async fn operator(req: &HttpRequest, state: &web::Data<AppState>) -> Result<Stri
         Ok(Some(Session {
             role: SessionRole::Admin,
             subject,
+            ..
         })) => Ok(subject),
         Ok(Some(_)) => Err(message(
             403,

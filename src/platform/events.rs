@@ -1,16 +1,19 @@
 //! Server-sent events: each cardholder's results (`event: result`) and requests to confirm a
-//! payment (`event: confirmation`), pushed as they are fanned out.
+//! payment (`event: confirmation`), and each till's answers (`result`, `query_status`,
+//! `dynamic_qr`), pushed as they are fanned out.
 //!
 //! One AMQP consumer per platform process reads every `user.*` message from its own exclusive,
 //! auto-deleted queue and hands it to the connected phones of that user through bounded
-//! broadcast channels, named by the message's `type`. This path is best effort by design: the durable copies are the
-//! cardholder's `user.<id>` queue and the transaction in PostgreSQL (`GET /v1/orders/{id}`).
+//! broadcast channels (keyed by routing key, `user.<id>`), named by the message's `type`. This
+//! path is best effort by design: the durable copies are the transactions in PostgreSQL
+//! (`GET /v1/orders/{id}`, `GET /v1/me`). A till's page is fed from the till's own durable
+//! queue instead, while it listens (`till_feed`), through the same channels.
 
 use super::auth::Cardholder;
 use super::AppState;
 use crate::broker::connection::{connect, Backoff};
 use crate::broker::topology::RESULTS;
-use crate::messages::external::CONFIRMATION_REQUEST_V1;
+use crate::messages::external::{CONFIRMATION_REQUEST_V1, DYNAMIC_QR_ISSUED_V1, QUERY_STATUS_V1};
 use actix_web::web::{self, Bytes};
 use actix_web::HttpResponse;
 use futures_util::StreamExt;
@@ -21,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
-/// Messages buffered per connected user before a slow reader starts missing some.
+/// Messages buffered per connected user (or till) before a slow reader starts missing some.
 const PER_USER_BUFFER: usize = 64;
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
@@ -33,7 +36,8 @@ pub struct Pushed {
 }
 
 impl Pushed {
-    /// A `confirmation_request.v1` is an `event: confirmation`; anything else on `user.<id>`
+    /// A `confirmation_request.v1` is an `event: confirmation`, a `query_status.v1` an
+    /// `event: query_status`, a `dynamic_qr_issued.v1` an `event: dynamic_qr`; anything else
     /// (`result.v1`) an `event: result`.
     pub fn of(body: &[u8]) -> Pushed {
         #[derive(serde::Deserialize)]
@@ -47,6 +51,8 @@ impl Pushed {
         Pushed {
             event: match kind.as_deref() {
                 Some(CONFIRMATION_REQUEST_V1) => "confirmation",
+                Some(QUERY_STATUS_V1) => "query_status",
+                Some(DYNAMIC_QR_ISSUED_V1) => "dynamic_qr",
                 _ => "result",
             },
             data: String::from_utf8_lossy(body).into_owned(),
@@ -60,7 +66,11 @@ impl Pushed {
 
 #[derive(Clone)]
 pub struct ResultHub {
-    users: Arc<Mutex<HashMap<String, broadcast::Sender<Pushed>>>>,
+    /// By routing key: `user.<id>`, `pos.<merchant>.<terminal>`.
+    pub(super) users: Arc<Mutex<HashMap<String, broadcast::Sender<Pushed>>>>,
+    /// The tills whose queue a feed is reading now (`till_feed`); changed only with `users`
+    /// locked, so a new listener and a feed that ends cannot miss each other.
+    pub(super) feeds: Arc<Mutex<std::collections::HashSet<String>>>,
     /// True while the hub's queue is bound and consumed: from then on every fanned-out result
     /// reaches it (a readiness signal for `/readyz` and for tests, instead of a sleep).
     ready: Arc<watch::Sender<bool>>,
@@ -70,6 +80,7 @@ impl Default for ResultHub {
     fn default() -> ResultHub {
         ResultHub {
             users: Arc::default(),
+            feeds: Arc::default(),
             ready: Arc::new(watch::channel(false).0),
         }
     }
@@ -88,22 +99,26 @@ impl ResultHub {
         let _ = rx.wait_for(|r| *r).await;
     }
 
-    pub fn subscribe(&self, user: &str) -> broadcast::Receiver<Pushed> {
+    /// The messages routed to `key` from now on (`user.<id>`, `pos.<merchant>.<terminal>`).
+    pub fn subscribe(&self, key: &str) -> broadcast::Receiver<Pushed> {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
         users
-            .entry(user.to_owned())
+            .entry(key.to_owned())
             .or_insert_with(|| broadcast::channel(PER_USER_BUFFER).0)
             .subscribe()
     }
 
-    fn dispatch(&self, user: &str, body: Pushed) {
+    /// Hands `body` to the listeners of `key`; whether anyone took it.
+    pub(super) fn dispatch(&self, key: &str, body: Pushed) -> bool {
         let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = users.get(user) {
-            if tx.send(body).is_err() {
-                // Nobody listens any more.
-                users.remove(user);
+        if let Some(tx) = users.get(key) {
+            if tx.send(body).is_ok() {
+                return true;
             }
+            // Nobody listens any more.
+            users.remove(key);
         }
+        false
     }
 
     /// Consumes `user.*` results until `shutdown`, reconnecting with back-off.
@@ -176,9 +191,7 @@ impl ResultHub {
             tokio::select! {
                 d = consumer.next() => match d {
                     Some(Ok(d)) => {
-                        if let Some(user) = d.routing_key.as_str().strip_prefix("user.") {
-                            self.dispatch(user, Pushed::of(&d.data));
-                        }
+                        self.dispatch(d.routing_key.as_str(), Pushed::of(&d.data));
                     }
                     Some(Err(e)) => return Err(e.into()),
                     None => return Err(crate::broker::BrokerError::ConsumerClosed),
@@ -193,11 +206,20 @@ impl ResultHub {
 }
 
 pub async fn events(who: Cardholder, state: web::Data<AppState>) -> HttpResponse {
-    let rx = state.hub.subscribe(who.0.as_str());
-    let stopping = state.stopping.clone();
+    let rx = state.hub.subscribe(&format!("user.{}", who.0));
+    stream(rx, state.stopping.clone(), "GET /v1/me")
+}
+
+/// An SSE response of `rx` until the platform stops; `catch_up` names where a reader that
+/// fell behind finds what it missed.
+pub fn stream(
+    rx: broadcast::Receiver<Pushed>,
+    stopping: watch::Receiver<bool>,
+    catch_up: &'static str,
+) -> HttpResponse {
     let stream = futures_util::stream::unfold(
         (rx, stopping, true),
-        |(mut rx, mut stopping, first)| async move {
+        move |(mut rx, mut stopping, first)| async move {
             if first {
                 return Some((
                     Ok::<_, actix_web::Error>(Bytes::from_static(b": connected\n\n")),
@@ -216,7 +238,7 @@ pub async fn events(who: Cardholder, state: web::Data<AppState>) -> HttpResponse
                 Err(_) => Bytes::from_static(b": keep-alive\n\n"),
                 Ok(Ok(pushed)) => Bytes::from(pushed.frame()),
                 Ok(Err(broadcast::error::RecvError::Lagged(n))) => Bytes::from(format!(
-                    ": {n} results skipped (slow reader); see GET /v1/me\n\n"
+                    ": {n} results skipped (slow reader); see {catch_up}\n\n"
                 )),
                 Ok(Err(broadcast::error::RecvError::Closed)) => return None,
             };
@@ -242,6 +264,14 @@ mod tests {
             "event: confirmation\ndata: {\"type\":\"confirmation_request.v1\",\"transaction_id\":\"x\"}\n\n"
         );
         assert_eq!(Pushed::of(br#"{"type":"result.v1"}"#).event, "result");
+        assert_eq!(
+            Pushed::of(br#"{"type":"query_status.v1"}"#).event,
+            "query_status"
+        );
+        assert_eq!(
+            Pushed::of(br#"{"type":"dynamic_qr_issued.v1"}"#).event,
+            "dynamic_qr"
+        );
         assert_eq!(Pushed::of(b"not json").event, "result");
     }
 }

@@ -5,8 +5,8 @@
 //! `GET /v1/orders/{id}`, `GET /v1/confirmations`, `POST /v1/confirmations/{id}/confirm`,
 //! `POST /v1/confirmations/{id}/decline`, `GET /v1/events` (SSE), `GET /v1/me`, and
 //! `GET /openapi.json`;
-//! `/admin/v1/…` (`admin`); the wallet page `/app` and its files (`pages`); sign-in links and
-//! sign-out (`session`).
+//! `/admin/v1/…` (`admin`); the POS page's bridge `/pos/v1/…` (`till`); the wallet page `/app`,
+//! the POS page `/pos` and their files (`pages`); sign-in links and sign-out (`session`).
 //! A confirmed order is handed to the pipeline's order stage as a one-item batch; from there
 //! it follows the same stages as a reverse scan.
 
@@ -22,6 +22,8 @@ pub mod operations;
 pub mod pages;
 pub mod phone;
 pub mod session;
+pub mod till;
+pub mod till_feed;
 
 use crate::auth::JwtKeys;
 use crate::broker::PublisherSlot;
@@ -41,6 +43,9 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub config: Config,
     pub publisher: PublisherSlot,
+    /// The POS page's bridge: publishes contract messages to `pay.requests` with the pipeline's
+    /// broker user as `user-id` (`till`).
+    pub till_publisher: PublisherSlot,
     pub hub: ResultHub,
     /// Turns true when the platform stops: open event streams end, so a graceful stop does not
     /// wait out its timeout on them.
@@ -68,6 +73,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/openapi.json", web::get().to(openapi))
     .configure(admin::routes)
+    .configure(till::routes)
     .configure(session::routes)
     .configure(pages::routes);
 }
@@ -134,6 +140,12 @@ impl Platform {
                 "campuspay platform",
                 config.confirm_timeout,
             ),
+            till_publisher: PublisherSlot::new(
+                &config.amqp_url,
+                "campuspay platform tills",
+                config.confirm_timeout,
+            )
+            .as_user(&config.broker_user),
             hub: hub.clone(),
             stopping: hub_rx,
         });

@@ -1,11 +1,17 @@
 //! The browser pages and their files, compiled into the binary (`web/`): the wallet at `/app`,
-//! the sign-in pages, and the shared and vendored scripts under `/assets/`. Plain HTML, small
-//! JavaScript modules and CSS; the pages talk only to `/v1` (no second path to money).
+//! the till at `/pos`, the sign-in pages, and the shared and vendored scripts under
+//! `/assets/`. Plain HTML, small JavaScript modules and CSS; the wallet talks only to `/v1`, the
+//! till only to `/pos/v1` (no second path to money).
+//!
+//! A page belongs to one role: a browser signed in with a session of another role (a till's
+//! browser opening `/app`, a cardholder's or an operator's opening `/pos`) gets a 403 page
+//! instead, so one browser is never half one role and half another.
 //!
 //! Every page is served with a Content-Security-Policy that allows scripts, styles and
 //! connections from this origin only and no inline script or style at all, so an injected
 //! string cannot run; the sign-in pages, the only ones rendered with data, escape it too.
 
+use super::{session, AppState};
 use crate::db::sessions::{LinkProblem, LiveLink};
 use crate::domain::{SessionRole, SessionSecret};
 use actix_web::http::header;
@@ -50,6 +56,13 @@ static ASSETS: &[Asset] = &[
     asset!("/app/order.js", "app/order.js", JS),
     asset!("/app/confirm.js", "app/confirm.js", JS),
     asset!("/app/sw.js", "app/sw.js", JS),
+    asset!("/pos", "pos/index.html", HTML),
+    asset!("/pos/till.js", "pos/till.js", JS),
+    asset!("/pos/sale.js", "pos/sale.js", JS),
+    asset!("/pos/sales.js", "pos/sales.js", JS),
+    asset!("/pos/scanner.js", "pos/scanner.js", JS),
+    asset!("/pos/words.js", "pos/words.js", JS),
+    asset!("/pos/till.css", "pos/till.css", CSS),
     asset!("/assets/api.js", "common/api.js", JS),
     asset!("/assets/i18n.js", "common/i18n.js", JS),
     asset!("/assets/money.js", "common/money.js", JS),
@@ -93,14 +106,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         cfg.route(a.path, web::get().to(move |req: HttpRequest| serve(req, a)));
     }
     super::console::pages(cfg);
-    cfg.route(
-        "/app/",
-        web::get().to(|| async {
-            HttpResponse::MovedPermanently()
-                .insert_header((header::LOCATION, "/app"))
-                .finish()
-        }),
-    );
+    for (slash, page) in [("/app/", "/app"), ("/pos/", "/pos")] {
+        cfg.route(
+            slash,
+            web::get().to(move || async move {
+                HttpResponse::MovedPermanently()
+                    .insert_header((header::LOCATION, page))
+                    .finish()
+            }),
+        );
+    }
 }
 
 /// A strong validator per file, computed once: browsers revalidate (`no-cache`) and get a 304.
@@ -129,7 +144,42 @@ pub(super) fn secured(mut b: actix_web::HttpResponseBuilder) -> actix_web::HttpR
     b
 }
 
+/// The role a page is for (its files are not gated: they hold no data).
+fn page_role(path: &str) -> Option<SessionRole> {
+    match path {
+        "/app" => Some(SessionRole::Cardholder),
+        "/pos" => Some(SessionRole::Terminal),
+        _ => None,
+    }
+}
+
+/// A page opened by a browser signed in as another role: refused, in words.
+async fn wrong_role(req: &HttpRequest, role: SessionRole) -> Option<HttpResponse> {
+    let state = req.app_data::<web::Data<AppState>>()?;
+    if !session::has_cookie(req) {
+        return None;
+    }
+    // A dead cookie is no session: the page shows its own "sign in" screen.
+    let live = session::from_cookie(req, state).await.ok().flatten()?;
+    if live.role == role {
+        return None;
+    }
+    let (zh, en) = role_words(role);
+    Some(message(
+        403,
+        "无法打开",
+        &format!("这个浏览器已作为其他身份登录，不能打开{zh}页面。请先退出登录，或使用{zh}的登录链接。"),
+        "Cannot open this page",
+        &format!("This browser is signed in as someone else and cannot open the {en} page. Sign out first, or use the {en}'s sign-in link."),
+    ))
+}
+
 async fn serve(req: HttpRequest, a: &'static Asset) -> HttpResponse {
+    if let Some(role) = page_role(a.path) {
+        if let Some(refused) = wrong_role(&req, role).await {
+            return refused;
+        }
+    }
     let tag = etag(a);
     let mut b = secured(HttpResponse::Ok());
     b.insert_header((header::ETAG, tag))
@@ -258,6 +308,28 @@ pub fn link_problem(p: LinkProblem) -> HttpResponse {
         ),
     };
     message(status, "无法登录", zh, "Cannot sign in", en)
+}
+
+/// A till's token that signs nobody in: not a valid terminal token, or (`replaced`) one of a
+/// terminal that was rotated or removed since.
+pub fn token_refused(replaced: bool) -> HttpResponse {
+    if replaced {
+        message(
+            403,
+            "无法登录",
+            "这个收银台令牌已失效（收银台已更换令牌或已停用）。请使用新的令牌或登录链接。",
+            "Cannot sign in",
+            "This till token is no longer valid (the till was given a new one, or removed). Use the new token or a sign-in link.",
+        )
+    } else {
+        message(
+            403,
+            "无法登录",
+            "这不是有效的收银台令牌。请检查是否完整复制，或向一卡通服务中心索取登录链接。",
+            "Cannot sign in",
+            "This is not a valid till token. Check that it was copied whole, or ask the card office for a sign-in link.",
+        )
+    }
 }
 
 /// A sign-in form posted from another site.

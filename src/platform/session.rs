@@ -1,5 +1,5 @@
 //! Browser sessions (docs/SECURITY.md, *Browser sessions*): the cookie, the CSRF rule, and the
-//! sign-in and sign-out routes. The pages (`/app` now; `/pos` and `/console` later) cannot send
+//! sign-in and sign-out routes. The pages (`/app`, `/pos`, `/console`) cannot send
 //! a bearer token with `EventSource`, so a browser holds a session cookie instead: made from a
 //! one-time sign-in link, stored server-side (`db::sessions`) under a keyed hash, one role
 //! each, ended by sign-out, by its deadline or by revoking the subject's tokens.
@@ -7,7 +7,8 @@
 //! **Sign-in.** `GET /signin/{secret}` only shows what the link would do and a button; link
 //! previewers and scanners that fetch the URL use nothing. The button POSTs the secret to
 //! `/signin`, which uses the link (once), sets the cookie and sends the browser to its role's
-//! page.
+//! page. A till may instead post its own terminal token from the POS page to `/signin/token`,
+//! which starts the same kind of session.
 //!
 //! **CSRF.** The cookie is `SameSite=Strict`, so other sites' pages do not send it; on top of
 //! that, a request authenticated by the cookie that changes state must carry the header
@@ -20,11 +21,12 @@
 
 use super::error::ApiError;
 use super::{pages, AppState};
-use crate::auth::session_hash;
+use crate::auth::{session_hash, Role};
 use crate::db::{self, admin, sessions};
-use crate::domain::{SessionRole, SessionSecret, UserId};
+use crate::domain::{MerchantId, SessionRole, SessionSecret, TerminalId, UserId};
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
+use diesel::Connection;
 use serde::Deserialize;
 
 /// The session cookie's name.
@@ -37,6 +39,8 @@ pub const CSRF_HEADER: &str = "x-campuspay-csrf";
 pub struct Session {
     pub role: SessionRole,
     pub subject: String,
+    /// The subject's current token version.
+    pub token_version: i32,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -53,8 +57,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/signin/{secret}", web::get().to(show_link))
         .service(
             web::resource("/signin")
-                .app_data(form)
+                .app_data(form.clone())
                 .route(web::post().to(sign_in)),
+        )
+        .service(
+            web::resource("/signin/token")
+                .app_data(form)
+                .route(web::post().to(sign_in_with_token)),
         )
         .route("/signout", web::post().to(sign_out));
 }
@@ -123,6 +132,7 @@ pub async fn from_cookie(
     Ok(Some(Session {
         role: live.role,
         subject: live.subject,
+        token_version: live.token_version,
     }))
 }
 
@@ -226,22 +236,109 @@ async fn sign_in(
         Ok(redeemed)
     })
     .await?;
-    match redeemed {
-        Ok(session) => {
-            let secs = (session.expires_at - chrono::Utc::now())
-                .num_seconds()
-                .max(0);
-            Ok(HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, session.role.home()))
-                .insert_header((
-                    header::SET_COOKIE,
-                    set_cookie(&state, Some((&secret, secs))),
-                ))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .finish())
-        }
-        Err(p) => Ok(pages::link_problem(p)),
+    Ok(match redeemed {
+        Ok(session) => started(&state, &secret, &session),
+        Err(p) => pages::link_problem(p),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenForm {
+    token: String,
+}
+
+/// How long the link that a token sign-in makes and uses at once is valid (it is used in the
+/// same transaction; the deadline only bounds a row left behind by a crash).
+const TOKEN_LINK_SECS: i64 = 60;
+
+/// `POST /signin/token` (the POS page's form): a till signs in with its own terminal token
+/// (from `admin terminal add` or `rotate`) instead of a link. The token must verify as a
+/// terminal's, of the terminal's current version; then a one-time link is made and used in one
+/// transaction, so the session is exactly what a link would have started (the till's role and
+/// subject, 12 hours, the per-subject limit) and the token itself is never stored.
+async fn sign_in_with_token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<TokenForm>,
+) -> Result<HttpResponse, ApiError> {
+    if !same_origin_form(&req) {
+        return Ok(pages::forbidden_form());
     }
+    let claims = match state.jwt.verify(Role::Terminal, form.token.trim()) {
+        Ok(c) => c,
+        Err(e) => {
+            log::info!("a till's token sign-in refused: {e}");
+            return Ok(pages::token_refused(false));
+        }
+    };
+    let (Some(m), Some(t)) = (
+        claims
+            .merchant_id
+            .as_deref()
+            .and_then(|m| MerchantId::parse(m).ok()),
+        claims
+            .terminal_id
+            .as_deref()
+            .and_then(|t| TerminalId::parse(t).ok()),
+    ) else {
+        return Ok(pages::token_refused(false));
+    };
+    let key = state.config.keys.sessions.expose().to_vec();
+    let old_hash = cookie_value(&req)
+        .and_then(SessionSecret::parse)
+        .map(|s| session_hash(&key, &s));
+    let link = SessionSecret::generate(&mut rand::rngs::OsRng);
+    let link_hash = session_hash(&key, &link);
+    let secret = SessionSecret::generate(&mut rand::rngs::OsRng);
+    let new_hash = session_hash(&key, &secret);
+    let subject = crate::ops::tokens::terminal_subject(&m, &t);
+    let version = claims.ver;
+    let redeemed = db::run(&state.pool, move |c| {
+        c.transaction(|c| {
+            // A rotated or removed terminal's older tokens sign nobody in.
+            if admin::terminal_token_version(c, &m, &t)? != Some(version) {
+                return Ok(Err(sessions::LinkProblem::Revoked));
+            }
+            sessions::create_link(
+                c,
+                sessions::NewLink {
+                    secret_hash: &link_hash,
+                    role: SessionRole::Terminal,
+                    subject: &subject,
+                    token_version: version,
+                    created_by: &format!("token:{subject}"),
+                    expires_at: chrono::Utc::now() + chrono::Duration::seconds(TOKEN_LINK_SECS),
+                },
+            )?;
+            let redeemed = sessions::redeem_link(c, &link_hash, &new_hash)?;
+            if let (Ok(_), Some(old)) = (&redeemed, old_hash) {
+                sessions::end_session(c, &old)?;
+            }
+            Ok(redeemed)
+        })
+    })
+    .await?;
+    Ok(match redeemed {
+        Ok(session) => started(&state, &secret, &session),
+        Err(_) => pages::token_refused(true),
+    })
+}
+
+/// The answer that starts a session: the cookie, and the role's page.
+fn started(
+    state: &AppState,
+    secret: &SessionSecret,
+    session: &sessions::LiveSession,
+) -> HttpResponse {
+    let secs = (session.expires_at - chrono::Utc::now())
+        .num_seconds()
+        .max(0);
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, session.role.home()))
+        .insert_header((header::SET_COOKIE, set_cookie(state, Some((secret, secs)))))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
 }
 
 /// `POST /signout`: ends the session server-side and deletes the cookie. Harmless without one.

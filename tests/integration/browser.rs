@@ -110,6 +110,9 @@ pub struct Options {
     pub fake_camera: Option<PathBuf>,
     /// A desktop window (the console) instead of the phone the wallet is shown on.
     pub desktop: bool,
+    /// A desktop-like window of this width and height (a till's tablet or PC) instead of the
+    /// phone's WIDTH × HEIGHT.
+    pub window: Option<(u32, u32)>,
 }
 
 /// The desktop window of `Options::desktop`.
@@ -237,11 +240,17 @@ fn launch_blocking(opts: Options) -> Inner {
             y4m.display()
         ));
     }
+    let metrics = match opts.window {
+        Some((w, h)) => {
+            json!({"width": w, "height": h, "pixelRatio": 1, "touch": true, "mobile": false})
+        }
+        None => json!({
+            "width": WIDTH, "height": HEIGHT, "pixelRatio": 1, "touch": true, "mobile": true
+        }),
+    };
     let mut chrome = json!({
         "binary": chromium,
-        "mobileEmulation": {"deviceMetrics": {
-            "width": WIDTH, "height": HEIGHT, "pixelRatio": 1, "touch": true, "mobile": true
-        }},
+        "mobileEmulation": {"deviceMetrics": metrics},
     });
     if opts.desktop {
         args.push(format!("--window-size={},{}", DESKTOP.0, DESKTOP.1));
@@ -381,6 +390,26 @@ impl Browser {
         self.run(move |b| b.call("POST", &format!("/element/{id}/value"), Some(body)))
             .await
             .unwrap_or_else(|e| panic!("type: {e}"));
+    }
+
+    /// Presses the keys of `text` on whatever has the focus (the page itself when nothing was
+    /// clicked), one after the other without pauses, as a keyboard-wedge scanner types; `\n`
+    /// is Enter.
+    pub async fn keys(&self, text: &str) {
+        let mut actions = Vec::new();
+        for c in text.chars() {
+            let key = if c == '\n' {
+                "\u{E007}".to_owned()
+            } else {
+                c.to_string()
+            };
+            actions.push(json!({"type": "keyDown", "value": key}));
+            actions.push(json!({"type": "keyUp", "value": key}));
+        }
+        let body = json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]});
+        self.run(move |b| b.call("POST", "/actions", Some(body)))
+            .await
+            .unwrap_or_else(|e| panic!("keys: {e}"));
     }
 
     /// A PNG of the whole window.

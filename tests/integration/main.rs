@@ -29,6 +29,7 @@ mod schemas;
 mod service;
 mod sessions;
 mod shards;
+mod till;
 mod tls;
 mod topology;
 mod trust;

@@ -496,6 +496,10 @@ fn the_document_mirrors_the_body_schemas_and_its_examples_are_valid() {
             if template.starts_with("/admin/") {
                 assert_eq!(op["security"], json!([{"adminBearer": []}]), "{what}");
                 assert!(op["responses"]["403"].is_object(), "{what} lists no 403");
+            } else if template.starts_with("/pos/") {
+                // The till's bridge: a till's browser session only.
+                assert_eq!(op["security"], json!([{"sessionCookie": []}]), "{what}");
+                assert!(op["responses"]["403"].is_object(), "{what} lists no 403");
             } else {
                 assert!(op["security"].is_null() || public, "{what} security");
             }
@@ -626,8 +630,8 @@ async fn every_documented_route_exists_and_nothing_else_does() {
         }
         assert_eq!(
             probed,
-            9 + 31,
-            "the nine /v1 operations and the thirty-one /admin/v1 ones"
+            9 + 32 + 8,
+            "the nine /v1 operations, the thirty-two /admin/v1 ones and the till's eight"
         );
         // Paths that are not in the document.
         for path in [

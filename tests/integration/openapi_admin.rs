@@ -310,7 +310,7 @@ async fn every_back_office_operation_refuses_other_roles_as_documented() {
                 n += 1;
             }
         }
-        assert_eq!(n, 31, "the thirty-one /admin/v1 operations");
+        assert_eq!(n, 32, "the thirty-two /admin/v1 operations");
     })
     .await;
 }
@@ -486,6 +486,12 @@ async fn an_operators_session_answers_as_documented() {
         let t = "/admin/v1/terminals";
         let a = s.call("POST", t, t, Some(json!({"merchant_id": "m9", "terminal_id": "t1"})), (201, ""));
         assert_eq!(a.body["result_queue"], "pos.m9.t1", "{a:?}");
+        let t2 = "/admin/v1/terminals/{merchant}/{terminal}/sign-in-links";
+        let a = s.call("POST", t2, "/admin/v1/terminals/m9/t1/sign-in-links", None, (201, ""));
+        assert_eq!((a.body["role"].as_str(), a.body["terminal_id"].as_str()), (Some("terminal"), Some("t1")), "{a:?}");
+        s.call("POST", t2, "/admin/v1/terminals/m9/t1/sign-in-links", Some(json!({"ttl_secs": 86_401})), (400, "invalid_body"));
+        s.call("POST", t2, "/admin/v1/terminals/m9/t404/sign-in-links", None, (404, "not_found"));
+        s.call("POST", t2, "/admin/v1/terminals/m9/t%201/sign-in-links", None, (404, "not_found"));
         s.call("POST", t, t, Some(json!({"merchant_id": "m9", "terminal_id": "t1"})), (409, "conflict"));
         s.call("POST", t, t, Some(json!({"merchant_id": "nope", "terminal_id": "t1"})), (404, "not_found"));
         s.call("POST", t, t, Some(json!({"merchant_id": "m9", "terminal_id": "t 1"})), (400, "invalid_body"));

@@ -322,7 +322,7 @@ async fn a_frozen_cards_wallet_says_so_and_shows_no_code() {
 }
 
 /// A scratch directory, removed when dropped (also when the test fails).
-struct Scratch(std::path::PathBuf);
+pub(crate) struct Scratch(std::path::PathBuf);
 
 impl std::ops::Deref for Scratch {
     type Target = std::path::Path;
@@ -338,7 +338,7 @@ impl Drop for Scratch {
 }
 
 /// A scratch directory for the camera's video, or `None` (skipped) without ffmpeg.
-fn ffmpeg_or_skip(test: &str) -> Option<Scratch> {
+pub(crate) fn ffmpeg_or_skip(test: &str) -> Option<Scratch> {
     if !have_ffmpeg() {
         let required =
             std::env::var("CAMPUSPAY_REQUIRE_BROWSER").is_ok_and(|v| !v.is_empty() && v != "0");

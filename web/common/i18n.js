@@ -261,6 +261,11 @@ const WORDS = {
   },
 };
 
+// A page's own words (the till's, web/pos/words.js), added to the shared ones.
+export function addWords(words) {
+  for (const l of Object.keys(WORDS)) Object.assign(WORDS[l], words[l] || {});
+}
+
 const KEY = "campuspay.lang";
 let current = localStorage.getItem(KEY) === "en" ? "en" : "zh-CN";
 
