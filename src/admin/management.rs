@@ -309,13 +309,26 @@ impl Management {
     /// Force-closes every connection of `user`, at once: a deleted user's or a changed
     /// password's open connections would otherwise live on. (The broker's own connection
     /// tracking, not the management statistics, which lag by seconds.)
+    ///
+    /// RabbitMQ 3.10 sometimes answers 500 when a connection of the user closes while it walks
+    /// them (seen on a busy machine); closing is idempotent, so that is tried again, at most
+    /// `CLOSE_ATTEMPTS` times in all.
     pub fn close_user_connections(&self, user: &str) -> Result<(), ManagementError> {
-        self.call(
-            "DELETE",
-            &format!("/api/connections/username/{}", encode(user)),
-            None,
-        )?;
-        Ok(())
+        const CLOSE_ATTEMPTS: u32 = 4;
+        let path = format!("/api/connections/username/{}", encode(user));
+        let mut attempt = 1;
+        loop {
+            match self.call("DELETE", &path, None) {
+                Ok(_) => return Ok(()),
+                Err(ManagementError::Http { detail, .. })
+                    if detail.starts_with("HTTP 500") && attempt < CLOSE_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 

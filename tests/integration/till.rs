@@ -588,9 +588,11 @@ async fn each_role_opens_only_its_own_pages_and_the_bridge_takes_no_identity_fro
         assert_eq!(app.status, 403, "{}", app.text);
         let v1 = call(&b, Some(&til), "GET", "/v1/me", None);
         assert_eq!((v1.status, v1.code()), (401, "unauthorized"));
+        // The back office takes an operator's session: another role's is forbidden.
         let admin = call(&b, Some(&til), "GET", "/admin/v1/queues", None);
-        assert_eq!((admin.status, admin.code()), (401, "unauthorized"));
-        assert_eq!(call(&b, Some(&til), "GET", "/console", None).status, 404);
+        assert_eq!((admin.status, admin.code()), (403, "forbidden"));
+        let console = call(&b, Some(&til), "GET", "/console", None);
+        assert_eq!(console.status, 403, "{}", console.text);
         // A cardholder's and an operator's session: not a till.
         for who in [&card, &op] {
             let page = call(&b, Some(who), "GET", "/pos", None);

@@ -261,11 +261,6 @@ const WORDS = {
   },
 };
 
-// A page's own words (the till's, web/pos/words.js), added to the shared ones.
-export function addWords(words) {
-  for (const l of Object.keys(WORDS)) Object.assign(WORDS[l], words[l] || {});
-}
-
 const KEY = "campuspay.lang";
 let current = localStorage.getItem(KEY) === "en" ? "en" : "zh-CN";
 
@@ -278,7 +273,8 @@ export function t(key, vars) {
   return vars ? s.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m)) : s;
 }
 
-// More words for a page of its own (the console's, web/console/words.js).
+// A page's own words, added to the shared ones (the till's web/pos/words.js, the console's
+// web/console/words.js).
 export function addWords(more) {
   for (const l of Object.keys(more)) {
     if (WORDS[l]) Object.assign(WORDS[l], more[l]);
