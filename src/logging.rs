@@ -7,12 +7,20 @@ use std::io::Write;
 
 /// The filter when `RUST_LOG` is unset: lapin's and tracing's chatter only when it matters.
 const DEFAULT_FILTER: &str = "info,tracing::span=warn,lapin=warn";
+/// The filter for `campuspay demo`: warnings only from the parts that log each payment or
+/// request (the stages, the platform and its access log, the consumers). The demo tells its own
+/// story on stdout, and a lunch hour's thousands of lines would bury it.
+const DEMO_FILTER: &str = "info,tracing::span=warn,lapin=warn,actix_server=warn,\
+campuspay::pipeline=warn,campuspay::platform=warn,campuspay::access=warn,\
+campuspay::broker::consumer=warn";
 
-/// Installs the logger. An unknown `CAMPUSPAY_LOG_FORMAT` is reported (in text) and ignored
-/// rather than refused: a typo must not keep a payment service from starting.
-pub fn init() {
+/// Installs the logger (`demo`: the filter for `campuspay demo` when `RUST_LOG` is unset). An
+/// unknown `CAMPUSPAY_LOG_FORMAT` is reported (in text) and ignored rather than refused: a typo
+/// must not keep a payment service from starting.
+pub fn init(demo: bool) {
+    let default = if demo { DEMO_FILTER } else { DEFAULT_FILTER };
     let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(DEFAULT_FILTER));
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default));
     let format = std::env::var("CAMPUSPAY_LOG_FORMAT").unwrap_or_default();
     let json = format.trim().eq_ignore_ascii_case("json");
     let unknown = !json && !format.trim().is_empty() && !format.trim().eq_ignore_ascii_case("text");

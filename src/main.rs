@@ -27,6 +27,6 @@ fn write_stdout(args: std::fmt::Arguments) {
 }
 
 fn main() -> std::process::ExitCode {
-    logging::init();
+    logging::init(std::env::args().nth(1).as_deref() == Some("demo"));
     cli::main()
 }
