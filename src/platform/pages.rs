@@ -67,6 +67,7 @@ static ASSETS: &[Asset] = &[
     asset!("/assets/i18n.js", "common/i18n.js", JS),
     asset!("/assets/money.js", "common/money.js", JS),
     asset!("/assets/pinpad.js", "common/pinpad.js", JS),
+    asset!("/assets/qr.js", "common/qr.js", JS),
     asset!("/assets/style.css", "common/style.css", CSS),
     // The console's scripts and styles (its page, `/console`, is served to operators only:
     // `platform::console`).

@@ -16,6 +16,7 @@ const SHELL = [
   "/assets/i18n.js",
   "/assets/money.js",
   "/assets/pinpad.js",
+  "/assets/qr.js",
   "/assets/style.css",
   "/assets/vendor/qrcode-generator-1.4.4/qrcode.js",
   "/assets/vendor/jsbarcode-3.11.6/JsBarcode.code128.min.js",

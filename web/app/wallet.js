@@ -6,6 +6,7 @@ import { api } from "/assets/api.js";
 import * as i18n from "/assets/i18n.js";
 import { t } from "/assets/i18n.js";
 import { fen, yuan } from "/assets/money.js";
+import { drawQr } from "/assets/qr.js";
 import { CodeStore } from "./codes.js";
 import { Scanner } from "./scan.js";
 import { OrderFlow } from "./order.js";
@@ -148,28 +149,6 @@ function showNoCode(text, retry) {
   $("code-retry").hidden = !retry;
 }
 
-function drawQr(code) {
-  const canvas = $("qr");
-  const qr = window.qrcode(0, "M");
-  qr.addData(code, "Numeric");
-  qr.make();
-  const n = qr.getModuleCount();
-  const quiet = 4;
-  const cell = Math.max(4, Math.floor(264 / (n + 2 * quiet)));
-  const size = cell * (n + 2 * quiet);
-  canvas.width = size;
-  canvas.height = size;
-  const g = canvas.getContext("2d");
-  g.fillStyle = "#fff";
-  g.fillRect(0, 0, size, size);
-  g.fillStyle = "#000";
-  for (let r = 0; r < n; r++) {
-    for (let c = 0; c < n; c++) {
-      if (qr.isDark(r, c)) g.fillRect((c + quiet) * cell, (r + quiet) * cell, cell, cell);
-    }
-  }
-}
-
 function renderCodes() {
   const me = state.me;
   if (!me || !state.codes) return;
@@ -183,7 +162,7 @@ function renderCodes() {
   if (code) {
     // Drawn once per code (this runs on every tick and refresh).
     if ($("code-digits").dataset.code !== code) {
-      drawQr(code);
+      drawQr($("qr"), code, "Numeric", 264);
       window.JsBarcode($("barcode"), code, {
         format: "CODE128",
         displayValue: false,

@@ -9,6 +9,7 @@
 
 import { api, uuid4 } from "/assets/api.js";
 import { t, has, errorText } from "/assets/i18n.js";
+import { drawQr } from "/assets/qr.js";
 
 const $ = (id) => document.getElementById(id);
 const RESEND_AFTER_MS = 8000;
@@ -119,26 +120,9 @@ export class Sale {
     });
   }
 
-  drawQr(payload) {
+  showQr(payload) {
     const canvas = $("qr");
-    const qr = window.qrcode(0, "M");
-    qr.addData(payload, "Byte");
-    qr.make();
-    const n = qr.getModuleCount();
-    const quiet = 4;
-    const cell = Math.max(4, Math.floor(QR_SIZE / (n + 2 * quiet)));
-    const size = cell * (n + 2 * quiet);
-    canvas.width = size;
-    canvas.height = size;
-    const g = canvas.getContext("2d");
-    g.fillStyle = "#fff";
-    g.fillRect(0, 0, size, size);
-    g.fillStyle = "#000";
-    for (let r = 0; r < n; r++) {
-      for (let c = 0; c < n; c++) {
-        if (qr.isDark(r, c)) g.fillRect((c + quiet) * cell, (r + quiet) * cell, cell, cell);
-      }
-    }
+    drawQr(canvas, payload, "Byte", QR_SIZE);
     canvas.dataset.payload = payload;
   }
 
@@ -225,7 +209,7 @@ export class Sale {
       c.issued = true;
       c.reference = msg.reference;
       this.clearTimers();
-      this.drawQr(msg.payload);
+      this.showQr(msg.payload);
       this.countDown(msg.expires_at);
       return;
     }
