@@ -186,6 +186,33 @@ impl Management {
             .unwrap_or(Value::Null))
     }
 
+    /// Sets one policy: `policy` is an element of `Topology::policies_json` (its `vhost` and
+    /// `name` are in the path, the rest is the body).
+    pub fn put_policy(&self, vhost: &str, policy: &Value) -> Result<(), ManagementError> {
+        let name = policy["name"].as_str().unwrap_or_default();
+        let mut body = policy.clone();
+        if let Some(m) = body.as_object_mut() {
+            m.remove("vhost");
+            m.remove("name");
+        }
+        self.call(
+            "PUT",
+            &format!("/api/policies/{}/{}", encode(vhost), encode(name)),
+            Some(body),
+        )?;
+        Ok(())
+    }
+
+    /// The vhost's policies.
+    pub fn policies(&self, vhost: &str) -> Result<Vec<Value>, ManagementError> {
+        Ok(
+            match self.call("GET", &format!("/api/policies/{}", encode(vhost)), None)? {
+                Some(Value::Array(v)) => v,
+                _ => Vec::new(),
+            },
+        )
+    }
+
     pub fn queues(&self, vhost: &str) -> Result<Vec<Value>, ManagementError> {
         Ok(
             match self.call("GET", &format!("/api/queues/{}", encode(vhost)), None)? {

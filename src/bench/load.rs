@@ -461,7 +461,7 @@ async fn open_terminals(
             .await
             .map_err(err)?;
         let sub_channel = conn.create_channel().await.map_err(err)?;
-        provision_result_queue(&sub_channel, &result_key)
+        provision_result_queue(conn, &result_key)
             .await
             .map_err(|e| e.to_string())?;
         sub_channel

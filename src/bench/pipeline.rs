@@ -52,9 +52,16 @@ async fn pipeline_inner(
         .await?
     };
     let conn = connect_retrying(&env.amqp_url, "campuspay bench setup", 5).await?;
-    let ch = conn.create_channel().await?;
-    topology(config.settlement_shards).declare(&ch).await?;
-    close(conn, &[ch]).await;
+    campuspay::admin::queues::set_up(
+        &conn,
+        &env.mgmt,
+        &env.name,
+        &topology(config.settlement_shards),
+        campuspay::admin::queues::ExistingPolicies::Reset,
+    )
+    .await
+    .map_err(|e| BenchError::Failed(format!("setting up the broker: {e}")))?;
+    close(conn, &[]).await;
     check(stop)?;
 
     let n_codes = codes_needed(args);

@@ -1,11 +1,17 @@
-//! The broker topology as data: exchanges, queues, bindings. `campuspay topology` declares it,
-//! `rabbitmq/definitions.json` is rendered from it (a test checks the file is current), and the
-//! names below are the only place a queue or exchange is spelled.
+//! The broker topology as data: exchanges, queues, bindings and the policies that set the
+//! queues' limits. `campuspay topology` declares it, `rabbitmq/definitions.json` is rendered
+//! from it (a test checks the file is current), and the names below are the only place a queue
+//! or exchange is spelled.
+//!
+//! Queues are declared with only what a policy cannot set (the queue type, single active
+//! consumer). Their limits (length, overflow, delivery limit, dead-lettering, TTL) are policies,
+//! so that an operator changes them with `rabbitmqctl set_policy` or the definitions file,
+//! without deleting a queue: a queue argument would override the policy for good.
 
 use super::BrokerError;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 use serde_json::{json, Map, Value};
 
 /// Pinned external exchanges (docs/ARCHITECTURE.md §3).
@@ -141,7 +147,26 @@ pub struct ExchangeSpec {
 pub struct QueueSpec {
     pub name: String,
     pub args: Vec<(&'static str, Arg)>,
+    /// The policy that sets this queue's limits.
+    pub policy: String,
 }
+
+/// A policy (applied to queues) of this vhost: RabbitMQ applies to each queue the one policy of
+/// highest priority whose pattern matches its name, so the patterns below never overlap.
+#[derive(Debug, Clone)]
+pub struct PolicySpec {
+    pub name: String,
+    /// A regular expression on queue names, anchored at both ends.
+    pub pattern: String,
+    pub definition: Vec<(&'static str, Arg)>,
+}
+
+/// The priority of this system's policies. An operator's own policy for the same queues needs a
+/// higher one, and then replaces ours whole (policies do not merge): `admin topology check`
+/// says so.
+pub const POLICY_PRIORITY: i64 = 10;
+/// Every policy this system owns is named with this prefix.
+pub const POLICY_PREFIX: &str = "campuspay-";
 
 #[derive(Debug, Clone)]
 pub struct BindingSpec {
@@ -155,23 +180,54 @@ pub struct Topology {
     pub exchanges: Vec<ExchangeSpec>,
     pub queues: Vec<QueueSpec>,
     pub bindings: Vec<BindingSpec>,
+    pub policies: Vec<PolicySpec>,
 }
 
-fn stage_queue(name: String, dead_key: &'static str, single_active: bool) -> QueueSpec {
-    let mut args = vec![
-        ("x-queue-type", Arg::Str("quorum")),
-        ("x-dead-letter-exchange", Arg::Str(DEAD)),
-        ("x-dead-letter-routing-key", Arg::Str(dead_key)),
-        // At-least-once dead-lettering (RabbitMQ ≥ 3.10) needs reject-publish overflow.
-        ("x-dead-letter-strategy", Arg::Str("at-least-once")),
-        ("x-overflow", Arg::Str("reject-publish")),
-        ("x-delivery-limit", Arg::Int(DELIVERY_LIMIT)),
-        ("x-max-length", Arg::Int(STAGE_QUEUE_MAX_LENGTH)),
-    ];
-    if single_active {
+/// What a policy cannot set: the queue type, and single active consumer.
+fn stage_queue(name: String, stage: StageName) -> QueueSpec {
+    let mut args = vec![("x-queue-type", Arg::Str("quorum"))];
+    if stage == StageName::Settlement {
+        // One consumer per shard at a time: a card's debits are serialised.
         args.push(("x-single-active-consumer", Arg::Bool(true)));
     }
-    QueueSpec { name, args }
+    QueueSpec {
+        name,
+        args,
+        policy: stage_policy_name(stage),
+    }
+}
+
+fn stage_policy_name(stage: StageName) -> String {
+    format!("{POLICY_PREFIX}stage-{}", stage.as_str())
+}
+
+/// The policy of terminals' and cardholders' result queues.
+pub fn result_queue_policy() -> String {
+    format!("{POLICY_PREFIX}results")
+}
+
+/// A stage's limits: a bounded queue that refuses rather than drops, and a bounded number of
+/// deliveries after which the broker dead-letters the message to `pay.dead` with the stage's
+/// name as routing key.
+fn stage_policy(stage: StageName, pattern: String) -> PolicySpec {
+    PolicySpec {
+        name: stage_policy_name(stage),
+        pattern,
+        definition: vec![
+            ("dead-letter-exchange", Arg::Str(DEAD)),
+            ("dead-letter-routing-key", Arg::Str(stage.as_str())),
+            // At-least-once dead-lettering (RabbitMQ ≥ 3.10) needs reject-publish overflow.
+            ("dead-letter-strategy", Arg::Str("at-least-once")),
+            ("overflow", Arg::Str("reject-publish")),
+            ("delivery-limit", Arg::Int(DELIVERY_LIMIT)),
+            ("max-length", Arg::Int(STAGE_QUEUE_MAX_LENGTH)),
+        ],
+    }
+}
+
+/// A queue name as a policy pattern matching it alone.
+fn exactly(name: &str) -> String {
+    format!("^{}$", name.replace('.', "\\."))
 }
 
 /// The whole pipeline topology, with `shards` settlement shards.
@@ -205,8 +261,8 @@ pub fn topology(shards: Shards) -> Topology {
     ];
     let mut queues = Vec::new();
     let mut bindings = Vec::new();
+    let mut policies = Vec::new();
     for stage in StageName::ALL {
-        let dead_key = stage.as_str();
         match stage {
             StageName::QrValidation => {
                 let q = stage.queues(shards).remove(0);
@@ -217,9 +273,15 @@ pub fn topology(shards: Shards) -> Topology {
                         routing_key: format!("pos.*.*.{verb}"),
                     });
                 }
-                queues.push(stage_queue(q, dead_key, false));
+                policies.push(stage_policy(stage, exactly(&q)));
+                queues.push(stage_queue(q, stage));
             }
             StageName::Settlement => {
+                // One policy for every shard, whatever their count.
+                policies.push(stage_policy(
+                    stage,
+                    "^campuspay\\.settlement\\.[0-9]+$".into(),
+                ));
                 for shard in shards.all() {
                     let q = settlement_queue(shard);
                     bindings.push(BindingSpec {
@@ -227,7 +289,7 @@ pub fn topology(shards: Shards) -> Topology {
                         queue: q.clone(),
                         routing_key: settlement_key(shard),
                     });
-                    queues.push(stage_queue(q, dead_key, true));
+                    queues.push(stage_queue(q, stage));
                 }
             }
             other => {
@@ -237,16 +299,22 @@ pub fn topology(shards: Shards) -> Topology {
                     queue: q.clone(),
                     routing_key: other.as_str().into(),
                 });
-                queues.push(stage_queue(q, dead_key, false));
+                policies.push(stage_policy(other, exactly(&q)));
+                queues.push(stage_queue(q, stage));
             }
         }
     }
     queues.push(QueueSpec {
         name: DEAD_QUEUE.into(),
-        args: vec![
-            ("x-queue-type", Arg::Str("quorum")),
-            ("x-overflow", Arg::Str("reject-publish")),
-            ("x-max-length", Arg::Int(STAGE_QUEUE_MAX_LENGTH)),
+        args: vec![("x-queue-type", Arg::Str("quorum"))],
+        policy: format!("{POLICY_PREFIX}dead"),
+    });
+    policies.push(PolicySpec {
+        name: format!("{POLICY_PREFIX}dead"),
+        pattern: exactly(DEAD_QUEUE),
+        definition: vec![
+            ("overflow", Arg::Str("reject-publish")),
+            ("max-length", Arg::Int(STAGE_QUEUE_MAX_LENGTH)),
         ],
     });
     bindings.push(BindingSpec {
@@ -256,17 +324,34 @@ pub fn topology(shards: Shards) -> Topology {
     });
     queues.push(QueueSpec {
         name: UNROUTED_QUEUE.into(),
-        args: vec![
-            // Quorum, though it holds only copies: `pay.results` hands a message that no queue
-            // takes to this one, and when it is down (a classic queue dies with its node) the
-            // broker returns the publish as unroutable, so fan-out would stall until that one
-            // node came back.
-            ("x-queue-type", Arg::Str("quorum")),
+        // Quorum, though it holds only copies: `pay.results` hands a message that no queue
+        // takes to this one, and when it is down (a classic queue dies with its node) the
+        // broker returns the publish as unroutable, so fan-out would stall until that one node
+        // came back.
+        args: vec![("x-queue-type", Arg::Str("quorum"))],
+        policy: format!("{POLICY_PREFIX}unrouted"),
+    });
+    policies.push(PolicySpec {
+        name: format!("{POLICY_PREFIX}unrouted"),
+        pattern: exactly(UNROUTED_QUEUE),
+        definition: vec![
             // Results nobody subscribed to: kept briefly for debugging, then expired (the
             // system of record is PostgreSQL, and `query.v1` re-sends a result).
-            ("x-message-ttl", Arg::Int(5 * 60 * 1000)),
-            ("x-overflow", Arg::Str("reject-publish")),
-            ("x-max-length", Arg::Int(2_000_000)),
+            ("message-ttl", Arg::Int(5 * 60 * 1000)),
+            ("overflow", Arg::Str("reject-publish")),
+            ("max-length", Arg::Int(2_000_000)),
+        ],
+    });
+    policies.push(PolicySpec {
+        name: result_queue_policy(),
+        // Terminals' and cardholders' result queues: `pos.<m>.<t>`, `user.<u>`.
+        pattern: "^(pos|user)\\.".into(),
+        definition: vec![
+            // Results wait a day for an offline device, and a device that never comes back
+            // cannot fill the broker: a full queue refuses, and the result stays in PostgreSQL.
+            ("message-ttl", Arg::Int(RESULT_QUEUE_TTL_MS)),
+            ("max-length", Arg::Int(RESULT_QUEUE_MAX_LENGTH)),
+            ("overflow", Arg::Str("reject-publish")),
         ],
     });
     bindings.push(BindingSpec {
@@ -278,19 +363,15 @@ pub fn topology(shards: Shards) -> Topology {
         exchanges,
         queues,
         bindings,
+        policies,
     }
 }
 
-/// Arguments of a terminal's durable result queue: a quorum queue, so that a till's results
-/// survive the loss of any one broker node of a cluster (a classic queue lives on one node).
-/// Quorum queues take a message TTL and `reject-publish` from RabbitMQ 3.10 on.
+/// Arguments of a terminal's or cardholder's durable result queue: a quorum queue, so that a
+/// till's results survive the loss of any one broker node of a cluster (a classic queue lives
+/// on one node). Its limits are the `campuspay-results` policy.
 pub fn result_queue_args() -> Vec<(&'static str, Arg)> {
-    vec![
-        ("x-queue-type", Arg::Str("quorum")),
-        ("x-message-ttl", Arg::Int(RESULT_QUEUE_TTL_MS)),
-        ("x-max-length", Arg::Int(RESULT_QUEUE_MAX_LENGTH)),
-        ("x-overflow", Arg::Str("reject-publish")),
-    ]
+    vec![("x-queue-type", Arg::Str("quorum"))]
 }
 
 fn field_table(args: &[(&'static str, Arg)]) -> FieldTable {
@@ -319,9 +400,22 @@ fn json_args(args: &[(&'static str, Arg)]) -> Value {
     Value::Object(m)
 }
 
+/// What declaring found.
+#[derive(Debug, Default)]
+pub struct Declared {
+    /// Queues that exist with limits as queue arguments, declared by an earlier version: kept
+    /// as they are (they work as before), but an argument overrides the policy, so changing the
+    /// policy does not change them until they are drained and re-created (`admin topology
+    /// check` lists them).
+    pub kept_with_arguments: Vec<String>,
+}
+
 impl Topology {
-    /// Declares everything (idempotent: re-declaring with the same arguments is a no-op).
-    pub async fn declare(&self, channel: &Channel) -> Result<(), BrokerError> {
+    /// Declares everything (idempotent: re-declaring with the same arguments is a no-op). A
+    /// queue that exists with other arguments is kept and reported rather than failing the
+    /// whole declaration; see [`Declared`].
+    pub async fn declare(&self, conn: &Connection) -> Result<Declared, BrokerError> {
+        let mut channel = conn.create_channel().await?;
         for e in &self.exchanges {
             let kind = match e.kind {
                 "topic" => ExchangeKind::Topic,
@@ -341,17 +435,11 @@ impl Topology {
                 )
                 .await?;
         }
+        let mut declared = Declared::default();
         for q in &self.queues {
-            channel
-                .queue_declare(
-                    q.name.as_str().into(),
-                    QueueDeclareOptions {
-                        durable: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    field_table(&q.args),
-                )
-                .await?;
+            if !declare_queue(&mut channel, conn, &q.name, &q.args).await? {
+                declared.kept_with_arguments.push(q.name.clone());
+            }
         }
         for b in &self.bindings {
             channel
@@ -364,7 +452,22 @@ impl Topology {
                 )
                 .await?;
         }
-        Ok(())
+        let _ = channel.close(200, "declared".into()).await;
+        Ok(declared)
+    }
+
+    /// The policies in the management API's form (`PUT /api/policies/{vhost}/{name}` takes
+    /// one element without its `vhost` and `name`).
+    pub fn policies_json(&self, vhost: &str) -> Vec<Value> {
+        self.policies
+            .iter()
+            .map(|p| {
+                json!({
+                    "vhost": vhost, "name": p.name, "pattern": p.pattern, "apply-to": "queues",
+                    "priority": POLICY_PRIORITY, "definition": policy_definition(&p.definition),
+                })
+            })
+            .collect()
     }
 
     /// The topology in RabbitMQ's definitions format (importable with
@@ -386,24 +489,56 @@ impl Topology {
                 "source": b.exchange, "vhost": vhost, "destination": b.queue,
                 "destination_type": "queue", "routing_key": b.routing_key, "arguments": {},
             })).collect::<Vec<_>>(),
-            "policies": [],
+            "policies": self.policies_json(vhost),
         })
     }
 }
 
-/// Declares a terminal's (`pos.<m>.<t>`) or cardholder's (`user.<u>`) durable result queue and
-/// binds it to `pay.results` with the same name as routing key.
-pub async fn provision_result_queue(channel: &Channel, key: &str) -> Result<(), BrokerError> {
-    channel
+/// A policy definition as JSON (the same value types as queue arguments).
+pub fn policy_definition(definition: &[(&'static str, Arg)]) -> Value {
+    json_args(definition)
+}
+
+/// Declares one durable queue on `channel`. Returns false when the queue exists with other
+/// arguments (RabbitMQ refuses the declaration with PRECONDITION_FAILED and closes the
+/// channel): it is kept as it is, and `channel` is replaced by a fresh one.
+async fn declare_queue(
+    channel: &mut Channel,
+    conn: &Connection,
+    name: &str,
+    args: &[(&'static str, Arg)],
+) -> Result<bool, BrokerError> {
+    let declared = channel
         .queue_declare(
-            key.into(),
+            name.into(),
             QueueDeclareOptions {
                 durable: true,
                 ..QueueDeclareOptions::default()
             },
-            field_table(&result_queue_args()),
+            field_table(args),
         )
-        .await?;
+        .await;
+    match declared {
+        Ok(_) => Ok(true),
+        Err(e) if has_soft_error(&e, lapin::protocol::AMQPSoftError::PRECONDITIONFAILED) => {
+            log::warn!(
+                "queue {name} exists with arguments an earlier version set ({e}); kept as it is: \
+                 its arguments override the policies until it is drained and re-created"
+            );
+            *channel = conn.create_channel().await?;
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Declares a terminal's (`pos.<m>.<t>`) or cardholder's (`user.<u>`) durable result queue and
+/// binds it to `pay.results` with the same name as routing key. One declared by an earlier
+/// version with its limits as arguments is kept as it is. Uses a channel of its own, since a
+/// refused declaration closes its channel.
+pub async fn provision_result_queue(conn: &Connection, key: &str) -> Result<(), BrokerError> {
+    let mut channel = conn.create_channel().await?;
+    declare_queue(&mut channel, conn, key, &result_queue_args()).await?;
     channel
         .queue_bind(
             key.into(),
@@ -413,6 +548,7 @@ pub async fn provision_result_queue(channel: &Channel, key: &str) -> Result<(), 
             FieldTable::default(),
         )
         .await?;
+    let _ = channel.close(200, "provisioned".into()).await;
     Ok(())
 }
 
@@ -421,7 +557,7 @@ pub async fn provision_result_queue(channel: &Channel, key: &str) -> Result<(), 
 /// Shard queues are numbered from 0 without gaps, so the search stops at the first one that
 /// does not exist.
 pub async fn stranded_shards(
-    conn: &lapin::Connection,
+    conn: &Connection,
     shards: Shards,
 ) -> Result<Vec<(String, u32)>, BrokerError> {
     let mut stranded = Vec::new();
@@ -458,7 +594,7 @@ pub async fn stranded_shards(
 /// subscribed to, kept five minutes for debugging). Every other queue keeps what it has; a
 /// difference there is reported by `admin topology check`. Returns the queues replaced.
 pub async fn replace_outdated(
-    conn: &lapin::Connection,
+    conn: &Connection,
     topology: &Topology,
 ) -> Result<Vec<String>, BrokerError> {
     let mut replaced = Vec::new();
@@ -520,14 +656,34 @@ mod tests {
                 b.exchange
             );
         }
-        for q in &t.queues {
-            let overflow = q.args.iter().find(|(k, _)| *k == "x-overflow");
-            assert_eq!(
-                overflow,
-                Some(&("x-overflow", Arg::Str("reject-publish"))),
+    }
+
+    #[test]
+    fn every_policy_refuses_rather_than_drops_and_queues_carry_no_limits() {
+        // Which queue each policy reaches is checked against RabbitMQ's own matching in the
+        // integration tests (tests/integration/topology.rs).
+        let t = topology(Shards::DEFAULT);
+        let mut names: Vec<&str> = t.policies.iter().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), t.policies.len());
+        for p in &t.policies {
+            assert!(p.name.starts_with(POLICY_PREFIX), "{}", p.name);
+            assert!(
+                p.definition
+                    .contains(&("overflow", Arg::Str("reject-publish"))),
                 "{}",
-                q.name
+                p.name
             );
+        }
+        for q in &t.queues {
+            for (k, _) in &q.args {
+                assert!(
+                    ["x-queue-type", "x-single-active-consumer"].contains(k),
+                    "{} has {k}",
+                    q.name
+                );
+            }
         }
     }
 

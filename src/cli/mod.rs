@@ -63,11 +63,26 @@ pub struct Cli {
 pub enum Command {
     /// Apply pending database migrations.
     Migrate,
-    /// Declare exchanges, queues and bindings on the broker.
+    /// Declare exchanges, queues and bindings on the broker, and the policies that set the
+    /// queues' limits (through the management API, RABBITMQ_MANAGEMENT_URL).
+    #[command(after_long_help = "\
+Examples:
+  campuspay topology                      # missing policies, then exchanges, queues, bindings
+  campuspay topology --reset-policies     # also put back policies an operator changed
+  campuspay topology --print-definitions > definitions.json
+
+Queue limits (length, overflow, delivery limit, dead-lettering, TTL) are policies named
+campuspay-*: change one with rabbitmqctl set_policy or the management UI, no queue is
+redeclared. campuspay topology leaves existing policies as they are unless --reset-policies;
+campuspay admin topology check lists tuned policies as notes and broken ones as drift.")]
     Topology {
         /// Print the topology as RabbitMQ definitions JSON instead of declaring it.
         #[arg(long)]
         print_definitions: bool,
+        /// Overwrite existing campuspay-* policies with the code's definitions (default: only
+        /// create missing ones, keeping what an operator tuned).
+        #[arg(long, conflicts_with = "print_definitions")]
+        reset_policies: bool,
     },
     /// Run pipeline stages (all by default) until SIGTERM or Ctrl-C.
     #[command(after_long_help = "\
@@ -347,7 +362,10 @@ async fn pool(config: &Config) -> Result<db::Pool, CliError> {
 async fn dispatch(command: Command, config: Config) -> Result<ExitCode, CliError> {
     match command {
         Command::Migrate => run::migrate(config).await,
-        Command::Topology { print_definitions } => run::topology(print_definitions, config).await,
+        Command::Topology {
+            print_definitions,
+            reset_policies,
+        } => run::topology(print_definitions, reset_policies, config).await,
         Command::Qr { command } => Ok(qr::run(command)),
         Command::Completions { .. } => Ok(ExitCode::SUCCESS),
         Command::Run {

@@ -2,6 +2,8 @@
 //! running the pipeline stages until a signal.
 
 use super::{pool, CliError};
+use campuspay::admin::management::Management;
+use campuspay::admin::queues::{self, ExistingPolicies};
 use campuspay::broker::connection::connect_retrying;
 use campuspay::broker::topology::{self, StageName};
 use campuspay::config::Config;
@@ -21,6 +23,7 @@ pub(super) async fn migrate(config: Config) -> Result<ExitCode, CliError> {
 
 pub(super) async fn topology(
     print_definitions: bool,
+    reset_policies: bool,
     config: Config,
 ) -> Result<ExitCode, CliError> {
     let t = topology::topology(config.settlement_shards);
@@ -34,9 +37,32 @@ pub(super) async fn topology(
         for q in topology::replace_outdated(&conn, &t).await? {
             outln!("replaced {q} (declared by an earlier version with other arguments)");
         }
-        let channel = conn.create_channel().await?;
-        t.declare(&channel).await?;
+        let mgmt = Management::new(&config.management_url).map_err(queues::QueuesError::from)?;
+        let vhost = queues::vhost_of(&config.amqp_url)?;
+        let existing = if reset_policies {
+            ExistingPolicies::Reset
+        } else {
+            ExistingPolicies::Keep
+        };
+        let done = queues::set_up(&conn, &mgmt, &vhost, &t, existing).await?;
         let _ = conn.close(200, "done".into()).await;
+        outln!(
+            "policies: {} set, {} kept as they are{}",
+            done.policies_set.len(),
+            done.policies_kept.len(),
+            if done.policies_kept.is_empty() {
+                ""
+            } else {
+                " (--reset-policies puts the code's back)"
+            }
+        );
+        for q in &done.queues_kept_with_arguments {
+            outln!(
+                "kept {q}: an earlier version gave it its limits as queue arguments, which \
+                 override the policies; drain it, delete it and run campuspay topology again \
+                 to let the policies apply"
+            );
+        }
         outln!(
             "declared {} exchanges, {} queues, {} bindings",
             t.exchanges.len(),

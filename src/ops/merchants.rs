@@ -165,8 +165,7 @@ pub async fn remove_terminal(
 /// Declares a result queue (terminal or cardholder) and binds it to `pay.results`.
 pub(super) async fn provision(ops: &Ops, queue: &str) -> Result<(), OpsError> {
     let conn = connect_retrying(&ops.config.amqp_url, "campuspay admin", 3).await?;
-    let channel = conn.create_channel().await?;
-    provision_result_queue(&channel, queue).await?;
+    provision_result_queue(&conn, queue).await?;
     let _ = conn.close(200, "done".into()).await;
     Ok(())
 }

@@ -96,9 +96,9 @@ impl ResultHub {
         backoff: &mut Backoff,
     ) -> Result<(), BrokerError> {
         let conn = connect(url, "campuspay platform till feed").await?;
-        let channel = conn.create_channel().await?;
         // The pipeline's user may declare it (an existing one is left as it is).
-        provision_result_queue(&channel, key).await?;
+        provision_result_queue(&conn, key).await?;
+        let channel = conn.create_channel().await?;
         channel
             .basic_qos(PREFETCH, BasicQosOptions::default())
             .await?;

@@ -6,6 +6,8 @@
 use super::pos::Pos;
 use super::seed::{self, Campus};
 use super::{SimError, Tokens};
+use crate::admin::management::Management;
+use crate::admin::queues::{self, ExistingPolicies, QueuesError};
 use crate::broker::connection::connect_retrying;
 use crate::broker::topology::{topology, StageName};
 use crate::config::Config;
@@ -219,9 +221,10 @@ pub async fn run(config: &Config, opts: &DemoOptions) -> Result<DemoReport, SimE
     let conn = connect_retrying(&config.amqp_url, "campuspay demo", 10).await?;
     let t = topology(config.settlement_shards);
     crate::broker::topology::replace_outdated(&conn, &t).await?;
-    let channel = conn.create_channel().await?;
-    t.declare(&channel).await?;
-    println!("broker topology declared");
+    let mgmt = Management::new(&config.management_url).map_err(QueuesError::from)?;
+    let vhost = queues::vhost_of(&config.amqp_url)?;
+    queues::set_up(&conn, &mgmt, &vhost, &t, ExistingPolicies::Keep).await?;
+    println!("broker topology declared, with its policies");
     let campus = seed::seed(&pool).await?;
     println!(
         "campus seeded: {} merchants, {} terminals, {} cardholders (top-ups done)",

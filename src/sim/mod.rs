@@ -19,6 +19,8 @@ pub enum SimError {
     Db(#[from] crate::db::DbError),
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    #[error(transparent)]
+    Queues(#[from] crate::admin::queues::QueuesError),
     #[error(
         "no result for request {request_id} within {secs} s (send query.v1, then reversal.v1)"
     )]

@@ -35,8 +35,8 @@ impl Subscriber {
     /// Provisions the queue (declares and binds it: the pipeline's own user may) and consumes
     /// it.
     pub async fn open(conn: &Connection, queue: &str) -> Result<Subscriber, SimError> {
+        provision_result_queue(conn, queue).await?;
         let channel = conn.create_channel().await?;
-        provision_result_queue(&channel, queue).await?;
         Self::consume(channel, queue).await
     }
 

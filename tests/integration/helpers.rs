@@ -101,11 +101,15 @@ impl TestEnv {
         let conn = campuspay::broker::connection::connect_retrying(&amqp_url, "campuspay test", 5)
             .await
             .expect("amqp connect");
-        let channel = conn.create_channel().await.expect("channel");
-        topology(config.settlement_shards)
-            .declare(&channel)
-            .await
-            .expect("declare topology");
+        campuspay::admin::queues::set_up(
+            &conn,
+            &mgmt,
+            &name,
+            &topology(config.settlement_shards),
+            campuspay::admin::queues::ExistingPolicies::Reset,
+        )
+        .await
+        .expect("declare topology and its policies");
         let jwt = JwtKeys::new(&config.keys);
         TestEnv {
             config,

@@ -80,8 +80,9 @@ async fn purge_needs_yes_and_money_moving_stage_queues_need_force() {
     // No stage runs, so what is published stays where it lands.
     let env = TestEnv::empty().await;
     let amqp = env.config.amqp_url.clone();
-    let channel = env.conn.create_channel().await.unwrap();
-    provision_result_queue(&channel, "pos.m9.t9").await.unwrap();
+    provision_result_queue(&env.conn, "pos.m9.t9")
+        .await
+        .unwrap();
     let p = publisher(&env).await;
     for i in 0..3 {
         p.publish(Outgoing::json(

@@ -12,12 +12,13 @@
 //! Everything here takes the URLs (or a `Management` client) as parameters, so the integration
 //! tests drive it against their own vhost; the command-line front end is `cli::broker` in the
 //! binary. One file per operation: `overview` (admin queues), `purge`, `dead_letter` (decoding
-//! a dead letter), `custody` (taking dead letters from pay.dead: list, show, replay, drop) and
-//! `topology_check`; this file holds the error and the helpers they share.
+//! a dead letter), `custody` (taking dead letters from pay.dead: list, show, replay, drop),
+//! `policies` (setting up the broker with the queues' limits) and `topology_check`; this file holds the error and the helpers they share.
 
 mod custody;
 mod dead_letter;
 mod overview;
+mod policies;
 mod purge;
 mod topology_check;
 
@@ -31,6 +32,7 @@ pub use dead_letter::{
 pub use overview::{
     queue_overview, summarize, warnings_for, QueueOverview, QueueRow, ResultGroup, BACKLOG_READY,
 };
+pub use policies::{apply_policies, set_up, ExistingPolicies, SetUp};
 pub use purge::{purge, purge_protection, PurgeConfirm, Purged};
 pub use topology_check::{
     committed_definitions, compare, topology_check, Drift, TopologyReport, DEFINITIONS_FILE,

@@ -60,9 +60,20 @@ impl QueueRow {
             publish_rate: rate(v, "publish"),
             deliver_rate: rate(v, "deliver_get"),
             awaiting_dead_letter: n("messages_dlx"),
-            max_length: v["arguments"]["x-max-length"].as_u64(),
+            max_length: max_length(v),
             name,
         }
+    }
+}
+
+/// The limit in force: a policy's `max-length`, or a queue argument left by an earlier version
+/// (when both are set RabbitMQ applies the lower).
+fn max_length(v: &Value) -> Option<u64> {
+    let argument = v["arguments"]["x-max-length"].as_u64();
+    let policy = v["effective_policy_definition"]["max-length"].as_u64();
+    match (argument, policy) {
+        (Some(a), Some(p)) => Some(a.min(p)),
+        (a, p) => a.or(p),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::{blocking, is_result_queue, QueuesError};
 use crate::admin::management::Management;
-use crate::broker::topology::{self, Arg, Shards, RESULTS};
+use crate::broker::topology::{self, Arg, Shards, Topology, POLICY_PREFIX, RESULTS};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,9 +19,10 @@ const BUILT_IN_DEFINITIONS: &str = include_str!("../../../rabbitmq/definitions.j
 pub struct Drift {
     /// `broker` or the definitions file compared with the code.
     pub source: String,
-    /// `missing`, `extra` or `different`.
+    /// `missing`, `extra`, `different`, or `tuned` (a policy value other than the code's,
+    /// which on a broker is an operator's choice and reported as a note).
     pub problem: &'static str,
-    /// `exchange`, `queue` or `binding`.
+    /// `exchange`, `queue`, `binding` or `policy`.
     pub object: &'static str,
     pub name: String,
     pub detail: String,
@@ -33,7 +34,7 @@ pub struct TopologyReport {
     pub definitions_file: String,
     pub ok: bool,
     pub drift: Vec<Drift>,
-    /// Not drift, but worth knowing (policies can change queue arguments).
+    /// Not drift, but worth knowing: limits an operator tuned in a policy.
     pub notes: Vec<String>,
 }
 
@@ -63,6 +64,8 @@ struct Defs {
     queues: BTreeMap<String, Value>,
     /// (source, destination type, destination, routing key, canonical arguments)
     bindings: BTreeSet<(String, String, String, String, String)>,
+    /// name → {pattern, apply-to, priority, definition}
+    policies: BTreeMap<String, Value>,
 }
 
 fn args_of(v: &Value) -> Value {
@@ -97,6 +100,14 @@ impl Defs {
             d.queues.insert(
                 s(q, "name"),
                 json!({"durable": q["durable"], "auto_delete": q["auto_delete"], "arguments": args_of(q)}),
+            );
+        }
+        // Older definitions files have no policies.
+        for p in v["policies"].as_array().into_iter().flatten() {
+            d.policies.insert(
+                s(p, "name"),
+                json!({"pattern": p["pattern"], "apply-to": p["apply-to"],
+                       "priority": p["priority"], "definition": p["definition"]}),
             );
         }
         for b in list("bindings")? {
@@ -138,7 +149,17 @@ fn differences(expected: &Value, actual: &Value) -> Vec<String> {
                 if x != y {
                     let show =
                         |v: Option<&Value>| v.map(|v| v.to_string()).unwrap_or("none".into());
-                    out.push(format!("{key}: expected {}, found {}", show(x), show(y)));
+                    let why = if x.is_none() && POLICY_KEYS.contains(&key.as_str()) {
+                        " (a limit set as a queue argument by an earlier version overrides the \
+                         policy: drain the queue, delete it and run campuspay topology)"
+                    } else {
+                        ""
+                    };
+                    out.push(format!(
+                        "{key}: expected {}, found {}{why}",
+                        show(x),
+                        show(y)
+                    ));
                 }
             }
         } else if ev != av {
@@ -146,6 +167,48 @@ fn differences(expected: &Value, actual: &Value) -> Vec<String> {
         }
     }
     out
+}
+
+/// Queue arguments that a policy now sets.
+const POLICY_KEYS: [&str; 7] = [
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-dead-letter-strategy",
+    "x-overflow",
+    "x-delivery-limit",
+    "x-max-length",
+    "x-message-ttl",
+];
+
+/// A policy of `actual` against the code's: its reach (pattern, apply-to, priority) and every
+/// key the code sets must be there; other values are `tuned`.
+fn policy_differences(expected: &Value, actual: &Value) -> (Vec<String>, Vec<String>) {
+    let mut broken = Vec::new();
+    let mut tuned = Vec::new();
+    for k in ["pattern", "apply-to", "priority"] {
+        if expected[k] != actual[k] {
+            broken.push(format!(
+                "{k}: expected {}, found {}",
+                expected[k], actual[k]
+            ));
+        }
+    }
+    let empty = Map::new();
+    let ed = expected["definition"].as_object().unwrap_or(&empty);
+    let ad = actual["definition"].as_object().unwrap_or(&empty);
+    for (k, ev) in ed {
+        match ad.get(k) {
+            None => broken.push(format!("{k}: expected {ev}, found none")),
+            Some(av) if av != ev => tuned.push(format!("{k}: {av} (the code's is {ev})")),
+            Some(_) => {}
+        }
+    }
+    for (k, av) in ad {
+        if !ed.contains_key(k) {
+            tuned.push(format!("{k}: {av} (not set by the code)"));
+        }
+    }
+    (broken, tuned)
 }
 
 fn arg_json(a: &Arg) -> Value {
@@ -215,6 +278,30 @@ pub fn compare(expected: &Value, actual: &Value, source: &str) -> Result<Vec<Dri
     for b in e.bindings.difference(&a.bindings) {
         push("missing", "binding", &show(b), String::new());
     }
+    for (name, ev) in &e.policies {
+        match a.policies.get(name) {
+            None => push(
+                "missing",
+                "policy",
+                name,
+                "its queues have no limits: run campuspay topology".into(),
+            ),
+            Some(av) => {
+                let (broken, tuned) = policy_differences(ev, av);
+                if !broken.is_empty() {
+                    push("different", "policy", name, broken.join("; "));
+                }
+                if !tuned.is_empty() {
+                    push("tuned", "policy", name, tuned.join("; "));
+                }
+            }
+        }
+    }
+    for name in a.policies.keys() {
+        if name.starts_with(POLICY_PREFIX) && !e.policies.contains_key(name) {
+            push("extra", "policy", name, "not in the code's topology".into());
+        }
+    }
     let our_exchanges: BTreeSet<&String> = e.exchanges.keys().collect();
     for b in a.bindings.difference(&e.bindings) {
         let (src, _, dest, key, _) = b;
@@ -253,20 +340,30 @@ pub async fn topology_check(
     shards: Shards,
 ) -> Result<TopologyReport, QueuesError> {
     let (m, v) = (mgmt.clone(), vhost.to_owned());
-    let live = blocking(move || m.definitions(&v)).await?;
-    let expected = topology::topology(shards).definitions_json();
-    let mut drift = compare(&expected, &live, "broker")?;
+    let (live, queues) = blocking(move || Ok((m.definitions(&v)?, m.queues(&v)?))).await?;
+    let code = topology::topology(shards);
+    let mut drift = compare(&code.definitions_json(), &live, "broker")?;
+    for d in policies_in_effect(&code, &queues) {
+        // One entry per queue: its arguments and its policy together.
+        match drift
+            .iter_mut()
+            .find(|e| e.object == "queue" && e.name == d.name && e.problem == d.problem)
+        {
+            Some(e) => e.detail = format!("{}; {}", e.detail, d.detail),
+            None => drift.push(d),
+        }
+    }
+    // A tuned policy on the broker is the operator's choice: a note, not drift.
+    let (tuned, mut drift): (Vec<Drift>, Vec<Drift>) =
+        drift.into_iter().partition(|d| d.problem == "tuned");
+    let notes = tuned
+        .iter()
+        .map(|d| format!("policy {} is tuned: {}", d.name, d.detail))
+        .collect();
     // The committed file is rendered with the default shard count, whatever this deployment
     // uses.
     let rendered = topology::topology(Shards::DEFAULT).definitions_json();
     drift.extend(compare(&rendered, committed, committed_name)?);
-    let mut notes = Vec::new();
-    for p in live["policies"].as_array().into_iter().flatten() {
-        notes.push(format!(
-            "policy {} (pattern {}, apply-to {}) may change arguments the code sets: {}",
-            p["name"], p["pattern"], p["apply-to"], p["definition"]
-        ));
-    }
     Ok(TopologyReport {
         vhost: vhost.to_owned(),
         definitions_file: committed_name.to_owned(),
@@ -274,6 +371,43 @@ pub async fn topology_check(
         drift,
         notes,
     })
+}
+
+/// Each of the code's queues, and every result queue, must have the code's policy in effect:
+/// another policy of higher priority replaces it whole (policies do not merge), and a queue with
+/// none has no limits. `queues` is the management API's queue list.
+fn policies_in_effect(code: &Topology, queues: &[Value]) -> Vec<Drift> {
+    let mut expected: BTreeMap<&str, String> = code
+        .queues
+        .iter()
+        .map(|q| (q.name.as_str(), q.policy.clone()))
+        .collect();
+    let results = topology::result_queue_policy();
+    let mut drift = Vec::new();
+    for q in queues {
+        let name = q["name"].as_str().unwrap_or_default();
+        let want = match expected.remove(name) {
+            Some(p) => p,
+            None if is_result_queue(name) => results.clone(),
+            None => continue,
+        };
+        // The management API shows a new queue's policy only with its first statistics, some
+        // seconds after it was declared: no key is "not known yet", null is "none".
+        let Some(found) = q.get("policy") else {
+            continue;
+        };
+        let found = found.as_str().unwrap_or("none");
+        if found != want {
+            drift.push(Drift {
+                source: "broker".into(),
+                problem: "different",
+                object: "queue",
+                name: name.to_owned(),
+                detail: format!("policy in effect: {found}, expected {want}"),
+            });
+        }
+    }
+    drift
 }
 
 /// The committed definitions: `path`, else `rabbitmq/definitions.json` in the working
@@ -314,8 +448,7 @@ mod tests {
         // A result queue and a server-named queue with their bindings are not drift.
         live["queues"].as_array_mut().unwrap().push(json!({
             "name": "pos.m1.t1", "durable": true, "auto_delete": false,
-            "arguments": {"x-queue-type": "quorum", "x-message-ttl": 86_400_000,
-                          "x-max-length": 10_000, "x-overflow": "reject-publish"}}));
+            "arguments": {"x-queue-type": "quorum"}}));
         live["bindings"].as_array_mut().unwrap().extend([
             json!({"source": "pay.results", "destination": "pos.m1.t1",
                    "destination_type": "queue", "routing_key": "pos.m1.t1", "arguments": {}}),
@@ -338,6 +471,20 @@ mod tests {
         }
         live["queues"].as_array_mut().unwrap().push(json!({
             "name": "campuspay.bogus", "durable": true, "auto_delete": false, "arguments": {}}));
+        // Policies: one gone, one lost a key the code sets, one tuned by an operator.
+        let policies = live["policies"].as_array_mut().unwrap();
+        policies.retain(|p| p["name"] != "campuspay-dead");
+        for p in policies.iter_mut() {
+            if p["name"] == "campuspay-stage-fee" {
+                p["definition"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("delivery-limit");
+            }
+            if p["name"] == "campuspay-results" {
+                p["definition"]["max-length"] = json!(500);
+            }
+        }
         // A terminal's result queue made by an earlier version (classic: one node's loss
         // takes it away) is reported.
         live["queues"].as_array_mut().unwrap().push(json!({
@@ -377,7 +524,26 @@ mod tests {
             summary.contains(&("different", "queue", "pos.m1.t2")),
             "{summary:?}"
         );
-        assert_eq!(drift.len(), 5, "{drift:?}");
+        assert!(
+            summary.contains(&("missing", "policy", "campuspay-dead")),
+            "{summary:?}"
+        );
+        assert!(
+            summary.contains(&("different", "policy", "campuspay-stage-fee")),
+            "{summary:?}"
+        );
+        assert!(
+            summary.contains(&("tuned", "policy", "campuspay-results")),
+            "{summary:?}"
+        );
+        assert_eq!(drift.len(), 8, "{drift:?}");
+        let t2 = drift.iter().find(|d| d.name == "pos.m1.t2").unwrap();
+        assert!(
+            t2.detail
+                .contains("x-max-length: expected none, found 10000 (a limit"),
+            "{}",
+            t2.detail
+        );
         let fanout = drift.iter().find(|d| d.name == "campuspay.fanout").unwrap();
         assert!(fanout
             .detail
