@@ -25,6 +25,14 @@ RMQ_MGMT_PORT=15672
 RMQ_MGMT_USER=guest
 RMQ_MGMT_PASS=guest
 RMQ_PROMETHEUS_PORT=15692
+# RabbitMQ 3.x hands out file handles (sockets and files) from a budget of about 90 % of its
+# process's open-file limit. Started through Debian's wrapper (`su rabbitmq`), the node gets
+# su's soft limit of 1024, a budget of 927: the test suite and a benchmark against the same
+# node run out of it, and every new connection then waits inside the broker, before its
+# "accepting AMQP connection" line and without a word to the client, until another one
+# closes (a client sees its handshake time out). The node is started with its soft limit
+# raised to the hard one, and a running node below this many is reported.
+RMQ_MIN_FDS=4096
 # rabbitmq_prometheus: the queue metrics the alerts of deploy/prometheus/ use (port 15692).
 # (Settlement shards are routed by card id modulo the shard count on a direct exchange: the
 # consistent-hash exchange plugin is not needed.)
@@ -228,6 +236,33 @@ rmq_node_ok() {
     fi
 }
 
+# What the rabbitmq user runs to start the node (Debian's wrapper then starts it itself):
+# the open-file soft limit up to the hard one first (see RMQ_MIN_FDS).
+rmq_start_as_rabbitmq() {
+    local server
+    server=$(command -v rabbitmq-server || echo /usr/sbin/rabbitmq-server)
+    # shellcheck disable=SC2016 # expanded by the rabbitmq user's shell
+    printf 'n=$(ulimit -Hn); [ "$n" = unlimited ] && n=65536; ulimit -n "$n" && exec %s -detached' "$server"
+}
+rmq_start() { printf "su rabbitmq -s /bin/sh -c '%s'" "$(rmq_start_as_rabbitmq)"; }
+
+# Warns when the running node may hold fewer than RMQ_MIN_FDS file handles (the management
+# API's fd_total). Not restarted here: other work may be using it.
+check_rabbitmq_fd_limit() {
+    local total
+    total=$(mgmt_get /api/nodes 2>/dev/null | grep -o '"fd_total":[0-9]*' | head -1 | cut -d: -f2) || true
+    if [[ -z "$total" ]]; then
+        warn "rabbitmq: could not read the node's open-file limit from the management API"
+    elif ((total < RMQ_MIN_FDS)); then
+        warn "rabbitmq: the node may hold only $total open files (ulimit -n of its process);" \
+            "under load (the test suite beside a benchmark) new connections then wait in the" \
+            "broker until one closes and clients time out. When nothing else uses it, restart" \
+            "it: rabbitmqctl stop && $0"
+    else
+        log "rabbitmq: open-file limit $total"
+    fi
+}
+
 ensure_rabbitmq_running() {
     if rmq_ready; then
         log "rabbitmq: already accepting connections on $RMQ_HOST:$RMQ_PORT"
@@ -239,20 +274,20 @@ ensure_rabbitmq_running() {
             apt_install rabbitmq-server
         else
             need_root "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server"
-            need_root "rabbitmq-server -detached"
+            need_root "$(rmq_start)"
             return
         fi
     fi
     if ! is_root; then
-        need_root "rabbitmq-server -detached"
+        need_root "$(rmq_start)"
         return
     fi
 
     # apt's postinst may have launched it already (it usually can't without
     # systemd, but check before starting a second node).
     if ! rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
-        log "rabbitmq: starting (rabbitmq-server -detached)"
-        rabbitmq-server -detached
+        log "rabbitmq: starting ($(rmq_start))"
+        su rabbitmq -s /bin/sh -c "$(rmq_start_as_rabbitmq)"
     fi
     wait_until 60 "rabbitmq" rmq_node_ok ||
         die "rabbitmq did not come up on $RMQ_HOST:$RMQ_PORT within 60 s (see /var/log/rabbitmq/)"
@@ -383,6 +418,7 @@ main() {
     ensure_postgres_trust
     ensure_rabbitmq_plugins
     ensure_rabbitmq_feature_flags
+    check_rabbitmq_fd_limit
 
     still_up 30 pg_ready || die "postgresql stopped accepting connections"
     still_up 30 rmq_ready || die "rabbitmq stopped accepting connections"
