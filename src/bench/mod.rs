@@ -132,12 +132,15 @@ pub struct BenchArgs {
     /// broker a little CPU).
     #[arg(long)]
     pub no_queue_stats: bool,
-    /// Run the workers as `campuspay run` with the HTTP platform on a free local port instead of
-    /// `run --no-http`, and scrape their `/metrics` for per-stage batch statistics (batches,
-    /// batch time, how busy each stage is). The platform also starts its result hub, which
-    /// consumes the cardholders' copies of the results (without it they go to `pay.unrouted`).
+    /// Scrape the workers' `/metrics` for per-stage batch statistics (batches, batch time, how
+    /// busy each stage is).
     #[arg(long)]
     pub worker_metrics: bool,
+    /// Run the workers as `campuspay run --no-http`: without the platform, whose result hub
+    /// consumes the cardholders' copies of the results as in production (without it they go
+    /// to `pay.unrouted`).
+    #[arg(long)]
+    pub no_result_hub: bool,
     /// Do not `ANALYZE` the database when the warm-up ends. The bench starts from empty
     /// transaction and ledger tables; without fresh statistics the planner keeps planning for
     /// empty tables (sequential scans of a table that grows by thousands of rows a second),
