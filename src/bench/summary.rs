@@ -163,12 +163,13 @@ pub fn summarize(dir: &Path) -> Result<(Summary, String), String> {
             low_load.publishes_at_max,
             &|v| v <= 2.2,
         ),
-        target(
-            "broker publishes per payment at 200/s offered",
-            "(reported)",
-            low_load.publishes_at_200,
-            &|_| true,
-        ),
+        // Reported only: at low load the stages' batches are small, so their messages count.
+        Target {
+            name: "broker publishes per payment at 200/s offered".into(),
+            goal: "(reported)".into(),
+            measured: low_load.publishes_at_200,
+            met: None,
+        },
         target(
             "soak at 70 % of saturation: worker RSS at minute 10 / minute 2",
             "0.95–1.05",
@@ -253,10 +254,11 @@ pub fn summarize(dir: &Path) -> Result<(Summary, String), String> {
             x.name,
             x.goal,
             opt(x.measured, 2),
-            match x.met {
-                Some(true) => "yes",
-                Some(false) => "NO",
-                None => "not measured",
+            match (x.met, x.measured) {
+                (Some(true), _) => "yes",
+                (Some(false), _) => "NO",
+                (None, Some(_)) => "–",
+                (None, None) => "not measured",
             }
         );
     }
