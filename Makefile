@@ -30,12 +30,14 @@
 #   make tls-node / tls-node-down
 #                   a throw-away RabbitMQ node speaking only amqps:// on 5681 with a
 #                   CA made on the spot; prints AMQPS_URL and the CA file (root)
-#   make bench      release build, then the raw 5-hop chain baseline, pgbench
-#                   tpcb-like, the pipeline at max throughput (closed loop) and
-#                   at 200/1000/2000 payments/s offered (open loop), then a
-#                   memory soak at 1000/s for BENCH_SOAK_SECS (600; 0 skips it);
-#                   reports and summary.md (ratios, targets) in bench-out/
-#                   (docs/PERFORMANCE.md). About 20 minutes (8 without the soak).
+#   make bench      release build, then the raw 5-hop chain baseline, the 1-hop
+#                   chain (the POS contract alone), pgbench tpcb-like, the
+#                   pipeline at max throughput (closed loop), at 200/1000/2000
+#                   payments/s and at half the measured maximum offered (open
+#                   loop), then a memory soak at 70 % of that maximum for
+#                   BENCH_SOAK_SECS (600; 0 skips it); reports and summary.md
+#                   (ratios, targets) in bench-out/ (docs/PERFORMANCE.md).
+#                   About 22 minutes (10 without the soak).
 #   make bench-cluster
 #                   the closed loop and 200/s offered on the single default node,
 #                   then on the local cluster, and the ratios: the cost of
@@ -167,15 +169,21 @@ bench: services
 	    --json $(BENCH_OUT)/chain.json --svg $(BENCH_OUT)/chain.svg
 	$(RBIN) bench --baseline pgbench --duration $(BENCH_SECS) \
 	    --json $(BENCH_OUT)/pgbench.json --svg $(BENCH_OUT)/pgbench.svg
+	$(RBIN) bench --baseline chain --chain-hops 1 --closed --duration $(BENCH_SECS) --warmup $(BENCH_WARMUP) $(BENCH_FLAGS) \
+	    --json $(BENCH_OUT)/chain-1hop.json --svg $(BENCH_OUT)/chain-1hop.svg
 	$(RBIN) bench --closed --duration $(BENCH_SECS) --warmup $(BENCH_WARMUP) $(BENCH_FLAGS) \
 	    --json $(BENCH_OUT)/pipeline-max.json --svg $(BENCH_OUT)/pipeline-max.svg
 	for rate in $(BENCH_RATES); do \
 	    $(RBIN) bench --rate $$rate --duration $(BENCH_LAT_SECS) --warmup $(BENCH_WARMUP) $(BENCH_FLAGS) \
 	        --json $(BENCH_OUT)/pipeline-open-$$rate.json --svg $(BENCH_OUT)/pipeline-open-$$rate.svg; \
 	done
+	half=$$(jq '.throughput_per_sec * 0.5 | floor' $(BENCH_OUT)/pipeline-max.json); \
+	$(RBIN) bench --rate $$half --duration $(BENCH_LAT_SECS) --warmup $(BENCH_WARMUP) $(BENCH_FLAGS) \
+	    --json $(BENCH_OUT)/pipeline-open-half.json --svg $(BENCH_OUT)/pipeline-open-half.svg
 	if [[ "$(BENCH_SOAK_SECS)" != 0 ]]; then \
-	    $(RBIN) bench --rate 1000 --duration $(BENCH_SOAK_SECS) --warmup $(BENCH_WARMUP) $(BENCH_FLAGS) \
-	        --json $(BENCH_OUT)/pipeline-soak-1000.json --svg $(BENCH_OUT)/pipeline-soak-1000.svg; \
+	    soak=$$(jq '.throughput_per_sec * 0.7 | floor' $(BENCH_OUT)/pipeline-max.json); \
+	    $(RBIN) bench --rate $$soak --duration $(BENCH_SOAK_SECS) --warmup $(BENCH_WARMUP) $(BENCH_FLAGS) \
+	        --json $(BENCH_OUT)/pipeline-soak.json --svg $(BENCH_OUT)/pipeline-soak.svg; \
 	fi
 	$(RBIN) bench --summarize $(BENCH_OUT)
 

@@ -104,6 +104,10 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Unacked deliveries per stage consumer; also the largest natural batch.
     pub prefetch: u16,
+    /// The request stage's adaptive linger (`CAMPUSPAY_LINGER_MS`, 20; 0–50, 0 turns it off):
+    /// how long `qr_validation` may wait for more requests when they arrive often enough that
+    /// waiting gathers a batch (`broker::consumer::Linger`, docs/PERFORMANCE.md §9).
+    pub linger: Duration,
     pub db_pool_size: u32,
     /// How long a publisher waits for the broker's confirm before treating it as a failure.
     pub confirm_timeout: Duration,
@@ -339,6 +343,7 @@ impl Config {
             )?,
             max_message_bytes: parse_num("CAMPUSPAY_MAX_MESSAGE_BYTES", 16 * 1024, 256, 1 << 20)?,
             prefetch: parse_num("CAMPUSPAY_PREFETCH", 300, 1, 1000)?,
+            linger: Duration::from_millis(parse_num("CAMPUSPAY_LINGER_MS", 20, 0, 50)?),
             db_pool_size: parse_num("CAMPUSPAY_DB_POOL", 8, 1, 100)?,
             confirm_timeout: Duration::from_secs(parse_num(
                 "CAMPUSPAY_CONFIRM_TIMEOUT_SECS",
@@ -392,6 +397,7 @@ impl Config {
                 .unwrap_or_else(|| chrono::Offset::fix(&chrono::Utc)),
             max_message_bytes: 16 * 1024,
             prefetch: 300,
+            linger: Duration::from_millis(20),
             db_pool_size: 8,
             confirm_timeout: Duration::from_secs(10),
             settlement_shards: Shards::DEFAULT,

@@ -1,10 +1,11 @@
 //! `campuspay bench`: measures the pipeline end to end on its own fresh database and vhost, and
 //! the two baselines the targets are stated against (`docs/PERFORMANCE.md`):
 //!
-//! - the pipeline: a campus is seeded in bulk (`seed`), a worker process (`campuspay run
-//!   --no-http`, so the load generator's CPU is not the worker's) runs every stage, and the load
-//!   generator (`load`) plays POS terminals, open loop at a fixed rate or closed loop with a
-//!   fixed number of payments in flight;
+//! - the pipeline: a campus is seeded in bulk (`seed`), a worker process (`campuspay run`, so
+//!   the load generator's CPU is not the worker's) runs every stage and the platform, whose
+//!   result hub consumes the cardholders' copies, and the load generator (`load`) plays POS
+//!   terminals, open loop at a fixed rate or closed loop with a fixed number of payments in
+//!   flight;
 //! - `--baseline chain`: five confirmed quorum-queue hops, one message per payment, same
 //!   library, same load generator (`chain`);
 //! - `--baseline pgbench`: `pgbench -b tpcb-like` against the same PostgreSQL (`pgbench`);
@@ -100,8 +101,8 @@ pub struct BenchArgs {
     /// AMQP connections the simulated terminals share (default: one per terminal).
     #[arg(long)]
     pub pos_connections: Option<usize>,
-    /// Worker processes running every stage (`campuspay run --no-http`); 0 runs the stages
-    /// inside the bench process instead.
+    /// Worker processes running every stage and the platform (`campuspay run`); 0 runs the
+    /// stages inside the bench process instead.
     #[arg(long, default_value_t = 1)]
     pub workers: u32,
     /// Closed loop: payment codes are issued for at most this rate over the whole run.
@@ -132,12 +133,15 @@ pub struct BenchArgs {
     /// broker a little CPU).
     #[arg(long)]
     pub no_queue_stats: bool,
-    /// Run the workers as `campuspay run` with the HTTP platform on a free local port instead of
-    /// `run --no-http`, and scrape their `/metrics` for per-stage batch statistics (batches,
-    /// batch time, how busy each stage is). The platform also starts its result hub, which
-    /// consumes the cardholders' copies of the results (without it they go to `pay.unrouted`).
+    /// Scrape the workers' `/metrics` for per-stage batch statistics (batches, batch time, how
+    /// busy each stage is).
     #[arg(long)]
     pub worker_metrics: bool,
+    /// Run the workers as `campuspay run --no-http`: without the platform, whose result hub
+    /// consumes the cardholders' copies of the results as in production (without it they go
+    /// to `pay.unrouted`).
+    #[arg(long)]
+    pub no_result_hub: bool,
     /// Do not `ANALYZE` the database when the warm-up ends. The bench starts from empty
     /// transaction and ledger tables; without fresh statistics the planner keeps planning for
     /// empty tables (sequential scans of a table that grows by thousands of rows a second),

@@ -149,13 +149,21 @@ async fn pipeline_inner(
             }
             // Every worker serves its operations listener (`/metrics`) on a free port of its
             // own; it is scraped only when asked for.
-            run_args.push("--no-http");
             let addr = free_local_addr()?;
             if args.worker_metrics {
                 metrics_urls.push(format!("http://{addr}/metrics"));
             }
             let mut envs = envs.to_vec();
             envs.push(("CAMPUSPAY_OPS_ADDR", addr.as_str()));
+            // As in production, the platform runs beside the stages (on a free port of its
+            // own): its result hub consumes the cardholders' copies of the results, which would
+            // otherwise fall into `pay.unrouted` and cost the broker nothing to deliver.
+            let http_addr = free_local_addr()?;
+            if args.no_result_hub {
+                run_args.push("--no-http");
+            } else {
+                envs.push(("CAMPUSPAY_HTTP_ADDR", http_addr.as_str()));
+            }
             children.spawn(&run_args, &envs, &log)?;
         }
     }

@@ -1,5 +1,7 @@
-//! The consumer loop that feeds a stage: take what has arrived (natural batching, never a
-//! timer), hand the batch to the stage, publish its output with confirms, and only then ack.
+//! The consumer loop that feeds a stage: take what has arrived (natural batching; on the request
+//! queue, a short adaptive linger when requests come often enough to gather a batch by waiting
+//! — `Linger`), hand the batch to the stage, publish its output with confirms, and only then
+//! ack.
 //! Reconnects with back-off when the connection or channel dies; unacked deliveries are then
 //! redelivered by the broker and absorbed by the stages' idempotency.
 
@@ -75,6 +77,58 @@ pub struct ConsumerSpec {
     pub standby: Duration,
     /// Where this loop reports its state (`/readyz`).
     pub health: crate::health::ConsumerProbe,
+    /// Adaptive linger (zero: never). When a batch starts small while messages have been
+    /// arriving often enough that another is expected within this window, wait up to this long
+    /// for more before handling it: at a few hundred payments a second every stage would
+    /// otherwise pay its fixed cost (a database round trip per statement, a commit, a confirmed
+    /// publish) per payment. At a trickle it never waits; under load the queue holds a batch
+    /// already and it does not wait either.
+    pub linger: Duration,
+}
+
+/// Arrival rate of a queue's messages, as the consumer saw it (an exponentially weighted
+/// average over batches), and whether lingering for more is worth it.
+#[derive(Debug)]
+pub struct Linger {
+    window: Duration,
+    last_batch: Option<std::time::Instant>,
+    /// Messages per second.
+    rate: f64,
+}
+
+impl Linger {
+    pub fn new(window: Duration) -> Linger {
+        Linger {
+            window,
+            last_batch: None,
+            rate: 0.0,
+        }
+    }
+
+    /// Records a batch of `n` messages that started at `at`.
+    pub fn record(&mut self, at: std::time::Instant, n: usize) {
+        if let Some(last) = self.last_batch {
+            let secs = at.duration_since(last).as_secs_f64().max(1e-4);
+            let now = n as f64 / secs;
+            self.rate = 0.8 * self.rate + 0.2 * now;
+        }
+        self.last_batch = Some(at);
+    }
+
+    /// How long to wait for more after a batch of `have` has been taken (zero: do not). Waits
+    /// only when at least one more message is expected within the window and the batch holds
+    /// fewer than the window is expected to bring: under load the batch is full already.
+    pub fn wait_for(&self, have: usize) -> Duration {
+        if self.window.is_zero() {
+            return Duration::ZERO;
+        }
+        let expected = self.rate * self.window.as_secs_f64();
+        if expected >= 1.0 && (have as f64) < expected {
+            self.window
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 /// In-place retries of a failing batch before it is handed back to the broker (each hand-back
@@ -232,6 +286,7 @@ async fn session(
         spec.prefetch
     );
     backoff.reset();
+    let mut linger = Linger::new(spec.linger);
     loop {
         let first = tokio::select! {
             d = consumer.next() => d,
@@ -247,6 +302,7 @@ async fn session(
             Some(Err(e)) => return Err(e.into()),
             None => return Err(BrokerError::ConsumerClosed),
         };
+        let started = std::time::Instant::now();
         // Natural batching: whatever is already buffered, up to the prefetch.
         while batch.len() < usize::from(spec.prefetch) {
             match consumer.next().now_or_never() {
@@ -255,6 +311,20 @@ async fn session(
                 Some(None) | None => break,
             }
         }
+        // Then, if it pays, a short wait for more (never past the prefetch).
+        let wait = linger.wait_for(batch.len());
+        if !wait.is_zero() {
+            let deadline = tokio::time::Instant::from_std(started) + wait;
+            while batch.len() < usize::from(spec.prefetch) {
+                match tokio::time::timeout_at(deadline, consumer.next()).await {
+                    Ok(Some(Ok(d))) => batch.push(d),
+                    Ok(Some(Err(e))) => return Err(e.into()),
+                    Ok(None) => return Err(BrokerError::ConsumerClosed),
+                    Err(_elapsed) => break,
+                }
+            }
+        }
+        linger.record(started, batch.len());
         settle_batch(spec, handler, &conn, &mut publisher, batch).await?;
     }
 }
@@ -421,4 +491,44 @@ async fn settle_batch(
         started.elapsed().as_secs_f64(),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Linger;
+    use std::time::{Duration, Instant};
+
+    /// Batches of `n` every `gap`, as the consumer records them.
+    fn fed(window_ms: u64, gap: Duration, n: usize, batches: u32) -> Linger {
+        let mut l = Linger::new(Duration::from_millis(window_ms));
+        let start = Instant::now();
+        for i in 0..batches {
+            l.record(start + gap * i, n);
+        }
+        l
+    }
+
+    #[test]
+    fn lingers_only_when_more_is_expected_within_the_window() {
+        // 200 requests a second, one at a time: a 10 ms window expects two more.
+        let busy = fed(10, Duration::from_millis(5), 1, 50);
+        assert_eq!(busy.wait_for(1), Duration::from_millis(10));
+        // A batch as large as the window would bring is not held back.
+        assert_eq!(busy.wait_for(2), Duration::ZERO);
+        // A trickle (a payment every second) never waits.
+        let quiet = fed(10, Duration::from_secs(1), 1, 50);
+        assert_eq!(quiet.wait_for(1), Duration::ZERO);
+        // Under load the queue holds big batches already.
+        let loaded = fed(10, Duration::from_millis(100), 300, 50);
+        assert_eq!(loaded.wait_for(300), Duration::ZERO);
+        // Off, and before anything was seen.
+        assert_eq!(
+            fed(0, Duration::from_millis(5), 1, 50).wait_for(1),
+            Duration::ZERO
+        );
+        assert_eq!(
+            Linger::new(Duration::from_millis(10)).wait_for(1),
+            Duration::ZERO
+        );
+    }
 }

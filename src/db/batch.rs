@@ -7,7 +7,7 @@
 //! batches touching the same rows wait for each other instead of deadlocking.
 
 use super::DbError;
-use crate::domain::{CodeState, DeclineReason, Money, TxState};
+use crate::domain::{CardStatus, CodeState, DeclineReason, Money, TxState};
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
@@ -35,9 +35,12 @@ pub struct CodeClaim<'a> {
 }
 
 /// Marks the claimed codes used by their transactions, if each is still unused, unexpired and
-/// the card's; returns the transactions that got their code. The row lock this takes is what
-/// makes two scans of one code resolve to exactly one winner: the loser's UPDATE waits, then
-/// finds the code used. Two claims of one code in the same batch also yield one winner.
+/// the card's, and the card is active; returns the transactions that got their code. The row
+/// lock this takes is what makes two scans of one code resolve to exactly one winner: the
+/// loser's UPDATE waits, then finds the code used. Two claims of one code in the same batch
+/// also yield one winner. The card's status is read in the same statement (not locked, as the
+/// separate read it replaces did not lock it either); a claim that lost says why in
+/// `lost_claims`.
 pub fn consume_codes(
     conn: &mut PgConnection,
     claims: &[CodeClaim<'_>],
@@ -54,6 +57,7 @@ pub fn consume_codes(
              FROM unnest($1::bytea[], $2::int8[], $3::uuid[]) AS v(hash, card, tx) \
              WHERE p.code_hash = v.hash AND p.card_id = v.card \
                AND p.state = $6 AND p.expires_at > $4 \
+               AND EXISTS (SELECT 1 FROM cards c WHERE c.id = v.card AND c.status = $7) \
              RETURNING p.transaction_id AS id",
         )
         .bind::<Array<Binary>, _>(hashes)
@@ -62,6 +66,7 @@ pub fn consume_codes(
         .bind::<Timestamptz, _>(at)
         .bind::<Text, _>(CodeState::Used)
         .bind::<Text, _>(CodeState::Unused)
+        .bind::<Text, _>(CardStatus::Active)
         .load(conn)?;
         won.extend(rows.into_iter().map(|r| r.id));
     }

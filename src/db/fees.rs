@@ -77,61 +77,62 @@ pub fn apply_fees(
         .collect();
     let merchant_ids: Vec<&MerchantId> = items.iter().map(|i| &i.merchant_id).collect();
     let rules = rules_in_force(conn, &identities, &merchant_ids)?;
-    conn.transaction(|conn| {
-        let mut planned: Vec<(usize, Uuid, Money, Option<i64>)> = Vec::new();
-        for (i, item) in items.iter_mut().enumerate() {
-            if !item.is_pending() {
-                continue;
-            }
-            let (Some(card), Some(amount), Some(tx)) =
-                (&item.card, item.amount, item.transaction_id)
-            else {
-                item.decline(DeclineReason::InternalError, now_micros());
-                continue;
-            };
-            let (fee, rule) = fee_for(&rules, card.identity, &item.merchant_id, amount);
-            planned.push((i, tx.0, fee, rule.map(|r| r.0)));
+    // No transaction of its own: each statement below commits alone, and that is enough. The
+    // fee update is idempotent (it writes only rows without a fee) and a batch whose update
+    // ran in part is handled whole when it is retried, reading back what was stored. A
+    // BEGIN and a COMMIT around it were two more round trips per batch for nothing.
+    let mut planned: Vec<(usize, Uuid, Money, Option<i64>)> = Vec::new();
+    for (i, item) in items.iter_mut().enumerate() {
+        if !item.is_pending() {
+            continue;
         }
-        // Transaction-id order: the row locks this update takes are taken in one order.
-        planned.sort_by_key(|p| p.1);
-        let writes: Vec<(Uuid, Decimal, Option<i64>)> =
-            planned.iter().map(|p| (p.1, p.2.value(), p.3)).collect();
-        let stored_now = batch::set_fees(conn, &writes)?;
-        // A retry finds the fee stored the first time and keeps it (a rule may have changed
-        // since).
-        let earlier: Vec<Uuid> = planned
-            .iter()
-            .map(|p| p.1)
-            .filter(|id| !stored_now.contains(id))
-            .collect();
-        let stored: HashMap<Uuid, (Option<Decimal>, Option<i64>)> = if earlier.is_empty() {
-            HashMap::new()
-        } else {
-            transactions::table
-                .filter(transactions::id.eq_any(&earlier))
-                .select((
-                    transactions::id,
-                    transactions::fee,
-                    transactions::fee_rule_id,
-                ))
-                .load::<(Uuid, Option<Decimal>, Option<i64>)>(conn)?
-                .into_iter()
-                .map(|(id, fee, rule)| (id, (fee, rule)))
-                .collect()
+        let (Some(card), Some(amount), Some(tx)) = (&item.card, item.amount, item.transaction_id)
+        else {
+            item.decline(DeclineReason::InternalError, now_micros());
+            continue;
         };
-        for (i, tx, fee, rule_id) in planned {
-            let item = &mut items[i];
-            match stored.get(&tx) {
-                Some(&(stored_fee, stored_rule)) => {
-                    item.fee = Some(stored_fee.map(money).unwrap_or(fee));
-                    item.fee_rule_id = stored_rule;
-                }
-                None => {
-                    item.fee = Some(fee);
-                    item.fee_rule_id = rule_id;
-                }
+        let (fee, rule) = fee_for(&rules, card.identity, &item.merchant_id, amount);
+        planned.push((i, tx.0, fee, rule.map(|r| r.0)));
+    }
+    // Transaction-id order: the row locks this update takes are taken in one order.
+    planned.sort_by_key(|p| p.1);
+    let writes: Vec<(Uuid, Decimal, Option<i64>)> =
+        planned.iter().map(|p| (p.1, p.2.value(), p.3)).collect();
+    let stored_now = batch::set_fees(conn, &writes)?;
+    // A retry finds the fee stored the first time and keeps it (a rule may have changed
+    // since).
+    let earlier: Vec<Uuid> = planned
+        .iter()
+        .map(|p| p.1)
+        .filter(|id| !stored_now.contains(id))
+        .collect();
+    let stored: HashMap<Uuid, (Option<Decimal>, Option<i64>)> = if earlier.is_empty() {
+        HashMap::new()
+    } else {
+        transactions::table
+            .filter(transactions::id.eq_any(&earlier))
+            .select((
+                transactions::id,
+                transactions::fee,
+                transactions::fee_rule_id,
+            ))
+            .load::<(Uuid, Option<Decimal>, Option<i64>)>(conn)?
+            .into_iter()
+            .map(|(id, fee, rule)| (id, (fee, rule)))
+            .collect()
+    };
+    for (i, tx, fee, rule_id) in planned {
+        let item = &mut items[i];
+        match stored.get(&tx) {
+            Some(&(stored_fee, stored_rule)) => {
+                item.fee = Some(stored_fee.map(money).unwrap_or(fee));
+                item.fee_rule_id = stored_rule;
+            }
+            None => {
+                item.fee = Some(fee);
+                item.fee_rule_id = rule_id;
             }
         }
-        Ok(items)
-    })
+    }
+    Ok(items)
 }

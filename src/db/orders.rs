@@ -84,8 +84,10 @@ fn confirmed_orders(
 
 /// Order creation: records each request once (idempotent on its scope and `request_id`) and
 /// consumes its payment code. A retry gets the stored transaction back. The whole batch is a
-/// handful of statements whatever its size: one multi-row insert, one card-status read, one
-/// code update, one decline update, plus one read per request seen before.
+/// handful of statements whatever its size: one multi-row insert and one code update (which
+/// checks the card is active) when every payment goes through; a card-status read for forward
+/// scans, two reads and a decline update when some are declined, and one read per request seen
+/// before.
 pub fn create_orders(
     conn: &mut PgConnection,
     mut items: Vec<PaymentItem>,
@@ -165,8 +167,12 @@ pub fn create_orders(
             .zip(new_ids.iter().copied())
             .partition(|(_, id)| inserted.contains(id));
 
+        // A reverse scan's card must be active for its code to be consumed: the code update
+        // checks it in the same statement. A forward scan consumes no code here, so its card
+        // is read on its own (and only when the batch has one).
         let card_ids: Vec<i64> = fresh
             .iter()
+            .filter(|&&(i, _)| items[i].mode == PaymentMode::ForwardScan)
             .filter_map(|&(i, _)| items[i].card.as_ref().map(|c| c.card_id))
             .collect();
         let inactive: HashSet<i64> = if card_ids.is_empty() {
@@ -188,7 +194,7 @@ pub fn create_orders(
         for &(i, id) in &fresh {
             let item = &items[i];
             let card_id = item.card.as_ref().map_or(0, |c| c.card_id);
-            if inactive.contains(&card_id) {
+            if item.mode == PaymentMode::ForwardScan && inactive.contains(&card_id) {
                 declines.push((i, id, DeclineReason::CardFrozen));
                 continue;
             }
@@ -216,6 +222,16 @@ pub fn create_orders(
             .filter(|(_, c)| !won.contains(&c.transaction_id))
             .collect();
         if !lost.is_empty() {
+            // Why each claim lost: a card that is not active comes first (as the card's
+            // status was checked before the code's), else the code's state.
+            let lost_cards: Vec<i64> = lost.iter().map(|(_, c)| c.card_id).collect();
+            let inactive: HashSet<i64> = cards::table
+                .filter(cards::id.eq_any(&lost_cards))
+                .filter(cards::status.ne(CardStatus::Active))
+                .select(cards::id)
+                .load::<i64>(conn)?
+                .into_iter()
+                .collect();
             let hashes: Vec<&[u8]> = lost.iter().map(|(_, c)| c.hash).collect();
             let states: HashMap<Vec<u8>, CodeState> = payment_codes::table
                 .filter(payment_codes::code_hash.eq_any(&hashes))
@@ -224,9 +240,13 @@ pub fn create_orders(
                 .into_iter()
                 .collect();
             for (i, claim) in lost {
-                let reason = states
-                    .get(claim.hash)
-                    .map_or(DeclineReason::UnknownCode, |s| s.decline_reason());
+                let reason = if inactive.contains(&claim.card_id) {
+                    DeclineReason::CardFrozen
+                } else {
+                    states
+                        .get(claim.hash)
+                        .map_or(DeclineReason::UnknownCode, |s| s.decline_reason())
+                };
                 declines.push((i, claim.transaction_id, reason));
             }
         }

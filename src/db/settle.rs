@@ -6,8 +6,9 @@
 //!    deadline passed (by the database's clock, which the sweeper uses too), else its pending
 //!    answer is re-sent; anything else is final already and only re-sent;
 //! 2. each payment's card, limits and merchant account, read from the card and merchant rows of
-//!    the transaction — never from the message;
-//! 3. the card accounts, locked in id order (`journal::lock_cards`), and the day's spending;
+//!    the transaction — never from the message — and the card's spending today (with its
+//!    limits, one statement);
+//! 3. the card accounts, locked in id order (`journal::lock_cards`);
 //! 4. the decisions, in memory, in arrival order per card. A reverse scan counts its PIN as
 //!    given only when the transaction records the cardholder's confirmation (`confirmed_at`,
 //!    written by the platform after checking the PIN), never because a message says so;
@@ -15,7 +16,7 @@
 //!    confirmation (with their deadline), approvals, then the journal entries (`journal::post`,
 //!    which credits merchants and the school last, just before the commit).
 
-use super::cards::limits_of_cards;
+use super::cards::LimitsRow;
 use super::journal;
 use super::models::TransactionRow;
 use super::payments::{awaiting_of, load_card_ref, outcome_of};
@@ -32,29 +33,45 @@ use rust_decimal::Decimal;
 use std::collections::HashMap;
 use uuid::Uuid;
 
-/// Approved amounts per card since `day_start`, across both scan directions.
-fn spent_since(
+/// A card's limits and what it has spent today.
+#[derive(diesel::QueryableByName)]
+struct CardToday {
+    #[diesel(embed)]
+    limits: LimitsRow,
+    #[diesel(sql_type = diesel::sql_types::Numeric)]
+    spent: Decimal,
+}
+
+/// The cards' limits (their own, else their identity's, as `cards::limits_of_cards`) and their
+/// approved amounts since `day_start`, across both scan directions: one statement.
+fn limits_and_spending(
     conn: &mut PgConnection,
     card_ids: &[CardId],
     day_start: DateTime<Utc>,
-) -> Result<HashMap<CardId, Money>, DbError> {
+) -> Result<Vec<(LimitsRow, Money)>, DbError> {
     if card_ids.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Vec::new());
     }
     let ids: Vec<i64> = card_ids.iter().map(|c| c.0).collect();
-    let rows: Vec<(Option<i64>, Option<Decimal>)> = transactions::table
-        .filter(transactions::card_id.eq_any(&ids))
-        .filter(transactions::state.eq(TxState::Approved))
-        .filter(transactions::processed_at.ge(day_start))
-        .group_by(transactions::card_id)
-        .select((
-            transactions::card_id,
-            diesel::dsl::sum(transactions::amount),
-        ))
-        .load(conn)?;
+    let rows: Vec<CardToday> = diesel::sql_query(
+        "SELECT c.id AS card_id, c.account_id, \
+                COALESCE(c.per_txn_limit, l.per_txn_limit) AS per_txn_limit, \
+                COALESCE(c.daily_limit, l.daily_limit) AS daily_limit, \
+                COALESCE(c.password_free_limit, l.password_free_limit) AS password_free_limit, \
+                c.pin_hash IS NOT NULL AS has_pin, \
+                COALESCE((SELECT sum(t.amount) FROM transactions t \
+                          WHERE t.card_id = c.id AND t.state = $3 AND t.processed_at >= $2), 0) \
+                    AS spent \
+         FROM cards c JOIN cardholders h ON h.user_id = c.user_id \
+         JOIN identity_limits l ON l.identity = h.identity WHERE c.id = ANY($1)",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(ids)
+    .bind::<diesel::sql_types::Timestamptz, _>(day_start)
+    .bind::<diesel::sql_types::Text, _>(TxState::Approved)
+    .load(conn)?;
     Ok(rows
         .into_iter()
-        .filter_map(|(c, s)| Some((CardId(c?), money(s.unwrap_or_default()))))
+        .map(|r| (r.limits, money(r.spent)))
         .collect())
 }
 
@@ -81,15 +98,26 @@ struct MerchantBook {
 
 /// Settles a batch: see the module doc. `day_start` is when the campus day began (daily limits);
 /// a payment parked for its cardholder's confirmation waits `confirm_for`.
+///
+/// `fee_income` remembers the school's fee-income account across batches: the first migration
+/// makes it and nothing changes or removes it, so it is read once per stage (per database),
+/// not once per batch.
 pub fn settle(
     conn: &mut PgConnection,
     mut items: Vec<PaymentItem>,
     day_start: DateTime<Utc>,
     confirm_for: chrono::Duration,
+    fee_income: &std::sync::OnceLock<AccountId>,
 ) -> Result<Vec<PaymentItem>, DbError> {
     conn.transaction(|conn| {
         let at = now_micros();
-        let fee_income = journal::fee_income(conn)?;
+        let fee_income = match fee_income.get() {
+            Some(&id) => id,
+            None => {
+                let id = journal::fee_income(conn)?;
+                *fee_income.get_or_init(|| id)
+            }
+        };
 
         // 1. The transactions, locked in id order.
         let tx_ids: Vec<Uuid> = items
@@ -143,14 +171,16 @@ pub fn settle(
         } else {
             None
         };
-        let limits = limits_of_cards(conn, &card_ids)?;
-        let mut spent = spent_since(conn, &card_ids, day_start)?;
+        let limits = limits_and_spending(conn, &card_ids, day_start)?;
 
         // 3. The card accounts, locked in id order.
-        let accounts: Vec<AccountId> = limits.iter().map(|l| AccountId(l.account_id)).collect();
+        let accounts: Vec<AccountId> = limits
+            .iter()
+            .map(|(l, _)| AccountId(l.account_id))
+            .collect();
         let mut locks = journal::lock_cards(conn, &accounts)?;
         let mut books: HashMap<CardId, CardBook> = HashMap::with_capacity(limits.len());
-        for l in &limits {
+        for (l, spent_today) in &limits {
             let account = AccountId(l.account_id);
             let balance = crate::db::admin::locked_balance(&locks, account)?;
             books.insert(
@@ -159,7 +189,7 @@ pub fn settle(
                     account,
                     balance,
                     limits: Some(l.limits()),
-                    spent_today: spent.remove(&CardId(l.card_id)).unwrap_or(Money::ZERO),
+                    spent_today: *spent_today,
                     has_pin: l.has_pin,
                 },
             );

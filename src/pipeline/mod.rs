@@ -185,6 +185,13 @@ pub fn start_stage<S: Stage>(
                 confirm_timeout: config.confirm_timeout,
                 standby,
                 health: consumers.probe(&queue),
+                // Only the request queue carries one message per payment; the stages behind
+                // it receive whole batches, which the linger there has gathered already.
+                linger: if S::NAME == StageName::QrValidation {
+                    config.linger
+                } else {
+                    std::time::Duration::ZERO
+                },
             };
             let addr = addr.clone();
             let handler: consumer::Handler = Box::new(move |batch| {

@@ -7,14 +7,21 @@ use super::{decode_batches, to_stage, with_db, Deps, Stage, StageFuture};
 use crate::broker::consumer::{HandlerOutput, Incoming};
 use crate::broker::topology::StageName;
 use crate::db::settle;
+use crate::domain::AccountId;
+use std::sync::{Arc, OnceLock};
 
 pub struct Settlement {
     deps: Deps,
+    /// The school's fee-income account, read on the first batch (`settle::settle`).
+    fee_income: Arc<OnceLock<AccountId>>,
 }
 
 impl Settlement {
     pub fn new(deps: Deps) -> Settlement {
-        Settlement { deps }
+        Settlement {
+            deps,
+            fee_income: Arc::default(),
+        }
     }
 }
 
@@ -26,11 +33,12 @@ impl Stage for Settlement {
         let offset = self.deps.campus_offset;
         let confirm_for = self.deps.confirmation_timeout;
         let key = self.deps.keys.stage_mac.clone();
+        let fee_income = self.fee_income.clone();
         Box::pin(async move {
             let (items, dispositions, trace) = decode_batches(&key, &batch);
             let day_start = crate::config::campus_day_start(offset, crate::messages::now_micros());
             let items = with_db(&pool, items, move |c, items| {
-                settle::settle(c, items, day_start, confirm_for)
+                settle::settle(c, items, day_start, confirm_for, &fee_income)
             })
             .await?;
             log_items(Self::NAME, &items);
