@@ -249,8 +249,13 @@ rmq_start() { printf "su rabbitmq -s /bin/sh -c '%s'" "$(rmq_start_as_rabbitmq)"
 # Warns when the running node may hold fewer than RMQ_MIN_FDS file handles (the management
 # API's fd_total). Not restarted here: other work may be using it.
 check_rabbitmq_fd_limit() {
-    local total
-    total=$(mgmt_get /api/nodes 2>/dev/null | grep -o '"fd_total":[0-9]*' | head -1 | cut -d: -f2) || true
+    local total="" i
+    # A node just started shows its limits only with its first statistics, a few seconds on.
+    for i in $(seq 1 15); do
+        total=$(mgmt_get /api/nodes 2>/dev/null | grep -o '"fd_total":[0-9]*' | head -1 | cut -d: -f2) || true
+        [[ -n "$total" ]] && break
+        sleep 1
+    done
     if [[ -z "$total" ]]; then
         warn "rabbitmq: could not read the node's open-file limit from the management API"
     elif ((total < RMQ_MIN_FDS)); then
