@@ -97,9 +97,6 @@ pub enum DbError {
 }
 
 impl DbError {
-    /// Failures of the database or the way to it (restart, killed backend, pool exhausted,
-    /// serialisation conflict): the same work may well succeed in a moment. Everything else
-    /// (a constraint violation, a row that is not there) will fail again.
     /// The connection itself is gone (the server closed it, a restart): it must not be used
     /// again.
     pub fn is_connection_lost(&self) -> bool {
@@ -117,6 +114,9 @@ impl DbError {
         }
     }
 
+    /// Failures of the database or the way to it (restart, killed backend, pool exhausted,
+    /// serialisation conflict): the same work may well succeed in a moment. Everything else
+    /// (a constraint violation, a row that is not there) will fail again.
     pub fn is_transient(&self) -> bool {
         use diesel::result::{DatabaseErrorKind as K, Error as E};
         match self {
