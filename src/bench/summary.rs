@@ -98,7 +98,7 @@ pub fn summarize(dir: &Path) -> Result<(Summary, String), String> {
         .filter(|(_, r)| r.offered_rate.is_some_and(|x| x >= 1000.0) && r.duration_secs >= 600.0)
         .filter_map(|(_, r)| r.worker_rss_mb.as_ref().map(|m| m.growth()))
         .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
-    let low_load = issue16(&reports, pipeline_max);
+    let low_load = low_load_figures(&reports, pipeline_max);
     let target = |name: &str, goal: &str, measured: Option<f64>, ok: &dyn Fn(f64) -> bool| Target {
         name: name.into(),
         goal: goal.into(),
@@ -132,7 +132,7 @@ pub fn summarize(dir: &Path) -> Result<(Summary, String), String> {
             soak_growth,
             &|v| v <= 5.0,
         ),
-        // Issue 16: cheap at the load a campus really has.
+        // Cheap at the load a campus really has (docs/PERFORMANCE.md §9).
         target(
             "CPU per payment at 200/s offered / at saturation",
             "<= 2",
@@ -277,7 +277,7 @@ pub fn summarize(dir: &Path) -> Result<(Summary, String), String> {
     ))
 }
 
-/// The figures issue 16's targets are stated in, from one directory of reports.
+/// The figures the low-load targets are stated in, from one directory of reports.
 #[derive(Debug, Default)]
 struct LowLoad {
     /// CPU µs per payment of the benchmark's own processes (everything but "other").
@@ -302,7 +302,7 @@ fn cpu_per_payment(r: &Report) -> Option<f64> {
     Some(total - c.us_per_payment.get("other").copied().unwrap_or(0.0))
 }
 
-fn issue16(reports: &[(String, Report)], pipeline_max: Option<f64>) -> LowLoad {
+fn low_load_figures(reports: &[(String, Report)], pipeline_max: Option<f64>) -> LowLoad {
     let pipeline = |mode: &'static str| {
         reports
             .iter()
@@ -379,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn issue16_ratios_come_from_the_runs_they_name() {
+    fn low_load_ratios_come_from_the_runs_they_name() {
         let mut soak = run("pipeline", "open", Some(700.0), 700.0, 1500.0, 0.0);
         soak.duration_secs = 600.0;
         // Samples every 10 s from the start: minute 2 of the window is t = 130 s (index 12),
@@ -410,7 +410,7 @@ mod tests {
             ),
             ("e".into(), soak),
         ];
-        let l = issue16(&reports, Some(1000.0));
+        let l = low_load_figures(&reports, Some(1000.0));
         // "other" is left out of both.
         assert_eq!(l.cpu_at_200, Some(2400.0));
         assert_eq!(l.cpu_at_max, Some(1200.0));
