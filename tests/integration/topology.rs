@@ -158,6 +158,23 @@ fn fee_policy_with_max_length(code: &Topology, vhost: &str, max: u64) -> Value {
     p
 }
 
+/// Waits until the fee queue's policy in effect limits it to `max` messages.
+async fn fee_queue_max_length_becomes(env: &TestEnv, max: u64) {
+    eventually(
+        &format!("the fee queue's max-length in effect is {max}"),
+        WAIT,
+        Duration::from_millis(200),
+        || async {
+            let q = &queues_by_name(env).await["campuspay.fee"];
+            match q["effective_policy_definition"]["max-length"].as_u64() {
+                Some(n) if n == max => Ok(()),
+                other => Err(format!("max-length {other:?}")),
+            }
+        },
+    )
+    .await
+}
+
 #[actix_rt::test]
 async fn an_operator_changes_a_limit_with_a_policy_and_no_queue_is_redeclared() {
     let env = TestEnv::empty().await;
@@ -168,19 +185,7 @@ async fn an_operator_changes_a_limit_with_a_policy_and_no_queue_is_redeclared() 
         .await
         .unwrap()
         .unwrap();
-    eventually(
-        "the fee queue takes the new limit",
-        WAIT,
-        Duration::from_millis(200),
-        || async {
-            let q = &queues_by_name(&env).await["campuspay.fee"];
-            match q["effective_policy_definition"]["max-length"].as_u64() {
-                Some(2) => Ok(()),
-                other => Err(format!("max-length {other:?}")),
-            }
-        },
-    )
-    .await;
+    fee_queue_max_length_becomes(&env, 2).await;
     // No stage runs: the queue fills and then refuses (nacks) rather than drops. A quorum
     // queue refuses once it is over its limit, so it takes one message more than the limit.
     let publisher = Publisher::new(&env.conn, Duration::from_secs(10))
@@ -234,19 +239,7 @@ async fn an_operator_changes_a_limit_with_a_policy_and_no_queue_is_redeclared() 
         .await
         .unwrap();
     assert_eq!(reset.policies_set.len(), code.policies.len());
-    eventually(
-        "the fee queue is back to the code's limit",
-        WAIT,
-        Duration::from_millis(200),
-        || async {
-            let q = &queues_by_name(&env).await["campuspay.fee"];
-            match q["effective_policy_definition"]["max-length"].as_u64() {
-                Some(1_000_000) => Ok(()),
-                other => Err(format!("max-length {other:?}")),
-            }
-        },
-    )
-    .await;
+    fee_queue_max_length_becomes(&env, 1_000_000).await;
     publisher.publish(msg(5)).await.unwrap();
 }
 
