@@ -118,20 +118,25 @@ impl From<&LimitsRow> for Limits {
     }
 }
 
+/// The columns of a `LimitsRow`: a card's own limits, else its identity's. Used with
+/// `LIMITS_FROM`, here and by settlement (which reads the day's spending beside them).
+pub(super) const LIMITS_COLUMNS: &str = "c.id AS card_id, c.account_id, \
+    COALESCE(c.per_txn_limit, l.per_txn_limit) AS per_txn_limit, \
+    COALESCE(c.daily_limit, l.daily_limit) AS daily_limit, \
+    COALESCE(c.password_free_limit, l.password_free_limit) AS password_free_limit, \
+    c.pin_hash IS NOT NULL AS has_pin";
+/// Cards (`c`) with their cardholder's identity limits (`l`).
+pub(super) const LIMITS_FROM: &str = "cards c JOIN cardholders h ON h.user_id = c.user_id \
+    JOIN identity_limits l ON l.identity = h.identity";
+
 pub fn limits_of_cards(
     conn: &mut PgConnection,
     card_ids: &[CardId],
 ) -> Result<Vec<LimitsRow>, DbError> {
     let ids: Vec<i64> = card_ids.iter().map(|c| c.0).collect();
-    Ok(diesel::sql_query(
-        "SELECT c.id AS card_id, c.account_id, \
-                COALESCE(c.per_txn_limit, l.per_txn_limit) AS per_txn_limit, \
-                COALESCE(c.daily_limit, l.daily_limit) AS daily_limit, \
-                COALESCE(c.password_free_limit, l.password_free_limit) AS password_free_limit, \
-                c.pin_hash IS NOT NULL AS has_pin \
-         FROM cards c JOIN cardholders h ON h.user_id = c.user_id \
-         JOIN identity_limits l ON l.identity = h.identity WHERE c.id = ANY($1)",
-    )
+    Ok(diesel::sql_query(format!(
+        "SELECT {LIMITS_COLUMNS} FROM {LIMITS_FROM} WHERE c.id = ANY($1)"
+    ))
     .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(ids)
     .load(conn)?)
 }

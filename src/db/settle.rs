@@ -16,7 +16,7 @@
 //!    confirmation (with their deadline), approvals, then the journal entries (`journal::post`,
 //!    which credits merchants and the school last, just before the commit).
 
-use super::cards::LimitsRow;
+use super::cards::{LimitsRow, LIMITS_COLUMNS, LIMITS_FROM};
 use super::journal;
 use super::models::TransactionRow;
 use super::payments::{awaiting_of, load_card_ref, outcome_of};
@@ -53,18 +53,13 @@ fn limits_and_spending(
         return Ok(Vec::new());
     }
     let ids: Vec<i64> = card_ids.iter().map(|c| c.0).collect();
-    let rows: Vec<CardToday> = diesel::sql_query(
-        "SELECT c.id AS card_id, c.account_id, \
-                COALESCE(c.per_txn_limit, l.per_txn_limit) AS per_txn_limit, \
-                COALESCE(c.daily_limit, l.daily_limit) AS daily_limit, \
-                COALESCE(c.password_free_limit, l.password_free_limit) AS password_free_limit, \
-                c.pin_hash IS NOT NULL AS has_pin, \
+    let rows: Vec<CardToday> = diesel::sql_query(format!(
+        "SELECT {LIMITS_COLUMNS}, \
                 COALESCE((SELECT sum(t.amount) FROM transactions t \
                           WHERE t.card_id = c.id AND t.state = $3 AND t.processed_at >= $2), 0) \
                     AS spent \
-         FROM cards c JOIN cardholders h ON h.user_id = c.user_id \
-         JOIN identity_limits l ON l.identity = h.identity WHERE c.id = ANY($1)",
-    )
+         FROM {LIMITS_FROM} WHERE c.id = ANY($1)"
+    ))
     .bind::<diesel::sql_types::Array<diesel::sql_types::BigInt>, _>(ids)
     .bind::<diesel::sql_types::Timestamptz, _>(day_start)
     .bind::<diesel::sql_types::Text, _>(TxState::Approved)
