@@ -3,7 +3,7 @@
 # all feature flags enabled) are installed and
 # running on a Debian machine without systemd, then wait until both accept
 # connections. Also makes sure promtool (Debian's prometheus package) is there:
-# the tests check the alerting rules in deploy/prometheus/ with it.
+# the tests check the alerting rules in deploy/prometheus/ with it; and jq, for the benches.
 # With --browser (make test) also the browser tests' tools: Chromium,
 # chromedriver, ffmpeg (the fake camera's video) and a CJK font.
 #
@@ -355,6 +355,17 @@ ensure_rabbitmq_feature_flags() {
 # promtool
 ###############################################################################
 
+# jq: make bench derives its half-rate and soak rates from the closed-loop report with it, and
+# make bench-cluster builds its table with it.
+ensure_jq() {
+    have jq && return
+    if ! is_root; then
+        need_root "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y jq"
+        return
+    fi
+    apt_install jq
+}
+
 ensure_promtool() {
     if have promtool; then
         return
@@ -415,6 +426,7 @@ main() {
     ensure_libpq_dev
     ensure_rabbitmq_running
     ensure_promtool
+    ensure_jq
     if ((browser)); then
         ensure_browser_tools
     fi
