@@ -212,6 +212,36 @@ async fn connect_node(
     }
 }
 
+/// How long a closing handshake may take. lapin waits for the broker's close-ok (or cancel-ok)
+/// without a limit, and a broker that has already dropped the connection on its side (a deleted
+/// vhost, a partition) may never send it: a process shutting down must not wait for it forever.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Cancels `tag` on `channel` (when given) and closes `conn`, each bounded by `CLOSE_TIMEOUT`.
+/// Errors are ignored: the connection is being given up either way, and the broker hands back
+/// whatever was unacknowledged on it.
+pub async fn close_within(
+    conn: &Connection,
+    cancel: Option<(&lapin::Channel, &str)>,
+    reason: &str,
+) {
+    if let Some((channel, tag)) = cancel {
+        let cancelled = channel.basic_cancel(tag.into(), Default::default());
+        if tokio::time::timeout(CLOSE_TIMEOUT, cancelled)
+            .await
+            .is_err()
+        {
+            log::warn!("{reason}: the broker did not confirm the consumer's cancel within {CLOSE_TIMEOUT:?}");
+        }
+    }
+    if tokio::time::timeout(CLOSE_TIMEOUT, conn.close(200, reason.into()))
+        .await
+        .is_err()
+    {
+        log::warn!("{reason}: the broker did not confirm the close within {CLOSE_TIMEOUT:?}");
+    }
+}
+
 /// Retries `connect` up to `attempts` times with back-off; used by short-lived commands.
 pub async fn connect_retrying(
     url: &str,

@@ -5,16 +5,14 @@
 //! Reconnects with back-off when the connection or channel dies; unacked deliveries are then
 //! redelivered by the broker and absorbed by the stages' idempotency.
 
-use super::connection::{connect, Backoff};
+use super::connection::{close_within, connect, Backoff};
 use super::publisher::{Outgoing, Publisher};
 use super::topology::DEAD;
 use super::BrokerError;
 use futures_util::future::LocalBoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -134,6 +132,16 @@ impl Linger {
 /// In-place retries of a failing batch before it is handed back to the broker (each hand-back
 /// counts toward the queue's delivery limit, so transient outages are absorbed here).
 const IN_PLACE_RETRIES: u32 = 8;
+
+/// How long opening the channel, the publisher and the consumer on a fresh connection may take
+/// (four round trips, milliseconds when the broker is well).
+const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// How often an idle consumer looks at its connection itself. The consumer stream normally ends
+/// when the connection does; once, after the broker deleted the vhost, one of a worker's eight
+/// consumers went on waiting on a connection that was already closed, and would have waited
+/// forever.
+const CONNECTION_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs until `shutdown` becomes true. Never returns an error: it reconnects instead.
 pub async fn run(spec: ConsumerSpec, handler: Handler, mut shutdown: watch::Receiver<bool>) {
@@ -264,20 +272,33 @@ async fn session(
     )
     .await?;
     spec.health.report(crate::health::ConsumerState::Connected);
-    let channel = conn.create_channel().await?;
-    channel
-        .basic_qos(spec.prefetch, BasicQosOptions::default())
-        .await?;
-    let mut publisher = Publisher::new(&conn, spec.confirm_timeout).await?;
     let tag = format!("{}-{}", spec.stage, uuid::Uuid::new_v4().simple());
-    let mut consumer = channel
-        .basic_consume(
-            spec.queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    // Bounded: a connection the broker drops between two of these requests (its vhost being
+    // deleted, say) may leave lapin waiting for a reply that never comes.
+    let setup = async {
+        let channel = conn.create_channel().await?;
+        channel
+            .basic_qos(spec.prefetch, BasicQosOptions::default())
+            .await?;
+        let publisher = Publisher::new(&conn, spec.confirm_timeout).await?;
+        let consumer = channel
+            .basic_consume(
+                spec.queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok::<_, BrokerError>((channel, publisher, consumer))
+    };
+    let (channel, mut publisher, mut consumer) =
+        match tokio::time::timeout(SETUP_TIMEOUT, setup).await {
+            Ok(ready) => ready?,
+            Err(_) => {
+                close_within(&conn, None, "no answer while setting up").await;
+                return Err(BrokerError::SetupTimeout(SETUP_TIMEOUT));
+            }
+        };
     spec.health.report(crate::health::ConsumerState::Consuming);
     log::info!(
         "{} consuming {} (prefetch {})",
@@ -287,13 +308,20 @@ async fn session(
     );
     backoff.reset();
     let mut linger = Linger::new(spec.linger);
+    let mut check = tokio::time::interval(CONNECTION_CHECK_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
             d = consumer.next() => d,
+            _ = check.tick() => {
+                if conn.status().connected() && channel.status().connected() {
+                    continue;
+                }
+                return Err(BrokerError::ConsumerClosed);
+            }
             _ = shutdown.changed() => {
                 // Stop taking new work; everything taken so far has been settled.
-                let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
-                let _ = conn.close(200, "shutdown".into()).await;
+                close_within(&conn, Some((&channel, tag.as_str())), "shutdown").await;
                 return Ok(());
             }
         };
@@ -367,7 +395,10 @@ async fn handle_with_retries(
                     match Publisher::new(conn, spec.confirm_timeout).await {
                         Ok(fresh) => {
                             let stale = std::mem::replace(publisher, fresh);
-                            let _ = stale.channel().close(200, "renewed".into()).await;
+                            // Bounded: a channel whose publishes go unconfirmed may not
+                            // confirm its close either.
+                            let closing = stale.channel().close(200, "renewed".into());
+                            let _ = tokio::time::timeout(spec.confirm_timeout, closing).await;
                         }
                         Err(broken) => return Err(Failure::Broken(broken)),
                     }

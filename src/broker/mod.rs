@@ -37,4 +37,6 @@ pub enum BrokerError {
     BadUrl(String),
     #[error("no answer from the node within {0:?}")]
     ConnectTimeout(std::time::Duration),
+    #[error("no answer while opening the channel and consumer within {0:?}")]
+    SetupTimeout(std::time::Duration),
 }

@@ -212,6 +212,11 @@ pub fn start_stage<S: Stage>(
         .collect()
 }
 
+/// How long a graceful shutdown waits for in-flight batches. A batch takes milliseconds; this
+/// is for one stuck on an unanswering broker or database, and leaves room for the HTTP server's
+/// own drain within the 60 s the deploy units give a stop (`TimeoutStopSec`).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A running set of stages.
 pub struct Pipeline {
     shutdown: watch::Sender<bool>,
@@ -276,11 +281,25 @@ impl Pipeline {
         self.consumers.clone()
     }
 
-    /// Graceful shutdown: stop consuming, finish and ack in-flight batches, close.
+    /// Graceful shutdown: stop consuming, finish and ack in-flight batches, close; within
+    /// `SHUTDOWN_GRACE`. What has not finished by then is abandoned: its database transaction
+    /// rolls back with its connection and the broker hands its unacknowledged deliveries to
+    /// another consumer, so nothing is lost or applied twice by not waiting longer.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        for h in self.handles {
-            let _ = h.await;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        let mut abandoned = 0;
+        for mut h in self.handles {
+            if tokio::time::timeout_at(deadline, &mut h).await.is_err() {
+                h.abort();
+                abandoned += 1;
+            }
+        }
+        if abandoned > 0 {
+            log::warn!(
+                "shutdown: {abandoned} consumer(s) had not finished within {SHUTDOWN_GRACE:?}; \
+                 their unacknowledged messages go back to their queues"
+            );
         }
     }
 }

@@ -197,7 +197,7 @@ impl ResultHub {
                     None => return Err(crate::broker::BrokerError::ConsumerClosed),
                 },
                 _ = shutdown.changed() => {
-                    let _ = conn.close(200, "shutdown".into()).await;
+                    crate::broker::connection::close_within(&conn, None, "shutdown").await;
                     return Ok(());
                 }
             }

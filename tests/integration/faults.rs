@@ -70,12 +70,24 @@ impl Worker {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM and wait: the graceful path.
+    /// SIGTERM and wait: the graceful path. A worker still running after `STOP_WITHIN` is a
+    /// failure (its own shutdown gives in-flight work 30 s), not a test that hangs.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        const STOP_WITHIN: Duration = Duration::from_secs(60);
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        self.child.wait().expect("worker exits")
+        let asked = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("worker status") {
+                return status;
+            }
+            if asked.elapsed() > STOP_WITHIN {
+                self.kill();
+                panic!("the worker did not stop within {STOP_WITHIN:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
