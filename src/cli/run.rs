@@ -79,6 +79,10 @@ pub(super) async fn run(
     prefer_shards: Vec<u32>,
     config: Config,
 ) -> Result<ExitCode, CliError> {
+    // Listening for SIGTERM from the start: one that arrives while the process is still
+    // connecting (a deploy that stops what it just started) then ends in a graceful shutdown
+    // and exit 0 once it is up, instead of the signal's default, an abrupt kill.
+    let stop = StopSignal::listen();
     let shards = config.settlement_shards;
     if let Some(bad) = prefer_shards.iter().find(|s| **s >= shards.count()) {
         return Err(CliError::Usage(format!(
@@ -139,7 +143,7 @@ pub(super) async fn run(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    wait_for_signal().await;
+    stop.received().await;
     log::info!("shutting down: finishing in-flight batches");
     if let Some(p) = platform {
         p.stop().await;
@@ -181,24 +185,34 @@ async fn refuse_stranded_shards(config: &Config) -> Result<(), CliError> {
     )))
 }
 
-async fn wait_for_signal() {
+/// SIGTERM or Ctrl-C, listened for from `listen` on.
+struct StopSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignal {
+    fn listen() -> StopSignal {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            StopSignal {
+                term: signal(SignalKind::terminate()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        StopSignal {}
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn received(self) {
+        #[cfg(unix)]
+        if let Some(mut term) = self.term {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }
