@@ -2,6 +2,9 @@
 //! the pipeline running in-process, and helpers to set up a campus and pay.
 
 use campuspay::admin::management::Management;
+use campuspay::admin::queues::{
+    committed_definitions, topology_check, TopologyReport, DEFINITIONS_FILE,
+};
 use campuspay::auth::JwtKeys;
 use campuspay::broker::topology::{topology, StageName};
 use campuspay::config::{Config, DEFAULT_AMQP_URL, DEFAULT_DATABASE_URL};
@@ -31,6 +34,22 @@ fn renamed(url: &str, name: &str) -> String {
 }
 
 /// A PostgreSQL URL (one host, or libpq's `h1:p1,h2:p2` list) for database `name`.
+/// The committed `rabbitmq/definitions.json`.
+pub fn definitions_file() -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFINITIONS_FILE);
+    committed_definitions(Some(&path))
+        .expect("definitions.json")
+        .0
+}
+
+/// A topology report's drift as (problem, object, name).
+pub fn drift_found(r: &TopologyReport) -> Vec<(&str, &str, &str)> {
+    r.drift
+        .iter()
+        .map(|d| (d.problem, d.object, d.name.as_str()))
+        .collect()
+}
+
 pub fn database_url(url: &str, name: &str) -> String {
     renamed(url, name)
 }
@@ -127,6 +146,19 @@ impl TestEnv {
 
     pub fn mgmt(&self) -> &Management {
         &self.mgmt
+    }
+
+    /// `topology_check` of this test's vhost against the committed definitions.
+    pub async fn check_topology(&self) -> TopologyReport {
+        topology_check(
+            &self.mgmt,
+            &self.vhost,
+            &definitions_file(),
+            DEFINITIONS_FILE,
+            self.config.settlement_shards,
+        )
+        .await
+        .expect("topology check")
     }
 
     pub async fn merchant(&self, m: &str, terminals: &[&str]) -> MerchantId {

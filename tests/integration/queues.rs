@@ -4,8 +4,8 @@
 
 use crate::helpers::*;
 use campuspay::admin::queues::{
-    self, dead_drop, dead_list, dead_replay, purge, queue_overview, topology_check, DeadLetter,
-    PurgeConfirm, QueuesError, Selection,
+    self, dead_drop, dead_list, dead_replay, purge, queue_overview, DeadLetter, PurgeConfirm,
+    QueuesError, Selection,
 };
 use campuspay::broker::topology::{provision_result_queue, DEAD, DEAD_QUEUE, RESULTS, STAGE};
 use campuspay::broker::{Outgoing, Publisher};
@@ -537,27 +537,12 @@ async fn drop_removes_exactly_the_selected_dead_letter_and_records_it() {
     let _ = std::fs::remove_file(&record);
 }
 
-fn definitions_file() -> serde_json::Value {
-    let path = format!("{}/rabbitmq/definitions.json", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 #[actix_rt::test]
 async fn topology_check_finds_no_drift_on_a_fresh_vhost_and_reports_changes() {
     let env = TestEnv::empty().await;
     // A terminal's result queue is not drift.
     let _pos = env.pos("m1", "t1").await;
-    let committed = definitions_file();
-    let mgmt = env.mgmt().clone();
-    let r = topology_check(
-        &mgmt,
-        &env.vhost,
-        &committed,
-        "definitions.json",
-        env.config.settlement_shards,
-    )
-    .await
-    .unwrap();
+    let r = env.check_topology().await;
     assert!(r.ok, "{:?}", r.drift);
     assert!(r.drift.is_empty());
 
@@ -598,23 +583,10 @@ async fn topology_check_finds_no_drift_on_a_fresh_vhost_and_reports_changes() {
         .await
         .unwrap();
 
-    let r = topology_check(
-        &mgmt,
-        &env.vhost,
-        &committed,
-        "definitions.json",
-        env.config.settlement_shards,
-    )
-    .await
-    .unwrap();
+    let r = env.check_topology().await;
     assert!(!r.ok);
-    let found: Vec<(&str, &str, &str)> = r
-        .drift
-        .iter()
-        .map(|d| (d.problem, d.object, d.name.as_str()))
-        .collect();
     assert_eq!(
-        found,
+        drift_found(&r),
         [
             ("different", "queue", "campuspay.fanout"),
             (

@@ -2,7 +2,7 @@
 //! after `campuspay topology` all agree; the queues' limits are policies an operator can change.
 
 use crate::helpers::*;
-use campuspay::admin::queues::{set_up, topology_check, ExistingPolicies};
+use campuspay::admin::queues::{set_up, ExistingPolicies};
 use campuspay::broker::topology::{
     provision_result_queue, result_queue_policy, topology, Shards, Topology, STAGE,
 };
@@ -12,11 +12,6 @@ use lapin::types::{AMQPValue, FieldTable};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-
-fn definitions_file() -> Value {
-    let path = format!("{}/rabbitmq/definitions.json", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).expect("definitions.json")).unwrap()
-}
 
 #[test]
 fn committed_definitions_match_the_code() {
@@ -207,16 +202,8 @@ async fn an_operator_changes_a_limit_with_a_policy_and_no_queue_is_redeclared() 
     );
 
     // A tuned value is the operator's: a note, not drift.
-    let (committed, mgmt) = (definitions_file(), env.mgmt().clone());
-    let r = topology_check(
-        &mgmt,
-        &env.vhost,
-        &committed,
-        "definitions.json",
-        env.config.settlement_shards,
-    )
-    .await
-    .unwrap();
+    let mgmt = env.mgmt().clone();
+    let r = env.check_topology().await;
     assert!(r.ok, "{:?}", r.drift);
     assert!(
         r.notes
@@ -280,23 +267,10 @@ async fn a_queue_an_earlier_version_declared_with_limits_is_kept_and_reported() 
         .unwrap();
     assert_eq!(done.queues_kept_with_arguments, ["campuspay.order"]);
     // The binding deleted with the queue is back.
-    let r = topology_check(
-        &mgmt,
-        &env.vhost,
-        &definitions_file(),
-        "definitions.json",
-        env.config.settlement_shards,
-    )
-    .await
-    .unwrap();
+    let r = env.check_topology().await;
     assert!(!r.ok);
-    let found: Vec<(&str, &str, &str)> = r
-        .drift
-        .iter()
-        .map(|d| (d.problem, d.object, d.name.as_str()))
-        .collect();
     assert_eq!(
-        found,
+        drift_found(&r),
         [("different", "queue", "campuspay.order")],
         "{:?}",
         r.drift
